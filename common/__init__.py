@@ -1,0 +1,1 @@
+"""What the gateway and every service share: wire values, codec, bus, settings, health."""

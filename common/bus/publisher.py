@@ -1,0 +1,26 @@
+"""Publishing channel events: one pub/sub message per event, read by every gateway."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from redis.asyncio import Redis
+from redis.asyncio.client import Pipeline
+
+from common.codec import pack_bus
+from common.envelope import Event
+from common.keys import event_channel
+
+
+__all__ = ["event_message", "publish_event"]
+
+
+def event_message(event: Event) -> tuple[str, bytes]:
+    """The pub/sub channel and body that carry ``event``."""
+    return event_channel(event.channel), pack_bus(event.to_wire())
+
+
+async def publish_event(redis: Redis | Pipeline, event: Event) -> Any:
+    """Publish ``event`` (on a pipeline, queue it; the caller executes)."""
+    channel, body = event_message(event)
+    return await redis.publish(channel, body)

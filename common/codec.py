@@ -1,0 +1,52 @@
+"""The only place that encodes or decodes: msgpack on the bus, JSON for clients."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgpack
+import orjson
+
+from common.errors import ErrorCode, ProtocolError
+
+
+__all__ = ["dump_client", "dump_client_str", "load_bus", "load_client", "pack_bus"]
+
+_packer_options: dict[str, Any] = {"use_bin_type": True, "datetime": False}
+
+
+def pack_bus(value: dict[str, Any]) -> bytes:
+    """Encode one bus value (an envelope as a map) with msgpack."""
+    return msgpack.packb(value, **_packer_options)  # type: ignore[no-any-return]
+
+
+def load_bus(data: bytes) -> dict[str, Any]:
+    """Decode one bus value; raise :class:`ProtocolError` unless it is a map."""
+    try:
+        value = msgpack.unpackb(data, raw=False, strict_map_key=True)
+    except (ValueError, msgpack.ExtraData, msgpack.FormatError, msgpack.StackError) as exc:
+        raise ProtocolError(ErrorCode.BAD_REQUEST, f"undecodable bus entry: {exc}") from exc
+    if not isinstance(value, dict):
+        raise ProtocolError(ErrorCode.BAD_REQUEST, "a bus entry must be a map")
+    return value
+
+
+def dump_client(value: dict[str, Any]) -> bytes:
+    """Encode one client frame to UTF-8 JSON bytes."""
+    return orjson.dumps(value)
+
+
+def dump_client_str(value: dict[str, Any]) -> str:
+    """Encode one client frame to a JSON string (for clients that send text)."""
+    return orjson.dumps(value).decode()
+
+
+def load_client(text: str | bytes) -> dict[str, Any]:
+    """Decode one client frame; raise :class:`ProtocolError` unless it is a JSON object."""
+    try:
+        value = orjson.loads(text)
+    except orjson.JSONDecodeError as exc:
+        raise ProtocolError(ErrorCode.BAD_REQUEST, f"malformed JSON: {exc}") from None
+    if not isinstance(value, dict):
+        raise ProtocolError(ErrorCode.BAD_REQUEST, "a frame must be a JSON object")
+    return value

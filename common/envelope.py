@@ -1,0 +1,237 @@
+"""Bus envelopes: the values that travel between gateways and services (pure, no I/O).
+
+Every envelope is a msgpack map carrying ``v`` (format version), ``kind``, ``id`` and ``ts``
+(milliseconds since the epoch). ``docs/bus.md`` is the normative description.
+"""
+
+from __future__ import annotations
+
+import secrets
+import time
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+from common.errors import ErrorCode, ProtocolError
+
+
+__all__ = [
+    "BUS_VERSION",
+    "Event",
+    "Reply",
+    "Request",
+    "new_id",
+    "now_ms",
+    "parse_envelope",
+    "position_key",
+]
+
+BUS_VERSION: Final = 1
+
+
+def new_id() -> str:
+    """A random 128-bit id as 32 hex digits: unique enough to correlate logs and dedupe."""
+    return secrets.token_hex(16)
+
+
+def now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+def position_key(position: str) -> tuple[int, ...]:
+    """Order of channel positions: integers separated by ``-`` compared part by part.
+
+    This covers Redis Stream ids (``1700000000000-3``) and plain sequence numbers (``42``).
+
+    Raises:
+        ProtocolError: the position is not of that form.
+    """
+    try:
+        return tuple(int(part) for part in position.split("-"))
+    except ValueError:
+        raise ProtocolError(ErrorCode.BAD_REQUEST, f"invalid position {position!r}") from None
+
+
+def _field(wire: dict[str, Any], name: str, kind: type | tuple[type, ...]) -> Any:
+    value = wire.get(name)
+    if not isinstance(value, kind):
+        raise ProtocolError(ErrorCode.BAD_REQUEST, f"bus envelope field {name!r} is invalid")
+    return value
+
+
+@dataclass(frozen=True, slots=True)
+class Request:
+    """A gateway asks a service to act for one connection.
+
+    ``type`` is the client's type (``bids.place``) or ``subscribe`` for a channel subscription
+    that needs the owning service (authorization, current position, replay).
+    """
+
+    type: str
+    data: dict[str, Any]
+    gateway: str
+    connection: str
+    user: str | None
+    trace: str = field(default_factory=new_id)
+    id: str = field(default_factory=new_id)
+    ts: int = field(default_factory=now_ms)
+
+    def to_wire(self) -> dict[str, Any]:
+        return {
+            "v": BUS_VERSION,
+            "kind": "request",
+            "id": self.id,
+            "ts": self.ts,
+            "type": self.type,
+            "trace": self.trace,
+            "gw": self.gateway,
+            "conn": self.connection,
+            "user": self.user,
+            "data": self.data,
+        }
+
+    @classmethod
+    def from_wire(cls, wire: dict[str, Any]) -> Request:
+        user = wire.get("user")
+        if user is not None and not isinstance(user, str):
+            raise ProtocolError(ErrorCode.BAD_REQUEST, "bus envelope field 'user' is invalid")
+        return cls(
+            type=_field(wire, "type", str),
+            data=_field(wire, "data", dict),
+            gateway=_field(wire, "gw", str),
+            connection=_field(wire, "conn", str),
+            user=user,
+            trace=_field(wire, "trace", str),
+            id=_field(wire, "id", str),
+            ts=_field(wire, "ts", int),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Reply:
+    """A service's answer to one request, sent to the reply channel of its gateway.
+
+    Exactly one of ``data`` (ok) and ``error`` (refused) is set. ``subscribe`` lists channels
+    the gateway subscribes the connection to before it delivers the reply (a server-side
+    subscription, so that ``chat.join`` is one round trip).
+    """
+
+    request_id: str
+    connection: str
+    data: dict[str, Any] | None = None
+    error: dict[str, Any] | None = None
+    subscribe: tuple[str, ...] = ()
+    id: str = field(default_factory=new_id)
+    ts: int = field(default_factory=now_ms)
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+    def to_wire(self) -> dict[str, Any]:
+        wire: dict[str, Any] = {
+            "v": BUS_VERSION,
+            "kind": "reply",
+            "id": self.id,
+            "ts": self.ts,
+            "re": self.request_id,
+            "conn": self.connection,
+            "ok": self.error is None,
+        }
+        if self.error is None:
+            wire["data"] = self.data if self.data is not None else {}
+        else:
+            wire["error"] = self.error
+        if self.subscribe:
+            wire["subscribe"] = list(self.subscribe)
+        return wire
+
+    @classmethod
+    def from_wire(cls, wire: dict[str, Any]) -> Reply:
+        ok = _field(wire, "ok", bool)
+        subscribe = wire.get("subscribe", [])
+        if not isinstance(subscribe, list) or not all(isinstance(c, str) for c in subscribe):
+            raise ProtocolError(ErrorCode.BAD_REQUEST, "bus envelope field 'subscribe' is invalid")
+        if ok:
+            data, error = _field(wire, "data", dict), None
+        else:
+            data, error = None, _field(wire, "error", dict)
+            if not isinstance(error.get("code"), str):
+                raise ProtocolError(ErrorCode.BAD_REQUEST, "a reply error needs a code")
+        return cls(
+            request_id=_field(wire, "re", str),
+            connection=_field(wire, "conn", str),
+            data=data,
+            error=error,
+            subscribe=tuple(subscribe),
+            id=_field(wire, "id", str),
+            ts=_field(wire, "ts", int),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """Something that happened on a client channel, published by the channel's owner."""
+
+    channel: str
+    event: str
+    data: dict[str, Any]
+    position: str | None = None
+    id: str = field(default_factory=new_id)
+    ts: int = field(default_factory=now_ms)
+
+    def to_wire(self) -> dict[str, Any]:
+        return {
+            "v": BUS_VERSION,
+            "kind": "event",
+            "id": self.id,
+            "ts": self.ts,
+            "channel": self.channel,
+            "event": self.event,
+            "position": self.position,
+            "data": self.data,
+        }
+
+    def to_client(self) -> dict[str, Any]:
+        """The client frame of this event (protocol v1)."""
+        return {
+            "type": "event",
+            "channel": self.channel,
+            "event": self.event,
+            "position": self.position,
+            "data": self.data,
+        }
+
+    @classmethod
+    def from_wire(cls, wire: dict[str, Any]) -> Event:
+        position = wire.get("position")
+        if position is not None and not isinstance(position, str):
+            raise ProtocolError(ErrorCode.BAD_REQUEST, "bus envelope field 'position' is invalid")
+        return cls(
+            channel=_field(wire, "channel", str),
+            event=_field(wire, "event", str),
+            data=_field(wire, "data", dict),
+            position=position,
+            id=_field(wire, "id", str),
+            ts=_field(wire, "ts", int),
+        )
+
+
+_KINDS: dict[str, type[Request] | type[Reply] | type[Event]] = {
+    "request": Request,
+    "reply": Reply,
+    "event": Event,
+}
+
+
+def parse_envelope(wire: dict[str, Any]) -> Request | Reply | Event:
+    """Turn a decoded bus map into its envelope.
+
+    Raises:
+        ProtocolError: unknown version or kind, or a field of the wrong type.
+    """
+    if wire.get("v") != BUS_VERSION:
+        raise ProtocolError(ErrorCode.BAD_REQUEST, f"unsupported bus version {wire.get('v')!r}")
+    kind = _KINDS.get(wire.get("kind"))  # type: ignore[arg-type]
+    if kind is None:
+        raise ProtocolError(ErrorCode.BAD_REQUEST, f"unknown envelope kind {wire.get('kind')!r}")
+    return kind.from_wire(wire)

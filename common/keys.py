@@ -1,0 +1,36 @@
+"""Every Redis key, stream and pub/sub channel name the bus uses is built here."""
+
+from __future__ import annotations
+
+
+__all__ = [
+    "EVENT_CHANNEL_PREFIX",
+    "event_channel",
+    "reply_channel",
+    "request_stream",
+    "service_prefix",
+]
+
+#: Pub/sub channels of client channels carry this prefix, so that no client channel name can
+#: collide with a gateway's reply channel.
+EVENT_CHANNEL_PREFIX = "ch:"
+
+
+def request_stream(service: str) -> str:
+    """The Redis Stream a service reads its requests from (consumer group = service name)."""
+    return f"svc:{service}:requests"
+
+
+def reply_channel(gateway_id: str) -> str:
+    """The pub/sub channel carrying replies to the connections one gateway holds."""
+    return f"gw:{gateway_id}:replies"
+
+
+def event_channel(channel: str) -> str:
+    """The pub/sub channel carrying the events of one client channel."""
+    return EVENT_CHANNEL_PREFIX + channel
+
+
+def service_prefix(service: str) -> str:
+    """The key prefix under which a service keeps its own state; nothing else touches it."""
+    return f"{service}:"

@@ -1,0 +1,124 @@
+"""Running a service process: the bus worker plus health and metrics over HTTP."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Callable
+from typing import TypedDict
+
+import uvicorn
+from prometheus_client import Counter, Gauge, Histogram
+from redis.asyncio import Redis
+from starlette.applications import Starlette
+
+from common.bus.worker import RequestHandler, ServiceWorker
+from common.health import health_routes, redis_answers
+from common.log import configure_logging
+from common.server import GracefulServer
+from common.settings import Env, LogSettings, ServiceSettings
+
+
+__all__ = ["ServiceMetrics", "create_service_app", "run_service"]
+
+logger = logging.getLogger(__name__)
+
+#: Builds a service's request handler once Redis is connected.
+HandlerFactory = Callable[[Redis], RequestHandler]
+
+
+class ServiceMetrics:
+    """Prometheus metrics of a service's bus worker."""
+
+    def __init__(self, service: str) -> None:
+        self._requests = Counter(
+            "rt_service_requests",
+            "Requests handled, by type and result (ok or an error code).",
+            ["service", "type", "result"],
+        )
+        self._latency = Histogram(
+            "rt_service_request_seconds",
+            "Time to handle one request.",
+            ["service", "type"],
+            buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0),
+        )
+        self._pending = Gauge(
+            "rt_service_stream_pending", "Entries delivered but not acknowledged.", ["service"]
+        )
+        self._lag = Gauge(
+            "rt_service_stream_lag", "Entries in the stream not yet delivered.", ["service"]
+        )
+        self._bus_errors = Counter("rt_bus_errors", "Redis failures on the bus.", ["process"])
+        self._service = service
+
+    def handled(self, request_type: str, result: str, seconds: float) -> None:
+        # Types come from clients: only those a handler knew become label values.
+        if result in ("unknown_type", "dropped") or len(request_type) > 64:
+            request_type = "other"
+        self._requests.labels(self._service, request_type, result).inc()
+        self._latency.labels(self._service, request_type).observe(seconds)
+
+    def backlog(self, pending: int, lag: int) -> None:
+        self._pending.labels(self._service).set(pending)
+        self._lag.labels(self._service).set(lag)
+
+    def bus_error(self) -> None:
+        self._bus_errors.labels(self._service).inc()
+
+
+class _State(TypedDict):
+    redis: Redis
+    worker: ServiceWorker
+
+
+def create_service_app(settings: ServiceSettings, make_handler: HandlerFactory) -> Starlette:
+    """A service process as an ASGI app: its lifespan owns Redis and the bus worker."""
+    metrics = ServiceMetrics(settings.service)
+    worker_box: list[ServiceWorker] = []
+    redis_box: list[Redis] = []
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[_State]:
+        redis = Redis.from_url(settings.bus.redis_url.reveal(), socket_keepalive=True)
+        worker = ServiceWorker(redis, settings, make_handler(redis), metrics)
+        redis_box.append(redis)
+        worker_box.append(worker)
+        task = asyncio.create_task(worker.run(), name=f"{settings.service}-worker")
+        logger.info(
+            "service started",
+            extra={"service": settings.service, "consumer": worker.consumer},
+        )
+        try:
+            yield {"redis": redis, "worker": worker}
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+            await redis.aclose()
+
+    async def ready() -> bool:
+        if not worker_box:
+            return False
+        return worker_box[0].alive and await redis_answers(redis_box[0])
+
+    return Starlette(routes=health_routes(ready), lifespan=lifespan)
+
+
+def run_service(service: str, default_port: int, make_handler: HandlerFactory) -> None:
+    """The ``__main__`` of a service: read settings, serve health, consume requests."""
+    env = Env()
+    log = LogSettings.from_env(env)
+    configure_logging(log.level, log.format)
+    settings = ServiceSettings.from_env(service, default_port, env)
+    app = create_service_app(settings, make_handler)
+    config = uvicorn.Config(
+        app,
+        host=settings.host,
+        port=settings.port,
+        lifespan="on",
+        log_config=None,
+        access_log=False,
+        timeout_graceful_shutdown=5,
+    )
+    GracefulServer(config).run()

@@ -1,0 +1,230 @@
+"""Settings, read once from the environment (prefix ``RT_``); the only reader of os.environ.
+
+Each secret ``RT_X`` may instead come from the file named by ``RT_X_FILE``, so that secrets
+need not sit in the environment. Secrets are wrapped in :class:`Secret`, whose ``repr`` hides
+the value, so that a settings object can be logged whole.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from common.errors import ConfigError
+
+
+__all__ = ["BusSettings", "Env", "GatewaySettings", "LogSettings", "Secret", "ServiceSettings"]
+
+PREFIX = "RT_"
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off", ""}
+
+
+class Secret:
+    """A value that never shows in ``repr``, logs, or error messages."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str) -> None:
+        self._value = value
+
+    def reveal(self) -> str:
+        return self._value
+
+    def __repr__(self) -> str:
+        return "Secret('**********')"
+
+    def __bool__(self) -> bool:
+        return bool(self._value)
+
+
+class Env:
+    """Typed access to ``RT_*`` variables; every parse error names the variable."""
+
+    def __init__(self, environ: Mapping[str, str] | None = None) -> None:
+        self._environ = dict(os.environ if environ is None else environ)
+
+    def _raw(self, name: str) -> str | None:
+        return self._environ.get(PREFIX + name)
+
+    def string(self, name: str, default: str) -> str:
+        value = self._raw(name)
+        return default if value is None else value
+
+    def optional_string(self, name: str) -> str | None:
+        value = self._raw(name)
+        return value or None
+
+    def integer(self, name: str, default: int, *, minimum: int = 0) -> int:
+        raw = self._raw(name)
+        if raw is None:
+            return default
+        try:
+            value = int(raw)
+        except ValueError:
+            raise ConfigError(f"{PREFIX}{name} must be an integer, got {raw!r}") from None
+        if value < minimum:
+            raise ConfigError(f"{PREFIX}{name} must be at least {minimum}, got {value}")
+        return value
+
+    def number(self, name: str, default: float, *, minimum: float = 0.0) -> float:
+        raw = self._raw(name)
+        if raw is None:
+            return default
+        try:
+            value = float(raw)
+        except ValueError:
+            raise ConfigError(f"{PREFIX}{name} must be a number, got {raw!r}") from None
+        if not value >= minimum:
+            raise ConfigError(f"{PREFIX}{name} must be at least {minimum}, got {raw}")
+        return value
+
+    def flag(self, name: str, default: bool) -> bool:
+        raw = self._raw(name)
+        if raw is None:
+            return default
+        if raw.lower() in _TRUE:
+            return True
+        if raw.lower() in _FALSE:
+            return False
+        raise ConfigError(f"{PREFIX}{name} must be true or false, got {raw!r}")
+
+    def secret(self, name: str) -> Secret | None:
+        """``RT_<name>``, or the stripped content of the file ``RT_<name>_FILE`` names."""
+        value = self._raw(name)
+        path = self._raw(name + "_FILE")
+        if value and path:
+            raise ConfigError(f"set {PREFIX}{name} or {PREFIX}{name}_FILE, not both")
+        if path:
+            try:
+                value = Path(path).read_text().strip()
+            except OSError as exc:
+                raise ConfigError(f"cannot read {PREFIX}{name}_FILE: {exc.strerror}") from None
+        return Secret(value) if value else None
+
+
+@dataclass(frozen=True, slots=True)
+class BusSettings:
+    redis_url: Secret
+    #: Approximate cap of each request stream (XADD MAXLEN ~).
+    stream_maxlen: int = 100_000
+
+    @classmethod
+    def from_env(cls, env: Env) -> BusSettings:
+        url = env.secret("REDIS_URL") or Secret("redis://127.0.0.1:6379/0")
+        return cls(redis_url=url, stream_maxlen=env.integer("STREAM_MAXLEN", 100_000, minimum=100))
+
+
+@dataclass(frozen=True, slots=True)
+class GatewaySettings:
+    bus: BusSettings
+    jwt_secret: Secret
+    host: str = "127.0.0.1"
+    port: int = 8000
+    dev: bool = False
+    gateway_id: str = field(default_factory=lambda: "gw-" + secrets.token_hex(4))
+    auth_timeout: float = 30.0
+    request_timeout: float = 5.0
+    max_message_bytes: int = 64 * 1024
+    outbox_max_messages: int = 1000
+    outbox_max_bytes: int = 1024 * 1024
+    max_subscriptions: int = 100
+    max_inflight: int = 64
+    rate_limit: float = 100.0
+    rate_burst: int = 200
+    max_connections: int = 20_000
+    shutdown_grace: float = 10.0
+    close_timeout: float = 5.0
+    ping_interval: float = 20.0
+    ping_timeout: float = 20.0
+
+    @classmethod
+    def from_env(cls, env: Env | None = None) -> GatewaySettings:
+        """Read the gateway's settings.
+
+        Raises:
+            ConfigError: a value does not parse, or no JWT secret is set outside dev mode.
+        """
+        env = env or Env()
+        dev = env.flag("DEV", False)
+        jwt_secret = env.secret("JWT_SECRET")
+        if jwt_secret is None:
+            if not dev:
+                raise ConfigError(
+                    "no JWT secret: set RT_JWT_SECRET or RT_JWT_SECRET_FILE "
+                    "(or RT_DEV=1 for a throw-away development secret)"
+                )
+            jwt_secret = Secret(secrets.token_hex(32))
+        elif len(jwt_secret.reveal()) < 32 and not dev:
+            raise ConfigError("the JWT secret must be at least 32 characters")
+        gateway_id = env.optional_string("GATEWAY_ID") or "gw-" + secrets.token_hex(4)
+        return cls(
+            bus=BusSettings.from_env(env),
+            jwt_secret=jwt_secret,
+            host=env.string("HOST", "127.0.0.1"),
+            port=env.integer("PORT", 8000),
+            dev=dev,
+            gateway_id=gateway_id,
+            auth_timeout=env.number("AUTH_TIMEOUT", 30.0, minimum=0.1),
+            request_timeout=env.number("REQUEST_TIMEOUT", 5.0, minimum=0.05),
+            max_message_bytes=env.integer("MAX_MESSAGE_BYTES", 64 * 1024, minimum=256),
+            outbox_max_messages=env.integer("OUTBOX_MAX_MESSAGES", 1000, minimum=1),
+            outbox_max_bytes=env.integer("OUTBOX_MAX_BYTES", 1024 * 1024, minimum=1024),
+            max_subscriptions=env.integer("MAX_SUBSCRIPTIONS", 100, minimum=1),
+            max_inflight=env.integer("MAX_INFLIGHT", 64, minimum=1),
+            rate_limit=env.number("RATE_LIMIT", 100.0, minimum=0.1),
+            rate_burst=env.integer("RATE_BURST", 200, minimum=1),
+            max_connections=env.integer("MAX_CONNECTIONS", 20_000, minimum=1),
+            shutdown_grace=env.number("SHUTDOWN_GRACE", 10.0),
+            close_timeout=env.number("CLOSE_TIMEOUT", 5.0, minimum=0.1),
+            ping_interval=env.number("PING_INTERVAL", 20.0, minimum=1.0),
+            ping_timeout=env.number("PING_TIMEOUT", 20.0, minimum=1.0),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class ServiceSettings:
+    bus: BusSettings
+    service: str
+    instance: str
+    host: str = "127.0.0.1"
+    port: int = 0
+    #: Stream entries read per XREADGROUP.
+    batch: int = 64
+    #: How long an entry may sit unacknowledged with a consumer before another claims it.
+    claim_idle_ms: int = 15_000
+    claim_interval: float = 5.0
+
+    @classmethod
+    def from_env(cls, service: str, default_port: int, env: Env | None = None) -> ServiceSettings:
+        env = env or Env()
+        return cls(
+            bus=BusSettings.from_env(env),
+            service=service,
+            instance=env.optional_string("INSTANCE_ID") or secrets.token_hex(4),
+            host=env.string("HOST", "127.0.0.1"),
+            port=env.integer("PORT", default_port),
+            batch=env.integer("SERVICE_BATCH", 64, minimum=1),
+            claim_idle_ms=env.integer("CLAIM_IDLE_MS", 15_000, minimum=100),
+            claim_interval=env.number("CLAIM_INTERVAL", 5.0, minimum=0.05),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class LogSettings:
+    level: str = "info"
+    #: ``json``, ``console``, or ``auto`` (JSON unless stderr is a terminal).
+    format: str = "auto"
+
+    @classmethod
+    def from_env(cls, env: Env) -> LogSettings:
+        level = env.string("LOG_LEVEL", "info").lower()
+        if level not in ("debug", "info", "warning", "error"):
+            raise ConfigError(f"RT_LOG_LEVEL must be debug, info, warning or error, got {level!r}")
+        fmt = env.string("LOG_FORMAT", "auto").lower()
+        if fmt not in ("auto", "json", "console"):
+            raise ConfigError(f"RT_LOG_FORMAT must be auto, json or console, got {fmt!r}")
+        return cls(level=level, format=fmt)

@@ -1,0 +1,1 @@
+"""The WebSocket gateway: the only process clients talk to."""

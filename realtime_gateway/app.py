@@ -1,0 +1,196 @@
+"""The gateway as an ASGI app: ``create_app`` plus a lifespan that owns every resource."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import re
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any
+
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import FileResponse, JSONResponse, Response
+from starlette.routing import Route
+from starlette.types import Receive, Scope, Send
+
+from common.auth import issue_token
+from common.bus.listener import PubSubListener
+from common.bus.producer import RequestProducer
+from common.errors import CloseCode
+from common.health import health_routes, redis_answers
+from common.keys import EVENT_CHANNEL_PREFIX, reply_channel
+from common.log import connection_id
+from common.redis_server import check_server_info
+from common.settings import GatewaySettings
+from realtime_gateway.connection import Connection
+from realtime_gateway.gateway import Gateway
+from realtime_gateway.hub import Hub
+from realtime_gateway.metrics import GatewayMetrics
+from realtime_gateway.routing import Router
+from realtime_gateway.wsproto import OUTBOX_EXTENSION, GatewayWebSocketProtocol, Outbox
+
+
+__all__ = ["GatewayApp", "create_app"]
+
+logger = logging.getLogger(__name__)
+
+STATIC = Path(__file__).parent / "static"
+_DEV_USER = re.compile(r"[A-Za-z0-9_.@-]{1,64}")
+
+
+class GatewayApp:
+    """Routes ``/ws`` straight to the WebSocket handler and everything else to Starlette."""
+
+    def __init__(self, settings: GatewaySettings) -> None:
+        self.settings = settings
+        self.metrics = GatewayMetrics()
+        self.gateway: Gateway | None = None
+        self._listener: PubSubListener | None = None
+        self._redis: Redis | None = None
+        routes = [*health_routes(self._ready), Route("/", self._index)]
+        if settings.dev:
+            routes.append(Route("/dev/token", self._dev_token))
+        self.http = Starlette(routes=routes, lifespan=self._lifespan)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "websocket":
+            if scope["path"] == "/ws":
+                await self._websocket(scope, receive, send)
+            else:
+                await receive()
+                await send({"type": "websocket.close", "code": 1008})
+            return
+        await self.http(scope, receive, send)
+
+    # Resources.
+
+    @contextlib.asynccontextmanager
+    async def _lifespan(self, app: Starlette) -> AsyncIterator[None]:
+        settings = self.settings
+        redis = Redis.from_url(settings.bus.redis_url.reveal(), socket_keepalive=True)
+        try:
+            check_server_info(await redis.info("server"))
+        except (RedisError, OSError) as exc:
+            # Not fatal: the bus reconnects once Redis is up, and /readyz says so meanwhile.
+            logger.warning("Redis unreachable at start-up", extra={"error": repr(exc)})
+        replies = reply_channel(settings.gateway_id)
+
+        def producer(on_failure: Callable[[list[str], BaseException], None]) -> RequestProducer:
+            return RequestProducer(redis, maxlen=settings.bus.stream_maxlen, on_failure=on_failure)
+
+        router = Router(
+            settings.gateway_id,
+            producer,
+            timeout=settings.request_timeout,
+            metrics=self.metrics,
+        )
+
+        def on_message(channel: str, body: bytes) -> None:
+            if channel == replies:
+                router.on_message(body)
+            elif channel.startswith(EVENT_CHANNEL_PREFIX):
+                hub.on_event(channel[len(EVENT_CHANNEL_PREFIX) :], body)
+
+        listener = PubSubListener(
+            redis, on_message, [replies], on_error=self.metrics.bus_errors.inc
+        )
+        hub = Hub(listener, self.metrics)
+        self.gateway = Gateway(settings, hub, router, self.metrics)
+        self._listener, self._redis = listener, redis
+        task = asyncio.create_task(listener.run(), name="bus-listener")
+        logger.info("gateway started", extra={"gateway": settings.gateway_id})
+        try:
+            yield
+        finally:
+            self.gateway.accepting = False
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+            await router.aclose()
+            await redis.aclose()
+            logger.info("gateway stopped", extra={"gateway": settings.gateway_id})
+
+    async def _ready(self) -> bool:
+        listener, redis = self._listener, self._redis
+        if listener is None or redis is None or not listener.connected:
+            return False
+        return await redis_answers(redis)
+
+    # HTTP.
+
+    async def _index(self, request: Request) -> Response:
+        return FileResponse(STATIC / "index.html")
+
+    async def _dev_token(self, request: Request) -> Response:
+        user = request.query_params.get("user", "")
+        if not _DEV_USER.fullmatch(user):
+            return JSONResponse(
+                {"error": "give ?user= with 1-64 letters, digits or _.@-"}, status_code=400
+            )
+        return JSONResponse({"token": issue_token(self.settings.jwt_secret, user)})
+
+    # WebSocket.
+
+    async def _websocket(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await receive()  # websocket.connect
+        extension: dict[str, Any] | None = scope.get("extensions", {}).get(OUTBOX_EXTENSION)
+        gateway = self.gateway
+        if extension is None or gateway is None:
+            logger.error("the gateway must run on its own uvicorn protocol (python -m ...)")
+            await send({"type": "websocket.close", "code": 1011})
+            return
+        await send({"type": "websocket.accept"})
+        protocol: GatewayWebSocketProtocol = extension["protocol"]
+        settings = gateway.settings
+        protocol.close_timeout = settings.close_timeout
+        outbox = Outbox(
+            protocol,
+            max_messages=settings.outbox_max_messages,
+            max_bytes=settings.outbox_max_bytes,
+        )
+        connection = Connection(gateway, outbox)
+        token = connection_id.set(connection.id)
+        gateway.connections[connection.id] = connection
+        self.metrics.connections.inc()
+        try:
+            if len(gateway.connections) > settings.max_connections or not gateway.accepting:
+                connection.close(CloseCode.TRY_AGAIN_LATER, "gateway full")
+            else:
+                bearer = _bearer_token(scope)
+                if bearer is not None:
+                    connection.authenticate(bearer, None)
+                    if connection.user is None:
+                        connection.close(CloseCode.UNAUTHENTICATED, "invalid token")
+            while True:
+                message = await receive()
+                if message["type"] != "websocket.receive":
+                    break
+                text = message.get("text")
+                if text is not None:
+                    await connection.receive_text(text)
+                else:
+                    connection.receive_binary()
+        finally:
+            connection.finish()
+            del gateway.connections[connection.id]
+            self.metrics.connections.dec()
+            connection_id.reset(token)
+
+
+def _bearer_token(scope: Scope) -> str | None:
+    headers: list[tuple[bytes, bytes]] = scope["headers"]
+    for name, value in headers:
+        if name == b"authorization":
+            scheme, _, credentials = value.decode("latin-1").partition(" ")
+            if scheme.lower() == "bearer" and credentials.strip():
+                return credentials.strip()
+    return None
+
+
+def create_app(settings: GatewaySettings) -> GatewayApp:
+    return GatewayApp(settings)

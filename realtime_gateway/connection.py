@@ -1,0 +1,303 @@
+"""One client connection: authentication, limits, and dispatch of its messages."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import Any
+
+from common.auth import verify_token
+from common.codec import dump_client, load_client
+from common.envelope import Reply
+from common.errors import CloseCode, ErrorCode, ProtocolError
+from common.namespaces import Access, parse_channel
+from realtime_gateway.frames import text_frame
+from realtime_gateway.gateway import Gateway
+from realtime_gateway.protocol import (
+    Auth,
+    Ping,
+    Ref,
+    ServiceCall,
+    Subscribe,
+    Unsubscribe,
+    error_reply,
+    ok_reply,
+    parse_message,
+    parse_ref,
+)
+from realtime_gateway.tasks import spawn
+from realtime_gateway.wsproto import Outbox
+
+
+__all__ = ["Connection"]
+
+logger = logging.getLogger(__name__)
+
+#: Failed ``auth`` messages before the connection is closed with 4401.
+MAX_AUTH_FAILURES = 3
+
+
+def _error(code: ErrorCode, message: str) -> dict[str, Any]:
+    return {"code": code.value, "message": message}
+
+
+class Connection:
+    """The gateway's side of one WebSocket connection.
+
+    Outbound frames all go through :attr:`outbox`, in the order they are produced.
+    """
+
+    def __init__(self, gateway: Gateway, outbox: Outbox) -> None:
+        self.gateway = gateway
+        self.outbox = outbox
+        self.id = gateway.next_connection_id()
+        self.user: str | None = None
+        #: Channel -> whether live (False while the owner's answer to subscribe is awaited).
+        self.subscriptions: dict[str, bool] = {}
+        self.inflight = 0
+        self._auth_failures = 0
+        settings = gateway.settings
+        self._tokens = float(settings.rate_burst)
+        self._refilled = time.monotonic()
+        self._rejected_in_row = 0
+        loop = asyncio.get_running_loop()
+        self._deadline: asyncio.TimerHandle | None = loop.call_later(
+            settings.auth_timeout, self.close, CloseCode.UNAUTHENTICATED, "authentication timeout"
+        )
+
+    @property
+    def closed(self) -> bool:
+        return self.outbox.closed
+
+    def send(self, message: dict[str, Any]) -> None:
+        if self.outbox.send(text_frame(dump_client(message))):
+            self.gateway.metrics.messages_out.inc()
+
+    def close(self, code: CloseCode, reason: str) -> None:
+        if not self.outbox.closed:
+            self.gateway.metrics.closes.labels(str(int(code))).inc()
+            self.outbox.close(code, reason)
+
+    def finish(self) -> None:
+        """Release everything the connection holds, once it is gone."""
+        self.outbox.lost()
+        if self._deadline is not None:
+            self._deadline.cancel()
+            self._deadline = None
+        for channel in self.subscriptions:
+            self.gateway.hub.leave(channel, self)
+        self.subscriptions.clear()
+
+    # Incoming messages.
+
+    async def receive_text(self, text: str) -> None:
+        """Handle one text frame from the client; every error becomes an error reply."""
+        metrics = self.gateway.metrics
+        if not self._take_token():
+            metrics.messages_in.labels("limited").inc()
+            return
+        ref: Ref = None
+        try:
+            frame = load_client(text)
+            ref = parse_ref(frame)
+            message = parse_message(frame, ref)
+        except ProtocolError as exc:
+            metrics.messages_in.labels("invalid").inc()
+            self.send(error_reply(ref, _error(exc.code, exc.message)))
+            return
+        match message:
+            case Ping():
+                metrics.messages_in.labels("ping").inc()
+                self.send({"type": "pong", "ref": message.ref})
+            case Auth():
+                metrics.messages_in.labels("auth").inc()
+                self.authenticate(message.token, message.ref)
+            case _ if self.user is None:
+                metrics.messages_in.labels("unauthenticated").inc()
+                error = _error(ErrorCode.UNAUTHENTICATED, "send 'auth' with a token first")
+                self.send(error_reply(message.ref, error))
+            case Subscribe():
+                metrics.messages_in.labels("subscribe").inc()
+                await self._subscribe(message)
+            case Unsubscribe():
+                metrics.messages_in.labels("unsubscribe").inc()
+                self._unsubscribe(message)
+            case ServiceCall():
+                metrics.messages_in.labels("request").inc()
+                self._call(message)
+
+    def receive_binary(self) -> None:
+        self.gateway.metrics.messages_in.labels("invalid").inc()
+        error = _error(ErrorCode.BAD_REQUEST, "binary frames are not supported: send JSON text")
+        self.send(error_reply(None, error))
+
+    def _take_token(self) -> bool:
+        settings = self.gateway.settings
+        now = time.monotonic()
+        self._tokens = min(
+            float(settings.rate_burst),
+            self._tokens + (now - self._refilled) * settings.rate_limit,
+        )
+        self._refilled = now
+        if self._tokens >= 1.0:
+            self._tokens -= 1.0
+            self._rejected_in_row = 0
+            return True
+        self._rejected_in_row += 1
+        if self._rejected_in_row > settings.rate_burst:
+            # A client that ignores rate_limited errors is not going to slow down.
+            self.close(CloseCode.RATE_LIMITED, "rate limited")
+        else:
+            error = _error(ErrorCode.RATE_LIMITED, "too many messages: slow down")
+            self.send(error_reply(None, error))
+        return False
+
+    # Authentication.
+
+    def authenticate(self, token: object, ref: Ref) -> None:
+        """Check a token; the first success welcomes, a later one may only extend."""
+        try:
+            identity = verify_token(self.gateway.settings.jwt_secret, token)
+        except ProtocolError as exc:
+            self.send(error_reply(ref, _error(exc.code, exc.message)))
+            if exc.code is ErrorCode.UNAUTHENTICATED:
+                self._auth_failures += 1
+                if self._auth_failures >= MAX_AUTH_FAILURES and self.user is None:
+                    self.close(CloseCode.UNAUTHENTICATED, "too many failed authentications")
+            return
+        if self.user is not None and identity.user != self.user:
+            error = _error(ErrorCode.FORBIDDEN, "a connection cannot change user")
+            self.send(error_reply(ref, error))
+            return
+        if self._deadline is not None:
+            self._deadline.cancel()
+        delay = max(0.0, identity.expires_at - time.time())
+        self._deadline = asyncio.get_running_loop().call_later(
+            delay, self.close, CloseCode.UNAUTHENTICATED, "token expired"
+        )
+        if self.user is not None:
+            self.send(ok_reply(ref, {"user": self.user, "expires_at": identity.expires_at}))
+            return
+        self.user = identity.user
+        self.send(
+            {
+                "type": "welcome",
+                "ref": ref,
+                "connection": self.id,
+                "user": self.user,
+                "gateway": self.gateway.settings.gateway_id,
+            }
+        )
+
+    # Requests to services.
+
+    def _call(self, message: ServiceCall) -> None:
+        if self.inflight >= self.gateway.settings.max_inflight:
+            error = _error(ErrorCode.RATE_LIMITED, "too many requests awaiting replies")
+            self.send(error_reply(message.ref, error))
+            return
+        self.inflight += 1
+        ref = message.ref
+
+        def on_reply(reply: Reply | None, why: str) -> None:
+            self.inflight -= 1
+            if self.closed:
+                return
+            if reply is None:
+                self.send(error_reply(ref, _error(ErrorCode.SERVICE_UNAVAILABLE, why)))
+            elif reply.subscribe:
+                spawn(self._join_then_reply(reply, ref))
+            else:
+                self._deliver(reply, ref)
+
+        self.gateway.router.request(self, message.service, message.type, message.data, on_reply)
+
+    def _deliver(self, reply: Reply, ref: Ref) -> None:
+        if reply.error is None:
+            self.send(ok_reply(ref, reply.data or {}))
+        else:
+            self.send(error_reply(ref, reply.error))
+
+    async def _join_then_reply(self, reply: Reply, ref: Ref) -> None:
+        # A server-side subscription: subscribe before the reply, so events follow it.
+        for channel in reply.subscribe:
+            if channel not in self.subscriptions and not self.closed:
+                self.subscriptions[channel] = True
+                await self.gateway.hub.join(channel, self, pending=False)
+        if self.closed:
+            self.finish()
+            return
+        self._deliver(reply, ref)
+
+    # Subscriptions.
+
+    async def _subscribe(self, message: Subscribe) -> None:
+        ref, channel = message.ref, message.channel
+        try:
+            namespace = parse_channel(channel)
+        except ProtocolError as exc:
+            self.send(error_reply(ref, _error(exc.code, exc.message)))
+            return
+        if channel in self.subscriptions:
+            error = _error(ErrorCode.ALREADY_SUBSCRIBED, f"already subscribed to {channel!r}")
+            self.send(error_reply(ref, error))
+            return
+        if len(self.subscriptions) >= self.gateway.settings.max_subscriptions:
+            error = _error(ErrorCode.TOO_MANY_SUBSCRIPTIONS, "too many subscriptions")
+            self.send(error_reply(ref, error))
+            return
+        ask_owner = namespace.history or namespace.access is Access.OWNER
+        self.subscriptions[channel] = not ask_owner
+        await self.gateway.hub.join(channel, self, pending=ask_owner)
+        if self.closed:
+            self.finish()
+            return
+        if not ask_owner:
+            data: dict[str, Any] = {"channel": channel, "position": None}
+            if message.since is not None:
+                data["recovered"] = False
+            self.send(ok_reply(ref, data))
+            return
+        request: dict[str, Any] = {"channel": channel}
+        if message.since is not None:
+            request["since"] = message.since
+
+        def on_reply(reply: Reply | None, why: str) -> None:
+            if self.closed or channel not in self.subscriptions:
+                return
+            if reply is None or reply.error is not None:
+                del self.subscriptions[channel]
+                self.gateway.hub.leave(channel, self)
+                if reply is None:
+                    self.send(error_reply(ref, _error(ErrorCode.SERVICE_UNAVAILABLE, why)))
+                else:
+                    self.send(error_reply(ref, reply.error or {}))
+                return
+            self._replay(channel, ref, message.since, reply.data or {})
+
+        self.gateway.router.request(self, namespace.service, "subscribe", request, on_reply)
+
+    def _replay(self, channel: str, ref: Ref, since: str | None, answer: dict[str, Any]) -> None:
+        """Reply, then replayed events, then held live events newer than the replay."""
+        position = answer.get("position")
+        if position is not None and not isinstance(position, str):
+            position = str(position)
+        data: dict[str, Any] = {"channel": channel, "position": position}
+        if since is not None:
+            data["recovered"] = bool(answer.get("recovered", False))
+        self.send(ok_reply(ref, data))
+        for event in answer.get("events") or ():
+            if isinstance(event, dict):
+                self.send({"type": "event", "channel": channel, **event})
+        self.subscriptions[channel] = True
+        self.gateway.hub.activate(channel, self, after=position)
+
+    def _unsubscribe(self, message: Unsubscribe) -> None:
+        if message.channel not in self.subscriptions:
+            error = _error(ErrorCode.NOT_SUBSCRIBED, f"not subscribed to {message.channel!r}")
+            self.send(error_reply(message.ref, error))
+            return
+        del self.subscriptions[message.channel]
+        self.gateway.hub.leave(message.channel, self)
+        self.send(ok_reply(message.ref, {"channel": message.channel}))

@@ -1,0 +1,32 @@
+"""What every connection of one gateway process shares."""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from common.settings import GatewaySettings
+from realtime_gateway.hub import Hub
+from realtime_gateway.metrics import GatewayMetrics
+from realtime_gateway.routing import Router
+
+
+if TYPE_CHECKING:
+    from realtime_gateway.connection import Connection
+
+__all__ = ["Gateway"]
+
+
+@dataclass(slots=True)
+class Gateway:
+    settings: GatewaySettings
+    hub: Hub
+    router: Router
+    metrics: GatewayMetrics
+    connections: dict[str, Connection] = field(default_factory=dict)
+    accepting: bool = True
+    _ids: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
+
+    def next_connection_id(self) -> str:
+        return f"{self.settings.gateway_id}.{next(self._ids)}"

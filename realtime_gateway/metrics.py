@@ -1,0 +1,48 @@
+"""The gateway's Prometheus metrics. Label values never come straight from clients."""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge, Histogram
+
+
+__all__ = ["GatewayMetrics"]
+
+
+class GatewayMetrics:
+    def __init__(self) -> None:
+        self.connections = Gauge("rt_gateway_connections", "Open WebSocket connections.")
+        self.channels = Gauge(
+            "rt_gateway_channels", "Channels this gateway is subscribed to on the bus."
+        )
+        self.messages_in = Counter(
+            "rt_gateway_messages_in",
+            "Client messages received, by kind (auth, ping, subscribe, request, invalid...).",
+            ["kind"],
+        )
+        self.messages_out = Counter(
+            "rt_gateway_messages_out", "Frames queued to clients (replies and events)."
+        )
+        self.events = Counter("rt_gateway_events", "Channel events received from the bus.")
+        self.deliveries = Counter(
+            "rt_gateway_deliveries", "Channel events queued to subscribed connections."
+        )
+        self.closes = Counter(
+            "rt_gateway_closes", "Connections the gateway closed, by close code.", ["code"]
+        )
+        self.requests = Counter(
+            "rt_gateway_requests",
+            "Requests routed to services, by service and outcome (ok, error, unavailable).",
+            ["service", "outcome"],
+        )
+        self.request_seconds = Histogram(
+            "rt_gateway_request_seconds",
+            "Round trip from a client request to the service's reply.",
+            ["service"],
+            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0),
+        )
+        self.late_replies = Counter(
+            "rt_gateway_late_replies", "Replies that arrived after their request expired."
+        )
+        self.bus_errors = Counter(
+            "rt_gateway_bus_errors", "Redis failures and undecodable bus messages."
+        )

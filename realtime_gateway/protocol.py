@@ -1,0 +1,140 @@
+"""Client protocol v1, pure: frames in, typed messages or a ``ProtocolError`` out.
+
+No I/O here: the connection module feeds decoded frames in and writes what comes out.
+``docs/protocol.md`` is the normative description.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Final
+
+from common.errors import ErrorCode, ProtocolError
+from common.namespaces import NAMESPACES
+
+
+__all__ = [
+    "SERVICES",
+    "Auth",
+    "ClientMessage",
+    "Ping",
+    "Ref",
+    "ServiceCall",
+    "Subscribe",
+    "Unsubscribe",
+    "error_reply",
+    "ok_reply",
+    "parse_message",
+    "parse_ref",
+]
+
+#: Services a ``<service>.<action>`` request may name.
+SERVICES: Final = frozenset(ns.service for ns in NAMESPACES.values())
+
+Ref = str | int | None
+
+_MAX_REF_LENGTH = 128
+_MAX_TYPE_LENGTH = 64
+
+
+@dataclass(frozen=True, slots=True)
+class Auth:
+    ref: Ref
+    token: object
+
+
+@dataclass(frozen=True, slots=True)
+class Ping:
+    ref: Ref
+
+
+@dataclass(frozen=True, slots=True)
+class Subscribe:
+    ref: Ref
+    channel: str
+    since: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class Unsubscribe:
+    ref: Ref
+    channel: str
+
+
+@dataclass(frozen=True, slots=True)
+class ServiceCall:
+    ref: Ref
+    type: str
+    service: str
+    #: The frame without ``type`` and ``ref``: what the service reads.
+    data: dict[str, Any]
+
+
+ClientMessage = Auth | Ping | Subscribe | Unsubscribe | ServiceCall
+
+
+def parse_ref(frame: dict[str, Any]) -> Ref:
+    """The frame's ``ref``, checked first so that even an error reply can echo it.
+
+    Raises:
+        ProtocolError: ``ref`` is neither a string nor an integer (the reply's ref is null).
+    """
+    ref = frame.get("ref")
+    if ref is None:
+        return None
+    if isinstance(ref, str) and len(ref) <= _MAX_REF_LENGTH:
+        return ref
+    if isinstance(ref, int) and not isinstance(ref, bool) and abs(ref) < 2**53:
+        return ref
+    raise ProtocolError(
+        ErrorCode.BAD_REQUEST, "'ref' must be a string of at most 128 characters or an integer"
+    )
+
+
+def _string(frame: dict[str, Any], name: str) -> str:
+    value = frame.get(name)
+    if value is None:
+        raise ProtocolError(ErrorCode.BAD_REQUEST, f"missing field {name!r}")
+    if not isinstance(value, str):
+        raise ProtocolError(ErrorCode.BAD_REQUEST, f"field {name!r} must be a string")
+    return value
+
+
+def parse_message(frame: dict[str, Any], ref: Ref) -> ClientMessage:
+    """The typed message a decoded frame carries.
+
+    Raises:
+        ProtocolError: ``bad_request`` for a missing or malformed field, ``unknown_type`` for
+            a type that names no message and no service.
+    """
+    kind = frame.get("type")
+    if kind is None:
+        raise ProtocolError(ErrorCode.BAD_REQUEST, "missing field 'type'")
+    if not isinstance(kind, str):
+        raise ProtocolError(ErrorCode.BAD_REQUEST, "field 'type' must be a string")
+    if kind == "auth":
+        return Auth(ref, frame.get("token"))
+    if kind == "ping":
+        return Ping(ref)
+    if kind == "subscribe":
+        since = frame.get("since")
+        if since is not None and not isinstance(since, str):
+            raise ProtocolError(ErrorCode.BAD_REQUEST, "field 'since' must be a string")
+        return Subscribe(ref, _string(frame, "channel"), since)
+    if kind == "unsubscribe":
+        return Unsubscribe(ref, _string(frame, "channel"))
+    service, dot, action = kind.partition(".")
+    if not dot or not action or len(kind) > _MAX_TYPE_LENGTH or service not in SERVICES:
+        shown = kind if len(kind) <= _MAX_TYPE_LENGTH else kind[:_MAX_TYPE_LENGTH] + "..."
+        raise ProtocolError(ErrorCode.UNKNOWN_TYPE, f"unknown message type {shown!r}")
+    data = {key: value for key, value in frame.items() if key not in ("type", "ref")}
+    return ServiceCall(ref, kind, service, data)
+
+
+def ok_reply(ref: Ref, data: dict[str, Any]) -> dict[str, Any]:
+    return {"type": "reply", "ref": ref, "ok": True, "data": data}
+
+
+def error_reply(ref: Ref, error: dict[str, Any]) -> dict[str, Any]:
+    """A refusal; ``error`` carries ``code`` and ``message`` and maybe more fields."""
+    return {"type": "reply", "ref": ref, "ok": False, "error": error}

@@ -1,0 +1,128 @@
+"""Requests from connections to services, and the replies coming back.
+
+Each request waits at most ``timeout`` seconds. A reply that arrives later is dropped (and
+counted): the client already got ``service_unavailable`` for that ``ref``, and every ref gets
+exactly one reply. The request itself stays in the service's stream and is handled when an
+instance is back, which is why services make effects idempotent.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from common.bus.producer import RequestProducer
+from common.codec import load_bus, pack_bus
+from common.envelope import Reply, Request, parse_envelope
+from common.errors import ErrorCode, ProtocolError
+from realtime_gateway.metrics import GatewayMetrics
+
+
+if TYPE_CHECKING:
+    from realtime_gateway.connection import Connection
+
+__all__ = ["ReplyCallback", "Router"]
+
+logger = logging.getLogger(__name__)
+
+#: Called with the reply, or with None when the service did not answer in time.
+ReplyCallback = Callable[[Reply | None, str], None]
+
+
+@dataclass(slots=True)
+class _Pending:
+    connection: Connection
+    service: str
+    on_reply: ReplyCallback
+    timer: asyncio.TimerHandle
+    started: float
+
+
+class Router:
+    def __init__(
+        self,
+        gateway_id: str,
+        producer_factory: Callable[[Callable[[list[str], BaseException], None]], RequestProducer],
+        *,
+        timeout: float,
+        metrics: GatewayMetrics,
+    ) -> None:
+        self.gateway_id = gateway_id
+        self._producer = producer_factory(self._failed)
+        self._timeout = timeout
+        self._metrics = metrics
+        self._pending: dict[str, _Pending] = {}
+
+    @property
+    def pending(self) -> int:
+        return len(self._pending)
+
+    def request(
+        self,
+        connection: Connection,
+        service: str,
+        request_type: str,
+        data: dict[str, Any],
+        on_reply: ReplyCallback,
+    ) -> None:
+        """Send a request to ``service``; ``on_reply`` is called exactly once."""
+        request = Request(
+            type=request_type,
+            data=data,
+            gateway=self.gateway_id,
+            connection=connection.id,
+            user=connection.user,
+        )
+        loop = asyncio.get_running_loop()
+        timer = loop.call_later(self._timeout, self._expire, request.id, "did not answer in time")
+        self._pending[request.id] = _Pending(
+            connection, service, on_reply, timer, time.perf_counter()
+        )
+        self._producer.send(service, request.id, pack_bus(request.to_wire()))
+
+    def on_message(self, body: bytes) -> None:
+        """Handle one message from this gateway's reply channel."""
+        try:
+            reply = parse_envelope(load_bus(body))
+        except ProtocolError as exc:
+            self._metrics.bus_errors.inc()
+            logger.error("dropping an undecodable reply", extra={"error": exc.message})
+            return
+        if not isinstance(reply, Reply):
+            self._metrics.bus_errors.inc()
+            logger.error("dropping a non-reply on the reply channel")
+            return
+        pending = self._pending.pop(reply.request_id, None)
+        if pending is None:
+            self._metrics.late_replies.inc()
+            return
+        pending.timer.cancel()
+        self._metrics.requests.labels(pending.service, "ok" if reply.ok else "error").inc()
+        self._metrics.request_seconds.labels(pending.service).observe(
+            time.perf_counter() - pending.started
+        )
+        pending.on_reply(reply, "")
+
+    def _expire(self, request_id: str, why: str) -> None:
+        pending = self._pending.pop(request_id, None)
+        if pending is None:
+            return
+        pending.timer.cancel()
+        self._metrics.requests.labels(pending.service, "unavailable").inc()
+        pending.on_reply(None, f"service {pending.service!r} {why}")
+
+    def _failed(self, request_ids: list[str], exc: BaseException) -> None:
+        self._metrics.bus_errors.inc()
+        logger.warning("could not append requests", extra={"error": repr(exc)})
+        for request_id in request_ids:
+            self._expire(request_id, "is unreachable: the bus is down")
+
+    def unavailable_error(self, why: str) -> dict[str, Any]:
+        return {"code": ErrorCode.SERVICE_UNAVAILABLE.value, "message": why}
+
+    async def aclose(self) -> None:
+        await self._producer.aclose()
