@@ -26,7 +26,7 @@ from starlette.routing import Route
 __all__ = ["ReadinessCheck", "health_routes", "redis_answers"]
 
 # A `_created` timestamp beside every counter doubles the scrape for no use here.
-disable_created_metrics()
+disable_created_metrics()  # type: ignore[no-untyped-call]
 
 #: Returns whether the process can do its work now.
 ReadinessCheck = Callable[[], Awaitable[bool]]

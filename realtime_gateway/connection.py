@@ -289,7 +289,15 @@ class Connection:
         self.send(ok_reply(ref, data))
         for event in answer.get("events") or ():
             if isinstance(event, dict):
-                self.send({"type": "event", "channel": channel, **event})
+                self.send(
+                    {
+                        "type": "event",
+                        "channel": channel,
+                        "event": event.get("event"),
+                        "position": event.get("position"),
+                        "data": event.get("data"),
+                    }
+                )
         self.subscriptions[channel] = True
         self.gateway.hub.activate(channel, self, after=position)
 

@@ -65,9 +65,13 @@ class Hub:
             ready = asyncio.get_running_loop().create_future()
             self._ready[channel] = ready
             self._metrics.channels.set(len(self._members))
-            await self._listener.subscribe(event_channel(channel))
-            if not ready.done():
-                ready.set_result(None)
+            try:
+                await self._listener.subscribe(event_channel(channel))
+            finally:
+                # Even if this joiner is cancelled: the listener keeps the channel wanted
+                # and subscribes again after any reconnect, so later joiners need not wait.
+                if not ready.done():
+                    ready.set_result(None)
         else:
             await asyncio.shield(ready)
 

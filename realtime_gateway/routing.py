@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 from common.bus.producer import RequestProducer
 from common.codec import load_bus, pack_bus
 from common.envelope import Reply, Request, parse_envelope
-from common.errors import ErrorCode, ProtocolError
+from common.errors import ProtocolError
 from realtime_gateway.metrics import GatewayMetrics
 
 
@@ -120,9 +120,6 @@ class Router:
         logger.warning("could not append requests", extra={"error": repr(exc)})
         for request_id in request_ids:
             self._expire(request_id, "is unreachable: the bus is down")
-
-    def unavailable_error(self, why: str) -> dict[str, Any]:
-        return {"code": ErrorCode.SERVICE_UNAVAILABLE.value, "message": why}
 
     async def aclose(self) -> None:
         await self._producer.aclose()

@@ -42,6 +42,7 @@ class Outbox:
         "_max_messages",
         "_paused",
         "_protocol",
+        "_transport",
         "close_code",
         "closed",
     )
@@ -50,6 +51,7 @@ class Outbox:
         self, protocol: GatewayWebSocketProtocol, *, max_messages: int, max_bytes: int
     ) -> None:
         self._protocol = protocol
+        self._transport = protocol.transport
         self._backlog: deque[bytes] = deque()
         self._backlog_bytes = 0
         self._max_messages = max_messages
@@ -64,7 +66,7 @@ class Outbox:
         if self.closed:
             return False
         if not self._paused:
-            self._protocol.transport.write(frame)
+            self._transport.write(frame)
             return True
         self._backlog.append(frame)
         self._backlog_bytes += len(frame)
@@ -100,7 +102,7 @@ class Outbox:
             data = b"".join(self._backlog)
             self._backlog.clear()
             self._backlog_bytes = 0
-            self._protocol.transport.write(data)
+            self._transport.write(data)
 
 
 class GatewayWebSocketProtocol(WebSocketsSansIOProtocol):

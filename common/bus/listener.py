@@ -124,7 +124,11 @@ class PubSubListener:
                     kind = message["type"]
                     channel = message["channel"].decode()
                     if kind == "message":
-                        self._on_message(channel, message["data"])
+                        try:
+                            self._on_message(channel, message["data"])
+                        except Exception:
+                            # A bug in one message's handling must not stop every delivery.
+                            logger.exception("message callback failed", extra={"channel": channel})
                     elif kind == "subscribe":
                         self._confirmed(channel)
                         if not self._first_connection.is_set() and channel in self._permanent:
