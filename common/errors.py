@@ -46,6 +46,17 @@ class ErrorCode(enum.StrEnum):
     INTERNAL_ERROR = "internal_error"
     NOT_FOUND = "not_found"
 
+    # Bids.
+    AUCTION_NOT_FOUND = "auction_not_found"
+    AUCTION_CLOSED = "auction_closed"
+    BID_TOO_LOW = "bid_too_low"
+    INVALID_AMOUNT = "invalid_amount"
+
+    # Chat.
+    ROOM_NOT_FOUND = "room_not_found"
+    MESSAGE_TOO_LONG = "message_too_long"
+    EMPTY_MESSAGE = "empty_message"
+
 
 class CloseCode(enum.IntEnum):
     """WebSocket close codes the gateway sends."""

@@ -6,26 +6,59 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator, Callable
-from typing import TypedDict
+from typing import Any, TypedDict
 
 import uvicorn
 from prometheus_client import Counter, Gauge, Histogram
 from redis.asyncio import Redis
 from starlette.applications import Starlette
+from starlette.routing import BaseRoute
 
-from common.bus.worker import RequestHandler, ServiceWorker
+from common.bus.worker import BatchHandler, RequestHandler, ServiceWorker
+from common.envelope import Reply, Request
+from common.errors import ErrorCode, ServiceError
 from common.health import health_routes, redis_answers
 from common.log import configure_logging
 from common.server import GracefulServer
 from common.settings import Env, LogSettings, ServiceSettings
 
 
-__all__ = ["ServiceMetrics", "create_service_app", "run_service"]
+__all__ = ["Service", "ServiceMetrics", "create_service_app", "run_service"]
 
 logger = logging.getLogger(__name__)
 
-#: Builds a service's request handler once Redis is connected.
-HandlerFactory = Callable[[Redis], RequestHandler]
+
+class Service:
+    """A service's behaviour on the bus; subclasses override what they need.
+
+    ``handle`` answers one request (``subscribe`` goes to :meth:`subscribe`); a subclass
+    that sets :attr:`batch_handler` handles each read's requests together instead.
+    ``routes`` adds HTTP routes (an admin API) beside health and metrics, and
+    ``background`` runs for the life of the process (timers, sweepers).
+    """
+
+    batch_handler: BatchHandler | None = None
+
+    async def setup(self) -> None:
+        """Prepare before the first request (load Lua scripts, seed data)."""
+
+    async def handle(self, request: Request) -> dict[str, Any] | Reply:
+        if request.type == "subscribe":
+            return await self.subscribe(request)
+        raise ServiceError(ErrorCode.UNKNOWN_TYPE, f"unknown message type {request.type!r}")
+
+    async def subscribe(self, request: Request) -> dict[str, Any]:
+        raise ServiceError(ErrorCode.INVALID_CHANNEL, "this service keeps no channel history")
+
+    def routes(self) -> list[BaseRoute]:
+        return []
+
+    async def background(self) -> None:
+        """Run until cancelled; the default has nothing to do."""
+
+
+#: Builds a service (or a bare request handler) once Redis is connected.
+ServiceFactory = Callable[[Redis], "Service | RequestHandler"]
 
 
 class ServiceMetrics:
@@ -72,7 +105,7 @@ class _State(TypedDict):
     worker: ServiceWorker
 
 
-def create_service_app(settings: ServiceSettings, make_handler: HandlerFactory) -> Starlette:
+def create_service_app(settings: ServiceSettings, make_service: ServiceFactory) -> Starlette:
     """A service process as an ASGI app: its lifespan owns Redis and the bus worker."""
     metrics = ServiceMetrics(settings.service)
     worker_box: list[ServiceWorker] = []
@@ -81,10 +114,19 @@ def create_service_app(settings: ServiceSettings, make_handler: HandlerFactory) 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[_State]:
         redis = Redis.from_url(settings.bus.redis_url.reveal(), socket_keepalive=True)
-        worker = ServiceWorker(redis, settings, make_handler(redis), metrics)
+        made = make_service(redis)
+        service = made if isinstance(made, Service) else _HandlerService(made)
+        await service.setup()
+        app.router.routes.extend(service.routes())
+        worker = ServiceWorker(
+            redis, settings, service.handle, metrics, batch_handler=service.batch_handler
+        )
         redis_box.append(redis)
         worker_box.append(worker)
-        task = asyncio.create_task(worker.run(), name=f"{settings.service}-worker")
+        tasks = [
+            asyncio.create_task(worker.run(), name=f"{settings.service}-worker"),
+            asyncio.create_task(service.background(), name=f"{settings.service}-background"),
+        ]
         logger.info(
             "service started",
             extra={"service": settings.service, "consumer": worker.consumer},
@@ -92,9 +134,11 @@ def create_service_app(settings: ServiceSettings, make_handler: HandlerFactory) 
         try:
             yield {"redis": redis, "worker": worker}
         finally:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+            for task in tasks:
+                task.cancel()
+            for task in tasks:
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
             await redis.aclose()
 
     async def ready() -> bool:
@@ -105,13 +149,21 @@ def create_service_app(settings: ServiceSettings, make_handler: HandlerFactory) 
     return Starlette(routes=health_routes(ready), lifespan=lifespan)
 
 
-def run_service(service: str, default_port: int, make_handler: HandlerFactory) -> None:
+class _HandlerService(Service):
+    def __init__(self, handler: RequestHandler) -> None:
+        self._handler = handler
+
+    async def handle(self, request: Request) -> dict[str, Any] | Reply:
+        return await self._handler(request)
+
+
+def run_service(service: str, default_port: int, make_service: ServiceFactory) -> None:
     """The ``__main__`` of a service: read settings, serve health, consume requests."""
     env = Env()
     log = LogSettings.from_env(env)
     configure_logging(log.level, log.format)
     settings = ServiceSettings.from_env(service, default_port, env)
-    app = create_service_app(settings, make_handler)
+    app = create_service_app(settings, make_service)
     config = uvicorn.Config(
         app,
         host=settings.host,

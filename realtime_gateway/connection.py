@@ -207,7 +207,7 @@ class Connection:
             if reply is None:
                 self.send(error_reply(ref, _error(ErrorCode.SERVICE_UNAVAILABLE, why)))
             elif reply.subscribe:
-                spawn(self._join_then_reply(reply, ref))
+                spawn(self._join_then_reply(message.service, reply, ref))
             else:
                 self._deliver(reply, ref)
 
@@ -219,16 +219,60 @@ class Connection:
         else:
             self.send(error_reply(ref, reply.error))
 
-    async def _join_then_reply(self, reply: Reply, ref: Ref) -> None:
-        # A server-side subscription: subscribe before the reply, so events follow it.
+    async def _join_then_reply(self, service: str, reply: Reply, ref: Ref) -> None:
+        """A server-side subscription (``chat.join``): join, reply, then catch up.
+
+        The service read the channel's state before the gateway subscribed, so events may
+        have passed in between: live events are held while the owner is asked for those
+        after the position the reply names, exactly as for a subscribe with ``since``.
+        """
+        channels = []
         for channel in reply.subscribe:
-            if channel not in self.subscriptions and not self.closed:
-                self.subscriptions[channel] = True
-                await self.gateway.hub.join(channel, self, pending=False)
+            try:
+                namespace = parse_channel(channel)
+            except ProtocolError:
+                namespace = None
+            if namespace is None or namespace.service != service:
+                # A service may only subscribe connections to its own channels.
+                logger.error("refused a server-side subscription", extra={"channel": channel})
+                continue
+            if channel in self.subscriptions or self.closed:
+                continue
+            if len(self.subscriptions) >= self.gateway.settings.max_subscriptions:
+                break
+            self.subscriptions[channel] = False
+            channels.append((channel, namespace.history))
+            await self.gateway.hub.join(channel, self, pending=True)
         if self.closed:
             self.finish()
             return
         self._deliver(reply, ref)
+        data = reply.data or {}
+        for channel, history in channels:
+            since = data.get("position") if len(channels) == 1 else None
+            if not history or not isinstance(since, str):
+                self._go_live(channel, None)
+                continue
+            self._catch_up(service, channel, since)
+
+    def _catch_up(self, service: str, channel: str, since: str) -> None:
+        def on_reply(answer: Reply | None, why: str) -> None:
+            if self.closed or channel not in self.subscriptions:
+                return
+            if answer is None or answer.error is not None:
+                # Nothing better to do than go live: the client can resubscribe with since.
+                logger.warning("catch-up after a server-side subscription failed")
+                self._go_live(channel, since)
+                return
+            position = self._send_replay(channel, answer.data or {})
+            self._go_live(channel, position or since)
+
+        request = {"channel": channel, "since": since}
+        self.gateway.router.request(self, service, "subscribe", request, on_reply)
+
+    def _go_live(self, channel: str, after: str | None) -> None:
+        self.subscriptions[channel] = True
+        self.gateway.hub.activate(channel, self, after=after)
 
     # Subscriptions.
 
@@ -287,6 +331,11 @@ class Connection:
         if since is not None:
             data["recovered"] = bool(answer.get("recovered", False))
         self.send(ok_reply(ref, data))
+        self._send_replay(channel, answer)
+        self._go_live(channel, position)
+
+    def _send_replay(self, channel: str, answer: dict[str, Any]) -> str | None:
+        """Send the replayed events of an owner's answer; return the answer's position."""
         for event in answer.get("events") or ():
             if isinstance(event, dict):
                 self.send(
@@ -298,8 +347,8 @@ class Connection:
                         "data": event.get("data"),
                     }
                 )
-        self.subscriptions[channel] = True
-        self.gateway.hub.activate(channel, self, after=position)
+        position = answer.get("position")
+        return position if isinstance(position, str) else None
 
     def _unsubscribe(self, message: Unsubscribe) -> None:
         if message.channel not in self.subscriptions:

@@ -15,7 +15,12 @@ from collections.abc import Awaitable, Callable
 from typing import Any, Protocol, cast
 
 from redis.asyncio import Redis
-from redis.exceptions import RedisError, ResponseError
+from redis.exceptions import (
+    ConnectionError as RedisConnectionError,
+    RedisError,
+    ResponseError,
+    TimeoutError as RedisTimeoutError,
+)
 
 from common.bus.backoff import Backoff
 from common.codec import load_bus, pack_bus
@@ -26,12 +31,19 @@ from common.log import trace_id
 from common.settings import ServiceSettings
 
 
-__all__ = ["RequestHandler", "ServiceWorker", "WorkerObserver"]
+__all__ = ["BatchHandler", "Outcome", "RequestHandler", "ServiceWorker", "WorkerObserver"]
 
 logger = logging.getLogger(__name__)
 
-#: Handles one request: returns the reply data, or raises :class:`ServiceError`.
+#: What handling one request comes to: reply data, a whole reply, or a refusal.
+Outcome = dict[str, Any] | Reply | ServiceError
+
+#: Handles one request: returns the reply data (or a Reply), or raises ServiceError.
 RequestHandler = Callable[[Request], Awaitable["dict[str, Any] | Reply"]]
+
+#: Handles the requests of one read together (one Redis round trip for all, say), in order;
+#: returns one outcome per request.
+BatchHandler = Callable[[list[Request]], Awaitable[list[Outcome]]]
 
 
 class WorkerObserver(Protocol):
@@ -64,10 +76,13 @@ class ServiceWorker:
         settings: ServiceSettings,
         handler: RequestHandler,
         observer: WorkerObserver | None = None,
+        *,
+        batch_handler: BatchHandler | None = None,
     ) -> None:
         self._redis = redis
         self._settings = settings
         self._handler = handler
+        self._batch_handler = batch_handler
         self._observer = observer or _NoObserver()
         self.stream = request_stream(settings.service)
         self.group = settings.service
@@ -150,20 +165,33 @@ class ServiceWorker:
                 self._observer.backlog(int(group["pending"]), int(group.get("lag") or 0))
 
     async def _process(self, entries: list[Any]) -> None:
-        pipe = self._redis.pipeline(transaction=False)
         entry_ids = []
+        requests = []
         for entry_id, fields in entries:
             entry_ids.append(entry_id)
             if fields is None:  # trimmed from the stream while pending
                 continue
-            answer = await self._handle(fields)
-            if answer is not None:
-                gateway, reply = answer
-                pipe.publish(reply_channel(gateway), pack_bus(reply.to_wire()))
+            request = self._decode(fields)
+            if request is not None:
+                requests.append(request)
+        # A lost connection propagates from here: nothing is acknowledged, and the entries
+        # are claimed again once idle, which idempotent handlers make harmless.
+        if self._batch_handler is not None:
+            started = time.perf_counter()
+            outcomes = await self._run_batch(requests)
+            each = (time.perf_counter() - started) / max(1, len(requests))
+            for request, outcome in zip(requests, outcomes, strict=True):
+                self._observer.handled(request.type, _result(outcome), each)
+        else:
+            outcomes = [await self._run_one(request) for request in requests]
+        pipe = self._redis.pipeline(transaction=False)
+        for request, outcome in zip(requests, outcomes, strict=True):
+            reply = _reply(request, outcome)
+            pipe.publish(reply_channel(request.gateway), pack_bus(reply.to_wire()))
         pipe.xack(self.stream, self.group, *entry_ids)
         await pipe.execute()
 
-    async def _handle(self, fields: dict[bytes, bytes]) -> tuple[str, Reply] | None:
+    def _decode(self, fields: dict[bytes, bytes]) -> Request | None:
         try:
             request = parse_envelope(load_bus(fields[b"e"]))
         except (KeyError, ProtocolError) as exc:
@@ -173,26 +201,63 @@ class ServiceWorker:
             return None
         if not isinstance(request, Request):
             logger.error("dropping a non-request on the request stream")
+            self._observer.handled("undecodable", "dropped", 0.0)
             return None
+        return request
+
+    async def _run_one(self, request: Request) -> Outcome:
         token = trace_id.set(request.trace)
         started = time.perf_counter()
+        outcome: Outcome
         try:
-            answer = await self._handler(request)
+            outcome = await self._handler(request)
         except ServiceError as exc:
-            reply = Reply(request.id, request.connection, error=exc.to_error())
-            result = exc.code
+            outcome = exc
+        except _RETRYABLE:
+            raise
         except Exception:
             logger.exception("request handler failed", extra={"type": request.type})
-            error = {"code": ErrorCode.INTERNAL_ERROR.value, "message": "internal error"}
-            reply = Reply(request.id, request.connection, error=error)
-            result = ErrorCode.INTERNAL_ERROR.value
-        else:
-            if isinstance(answer, Reply):
-                reply = answer
-            else:
-                reply = Reply(request.id, request.connection, data=answer)
-            result = "ok" if reply.ok else str(reply.error and reply.error.get("code"))
+            outcome = _internal_error()
         finally:
             trace_id.reset(token)
-        self._observer.handled(request.type, result, time.perf_counter() - started)
-        return request.gateway, reply
+        self._observer.handled(request.type, _result(outcome), time.perf_counter() - started)
+        return outcome
+
+    async def _run_batch(self, requests: list[Request]) -> list[Outcome]:
+        assert self._batch_handler is not None
+        try:
+            outcomes = await self._batch_handler(requests)
+        except _RETRYABLE:
+            raise
+        except Exception:
+            logger.exception("batch handler failed", extra={"count": len(requests)})
+            return [_internal_error() for _ in requests]
+        if len(outcomes) != len(requests):
+            logger.error("batch handler returned the wrong number of outcomes")
+            return [_internal_error() for _ in requests]
+        return outcomes
+
+
+#: Failures after which an entry is left unacknowledged, to be handled again later. A
+#: ResponseError is not among them: it is a bug that a retry would only repeat.
+_RETRYABLE = (RedisConnectionError, RedisTimeoutError, OSError)
+
+
+def _internal_error() -> ServiceError:
+    return ServiceError(ErrorCode.INTERNAL_ERROR, "internal error")
+
+
+def _result(outcome: Outcome) -> str:
+    if isinstance(outcome, ServiceError):
+        return outcome.code
+    if isinstance(outcome, Reply) and outcome.error is not None:
+        return str(outcome.error.get("code"))
+    return "ok"
+
+
+def _reply(request: Request, outcome: Outcome) -> Reply:
+    if isinstance(outcome, Reply):
+        return outcome
+    if isinstance(outcome, ServiceError):
+        return Reply(request.id, request.connection, error=outcome.to_error())
+    return Reply(request.id, request.connection, data=outcome)
