@@ -74,9 +74,11 @@ class Request:
     trace: str = field(default_factory=new_id)
     id: str = field(default_factory=new_id)
     ts: int = field(default_factory=now_ms)
+    #: A notification: the service handles it and publishes no reply.
+    noreply: bool = False
 
     def to_wire(self) -> dict[str, Any]:
-        return {
+        wire = {
             "v": BUS_VERSION,
             "kind": "request",
             "id": self.id,
@@ -88,6 +90,9 @@ class Request:
             "user": self.user,
             "data": self.data,
         }
+        if self.noreply:
+            wire["noreply"] = True
+        return wire
 
     @classmethod
     def from_wire(cls, wire: dict[str, Any]) -> Request:
@@ -103,6 +108,7 @@ class Request:
             trace=_field(wire, "trace", str),
             id=_field(wire, "id", str),
             ts=_field(wire, "ts", int),
+            noreply=wire.get("noreply") is True,
         )
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 __all__ = [
     "EVENT_CHANNEL_PREFIX",
+    "GATEWAY_LEASES",
     "event_channel",
     "reply_channel",
     "request_stream",
@@ -14,6 +15,11 @@ __all__ = [
 #: Pub/sub channels of client channels carry this prefix, so that no client channel name can
 #: collide with a gateway's reply channel.
 EVENT_CHANNEL_PREFIX = "ch:"
+
+
+#: Sorted set: gateway id -> lease expiry (ms since the epoch). A gateway renews its own
+#: lease while it runs; one whose lease has passed is dead, and what it held is released.
+GATEWAY_LEASES = "gw:leases"
 
 
 def request_stream(service: str) -> str:

@@ -29,13 +29,17 @@ class Namespace:
     #: Whether the owner keeps history: a subscribe then asks the owner for the channel's
     #: position and, with ``since``, for a replay.
     history: bool
+    #: Whether the presence service tracks who is subscribed (``presence:<channel>``).
+    presence: bool = False
 
 
 NAMESPACES: dict[str, Namespace] = {
     ns.name: ns
     for ns in (
-        Namespace("chat", service="chat", access=Access.OWNER, history=True),
-        Namespace("auction", service="bids", access=Access.AUTHENTICATED, history=True),
+        Namespace("chat", service="chat", access=Access.OWNER, history=True, presence=True),
+        Namespace(
+            "auction", service="bids", access=Access.AUTHENTICATED, history=True, presence=True
+        ),
         Namespace("presence", service="presence", access=Access.AUTHENTICATED, history=False),
     )
 }

@@ -140,6 +140,8 @@ class GatewaySettings:
     close_timeout: float = 5.0
     ping_interval: float = 20.0
     ping_timeout: float = 20.0
+    #: How long this gateway's lease lasts without renewal (renewed every third of it).
+    lease_ttl: float = 20.0
 
     @classmethod
     def from_env(cls, env: Env | None = None) -> GatewaySettings:
@@ -182,6 +184,7 @@ class GatewaySettings:
             close_timeout=env.number("CLOSE_TIMEOUT", 5.0, minimum=0.1),
             ping_interval=env.number("PING_INTERVAL", 20.0, minimum=1.0),
             ping_timeout=env.number("PING_TIMEOUT", 20.0, minimum=1.0),
+            lease_ttl=env.number("LEASE_TTL", 20.0, minimum=0.3),
         )
 
 

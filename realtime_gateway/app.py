@@ -21,9 +21,10 @@ from starlette.types import Receive, Scope, Send
 from common.auth import issue_token
 from common.bus.listener import PubSubListener
 from common.bus.producer import RequestProducer
+from common.envelope import now_ms
 from common.errors import CloseCode
 from common.health import health_routes, redis_answers
-from common.keys import EVENT_CHANNEL_PREFIX, reply_channel
+from common.keys import EVENT_CHANNEL_PREFIX, GATEWAY_LEASES, reply_channel
 from common.log import connection_id
 from common.redis_server import check_server_info
 from common.settings import GatewaySettings
@@ -102,18 +103,37 @@ class GatewayApp:
         hub = Hub(listener, self.metrics)
         self.gateway = Gateway(settings, hub, router, self.metrics)
         self._listener, self._redis = listener, redis
-        task = asyncio.create_task(listener.run(), name="bus-listener")
+        tasks = [
+            asyncio.create_task(listener.run(), name="bus-listener"),
+            asyncio.create_task(self._renew_lease(redis), name="gateway-lease"),
+        ]
         logger.info("gateway started", extra={"gateway": settings.gateway_id})
         try:
             yield
         finally:
             self.gateway.accepting = False
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+            # The producer first: connections closed during shutdown still tell presence.
             await router.aclose()
+            for task in tasks:
+                task.cancel()
+            for task in tasks:
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
             await redis.aclose()
             logger.info("gateway stopped", extra={"gateway": settings.gateway_id})
+
+    async def _renew_lease(self, redis: Redis) -> None:
+        """Keep this gateway's lease alive; the presence service drops what a dead one held."""
+        settings = self.settings
+        ttl_ms = int(settings.lease_ttl * 1000)
+        while True:
+            try:
+                await redis.zadd(GATEWAY_LEASES, {settings.gateway_id: now_ms() + ttl_ms})
+            except (RedisError, OSError) as exc:
+                logger.warning("could not renew the gateway lease", extra={"error": repr(exc)})
+                await asyncio.sleep(min(1.0, settings.lease_ttl / 6))
+                continue
+            await asyncio.sleep(settings.lease_ttl / 3)
 
     async def _ready(self) -> bool:
         listener, redis = self._listener, self._redis
@@ -166,9 +186,11 @@ class GatewayApp:
                     connection.authenticate(bearer, None)
                     if connection.user is None:
                         connection.close(CloseCode.UNAUTHENTICATED, "invalid token")
+            close_code: int | None = None
             while True:
                 message = await receive()
                 if message["type"] != "websocket.receive":
+                    close_code = message.get("code")
                     break
                 text = message.get("text")
                 if text is not None:
@@ -176,7 +198,7 @@ class GatewayApp:
                 else:
                     connection.receive_binary()
         finally:
-            connection.finish()
+            connection.finish(close_code)
             del gateway.connections[connection.id]
             self.metrics.connections.dec()
             connection_id.reset(token)

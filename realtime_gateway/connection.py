@@ -56,6 +56,9 @@ class Connection:
         #: Channel -> whether live (False while the owner's answer to subscribe is awaited).
         self.subscriptions: dict[str, bool] = {}
         self.inflight = 0
+        #: Channels the presence service was told this connection is in.
+        self._tracked: set[str] = set()
+        self._presence_seq = 0
         self._auth_failures = 0
         settings = gateway.settings
         self._tokens = float(settings.rate_burst)
@@ -79,8 +82,13 @@ class Connection:
             self.gateway.metrics.closes.labels(str(int(code))).inc()
             self.outbox.close(code, reason)
 
-    def finish(self) -> None:
+    def finish(self, close_code: int | None = None) -> None:
         """Release everything the connection holds, once it is gone."""
+        if self._tracked:
+            code = self.outbox.close_code or close_code
+            restart = code == CloseCode.SERVICE_RESTART
+            self._tell_presence("drop", {"channels": sorted(self._tracked), "restart": restart})
+            self._tracked.clear()
         self.outbox.lost()
         if self._deadline is not None:
             self._deadline.cancel()
@@ -273,6 +281,16 @@ class Connection:
     def _go_live(self, channel: str, after: str | None) -> None:
         self.subscriptions[channel] = True
         self.gateway.hub.activate(channel, self, after=after)
+        if parse_channel(channel).presence:
+            self._tracked.add(channel)
+            self._tell_presence("track", {"channel": channel})
+
+    def _tell_presence(self, kind: str, data: dict[str, Any]) -> None:
+        # The sequence lets several presence instances apply one connection's changes in
+        # the order they happened, whichever instance reads which.
+        self._presence_seq += 1
+        data["seq"] = self._presence_seq
+        self.gateway.router.notify(self, "presence", kind, data)
 
     # Subscriptions.
 
@@ -357,4 +375,7 @@ class Connection:
             return
         del self.subscriptions[message.channel]
         self.gateway.hub.leave(message.channel, self)
+        if message.channel in self._tracked:
+            self._tracked.discard(message.channel)
+            self._tell_presence("untrack", {"channel": message.channel})
         self.send(ok_reply(message.ref, {"channel": message.channel}))

@@ -84,6 +84,20 @@ class Router:
         )
         self._producer.send(service, request.id, pack_bus(request.to_wire()))
 
+    def notify(
+        self, connection: Connection, service: str, request_type: str, data: dict[str, Any]
+    ) -> None:
+        """Send a notification: handled by the service, never answered."""
+        request = Request(
+            type=request_type,
+            data=data,
+            gateway=self.gateway_id,
+            connection=connection.id,
+            user=connection.user,
+            noreply=True,
+        )
+        self._producer.send(service, request.id, pack_bus(request.to_wire()))
+
     def on_message(self, body: bytes) -> None:
         """Handle one message from this gateway's reply channel."""
         try:
@@ -116,6 +130,7 @@ class Router:
         pending.on_reply(None, f"service {pending.service!r} {why}")
 
     def _failed(self, request_ids: list[str], exc: BaseException) -> None:
+        # Notifications are not pending: a failed one is only counted and logged.
         self._metrics.bus_errors.inc()
         logger.warning("could not append requests", extra={"error": repr(exc)})
         for request_id in request_ids:

@@ -186,6 +186,8 @@ class ServiceWorker:
             outcomes = [await self._run_one(request) for request in requests]
         pipe = self._redis.pipeline(transaction=False)
         for request, outcome in zip(requests, outcomes, strict=True):
+            if request.noreply:
+                continue
             reply = _reply(request, outcome)
             pipe.publish(reply_channel(request.gateway), pack_bus(reply.to_wire()))
         pipe.xack(self.stream, self.group, *entry_ids)
