@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 import sys
 
 import uvicorn
@@ -43,7 +44,8 @@ def main() -> int:
         http="httptools",
         lifespan="on",
         backlog=4096,
-        timeout_graceful_shutdown=int(settings.shutdown_grace) or None,
+        # uvicorn takes whole seconds, and 0 would mean no limit at all.
+        timeout_graceful_shutdown=max(1, math.ceil(settings.shutdown_grace)),
         log_config=None,
         access_log=False,
         server_header=False,

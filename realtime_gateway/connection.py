@@ -55,6 +55,9 @@ class Connection:
         self.user: str | None = None
         #: Channel -> whether live (False while the owner's answer to subscribe is awaited).
         self.subscriptions: dict[str, bool] = {}
+        #: Channel -> the token of the owner's answer it awaits; an unsubscribe (or a new
+        #: subscribe) in the meantime replaces it, so a stale answer is recognised.
+        self._awaiting: dict[str, object] = {}
         self.inflight = 0
         #: Channels the presence service was told this connection is in.
         self._tracked: set[str] = set()
@@ -78,9 +81,7 @@ class Connection:
             self.gateway.metrics.messages_out.inc()
 
     def close(self, code: CloseCode, reason: str) -> None:
-        if not self.outbox.closed:
-            self.gateway.metrics.closes.labels(str(int(code))).inc()
-            self.outbox.close(code, reason)
+        self.outbox.close(code, reason)
 
     def finish(self, close_code: int | None = None) -> None:
         """Release everything the connection holds, once it is gone."""
@@ -96,23 +97,25 @@ class Connection:
         for channel in self.subscriptions:
             self.gateway.hub.leave(channel, self)
         self.subscriptions.clear()
+        self._awaiting.clear()
 
     # Incoming messages.
 
     async def receive_text(self, text: str) -> None:
         """Handle one text frame from the client; every error becomes an error reply."""
         metrics = self.gateway.metrics
-        if not self._take_token():
-            metrics.messages_in.labels("limited").inc()
-            return
         ref: Ref = None
         try:
             frame = load_client(text)
             ref = parse_ref(frame)
             message = parse_message(frame, ref)
         except ProtocolError as exc:
-            metrics.messages_in.labels("invalid").inc()
-            self.send(error_reply(ref, _error(exc.code, exc.message)))
+            # Limited before it is answered, so that floods of garbage are limited too.
+            if self._take_token(ref):
+                metrics.messages_in.labels("invalid").inc()
+                self.send(error_reply(ref, _error(exc.code, exc.message)))
+            return
+        if not self._take_token(ref):
             return
         match message:
             case Ping():
@@ -136,11 +139,14 @@ class Connection:
                 self._call(message)
 
     def receive_binary(self) -> None:
+        if not self._take_token(None):
+            return
         self.gateway.metrics.messages_in.labels("invalid").inc()
         error = _error(ErrorCode.BAD_REQUEST, "binary frames are not supported: send JSON text")
         self.send(error_reply(None, error))
 
-    def _take_token(self) -> bool:
+    def _take_token(self, ref: Ref) -> bool:
+        """Spend one message of the rate limit; when there is none, refuse the message."""
         settings = self.gateway.settings
         now = time.monotonic()
         self._tokens = min(
@@ -153,12 +159,13 @@ class Connection:
             self._rejected_in_row = 0
             return True
         self._rejected_in_row += 1
+        self.gateway.metrics.messages_in.labels("limited").inc()
         if self._rejected_in_row > settings.rate_burst:
             # A client that ignores rate_limited errors is not going to slow down.
             self.close(CloseCode.RATE_LIMITED, "rate limited")
         else:
             error = _error(ErrorCode.RATE_LIMITED, "too many messages: slow down")
-            self.send(error_reply(None, error))
+            self.send(error_reply(ref, error))
         return False
 
     # Authentication.
@@ -264,9 +271,12 @@ class Connection:
             self._catch_up(service, channel, since)
 
     def _catch_up(self, service: str, channel: str, since: str) -> None:
+        token = self._awaiting[channel] = object()
+
         def on_reply(answer: Reply | None, why: str) -> None:
-            if self.closed or channel not in self.subscriptions:
+            if self.closed or self._awaiting.get(channel) is not token:
                 return
+            del self._awaiting[channel]
             if answer is None or answer.error is not None:
                 # Nothing better to do than go live: the client can resubscribe with since.
                 logger.warning("catch-up after a server-side subscription failed")
@@ -310,12 +320,13 @@ class Connection:
             self.send(error_reply(ref, error))
             return
         ask_owner = namespace.history or namespace.access is Access.OWNER
-        self.subscriptions[channel] = not ask_owner
+        self.subscriptions[channel] = False
         await self.gateway.hub.join(channel, self, pending=ask_owner)
         if self.closed:
             self.finish()
             return
         if not ask_owner:
+            self._go_live(channel, None)
             data: dict[str, Any] = {"channel": channel, "position": None}
             if message.since is not None:
                 data["recovered"] = False
@@ -324,10 +335,18 @@ class Connection:
         request: dict[str, Any] = {"channel": channel}
         if message.since is not None:
             request["since"] = message.since
+        token = self._awaiting[channel] = object()
 
         def on_reply(reply: Reply | None, why: str) -> None:
-            if self.closed or channel not in self.subscriptions:
+            if self.closed:
                 return
+            if self._awaiting.get(channel) is not token:
+                error = _error(
+                    ErrorCode.NOT_SUBSCRIBED, "unsubscribed before the subscription completed"
+                )
+                self.send(error_reply(ref, error))
+                return
+            del self._awaiting[channel]
             if reply is None or reply.error is not None:
                 del self.subscriptions[channel]
                 self.gateway.hub.leave(channel, self)
@@ -374,6 +393,7 @@ class Connection:
             self.send(error_reply(message.ref, error))
             return
         del self.subscriptions[message.channel]
+        self._awaiting.pop(message.channel, None)
         self.gateway.hub.leave(message.channel, self)
         if message.channel in self._tracked:
             self._tracked.discard(message.channel)

@@ -22,7 +22,6 @@ from common.errors import CloseCode, ProtocolError
 from common.keys import event_channel
 from realtime_gateway.frames import text_frame
 from realtime_gateway.metrics import GatewayMetrics
-from realtime_gateway.tasks import spawn
 from realtime_gateway.wsproto import Outbox
 
 
@@ -110,7 +109,7 @@ class Hub:
         del self._members[channel]
         del self._ready[channel]
         self._metrics.channels.set(len(self._members))
-        spawn(self._listener.unsubscribe(event_channel(channel)))
+        self._listener.unsubscribe(event_channel(channel))
 
     def on_event(self, channel: str, body: bytes) -> None:
         """Fan one bus event out to the local subscribers of its channel."""

@@ -113,6 +113,8 @@ class GatewayWebSocketProtocol(WebSocketsSansIOProtocol):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.outbox = None
+        #: The close code this side sent, if it started the closing handshake.
+        self.server_close_code: int | None = None
 
     def handle_connect(self, event: Any) -> None:
         super().handle_connect(event)
@@ -140,8 +142,16 @@ class GatewayWebSocketProtocol(WebSocketsSansIOProtocol):
         # open past the grace time, so abort it after the close timeout.
         if self.outbox is not None:
             self.outbox.closed = True
+        if self.handshake_complete and not self.close_sent:
+            self.server_close_code = CloseCode.SERVICE_RESTART
         super().shutdown()
         self.loop.call_later(self.close_timeout, self.transport.abort)
+
+    def handle_parser_exception(self) -> None:
+        # A frame too big (1009), invalid UTF-8 (1007), a protocol error (1002).
+        if self.conn.close_sent is not None:
+            self.server_close_code = self.conn.close_sent.code
+        super().handle_parser_exception()
 
     def close_now(self, code: int, reason: str) -> None:
         """Start the closing handshake without waiting for the transport to drain.
@@ -158,6 +168,7 @@ class GatewayWebSocketProtocol(WebSocketsSansIOProtocol):
             return
         self.transport.write(b"".join(self.conn.data_to_send()))
         self.close_sent = True
+        self.server_close_code = code
         self.queue.put_nowait({"type": "websocket.disconnect", "code": code, "reason": reason})
         if self.read_paused:
             self.read_paused = False

@@ -57,6 +57,7 @@ class PubSubListener:
         # where one SUBSCRIBE replaces all those sent on the lost connection.
         self._confirm_all: set[str] = set()
         self._pubsub: PubSub | None = None
+        self._unsubscribing: set[asyncio.Task[None]] = set()
         self._connected = asyncio.Event()
         self._first_connection = asyncio.Event()
         self.reconnects = 0
@@ -86,10 +87,20 @@ class PubSubListener:
                 pass
         await waiter
 
-    async def unsubscribe(self, channel: str) -> None:
+    def unsubscribe(self, channel: str) -> None:
+        """Stop wanting ``channel`` now; the UNSUBSCRIBE itself goes out in the background."""
         if channel in self._permanent:
             return
         self._wanted.discard(channel)
+        task = asyncio.get_running_loop().create_task(self._send_unsubscribe(channel))
+        self._unsubscribing.add(task)
+        task.add_done_callback(self._unsubscribing.discard)
+
+    async def _send_unsubscribe(self, channel: str) -> None:
+        # Wanted again since (a subscribe right after an unsubscribe): its SUBSCRIBE may
+        # already have gone out, and an UNSUBSCRIBE now would silently undo it.
+        if channel in self._wanted:
+            return
         pubsub = self._pubsub
         if pubsub is not None and self.connected:
             try:
