@@ -321,7 +321,17 @@ class Connection:
             return
         ask_owner = namespace.history or namespace.access is Access.OWNER
         self.subscriptions[channel] = False
-        await self.gateway.hub.join(channel, self, pending=ask_owner)
+        try:
+            # Bounded: while Redis is down the bus cannot confirm, and this connection's
+            # other messages (pings too) wait behind the subscribe.
+            async with asyncio.timeout(self.gateway.settings.request_timeout):
+                await self.gateway.hub.join(channel, self, pending=ask_owner)
+        except TimeoutError:
+            del self.subscriptions[channel]
+            self.gateway.hub.leave(channel, self)
+            error = _error(ErrorCode.SERVICE_UNAVAILABLE, "the bus is unavailable: retry later")
+            self.send(error_reply(ref, error))
+            return
         if self.closed:
             self.finish()
             return

@@ -1,0 +1,1 @@
+"""End-to-end tests: real gateway and service processes, a real Redis, a real client."""

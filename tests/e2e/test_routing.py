@@ -1,0 +1,168 @@
+"""Routing between two gateways and a service: requests, replies, refusals and fan-out."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable
+
+import pytest
+from redis.asyncio import Redis
+
+from common.bus.publisher import publish_event
+from common.codec import load_bus
+from common.envelope import Event
+from tests.e2e.conftest import Launcher
+from tests.support.client import (
+    DEADLINE,
+    Frame,
+    call,
+    connect_user,
+    recv_json,
+    recv_until,
+    send_json,
+)
+from tests.support.processes import ManagedProcess, wait_all_ready
+
+
+@pytest.fixture(scope="module")
+def gateways(launcher: Launcher) -> tuple[ManagedProcess, ManagedProcess]:
+    """Two gateways on the same Redis, and one stub chat service behind both."""
+    first = launcher.gateway(wait=False)
+    second = launcher.gateway(wait=False)
+    stub = launcher.stub("chat", wait=False)
+    wait_all_ready([first, second, stub])
+    return first, second
+
+
+def _name(prefix: str) -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:12]}"
+
+
+def _has_ref(ref: int) -> Callable[[Frame], bool]:
+    return lambda frame: frame.get("ref") == ref
+
+
+async def test_service_error_becomes_an_error_reply(
+    gateways: tuple[ManagedProcess, ManagedProcess],
+) -> None:
+    """A ServiceError raised by the service reaches the client as an error reply with details."""
+    async with await connect_user(gateways[0].ws_url, "alice") as ws:
+        reply = await call(ws, {"type": "chat.fail", "code": "room_closed", "ref": "f"})
+        assert reply == {
+            "type": "reply",
+            "ref": "f",
+            "ok": False,
+            "error": {"code": "room_closed", "message": "refused by the stub", "detail": 42},
+        }
+        assert (await call(ws, {"type": "chat.echo", "ref": "after"}))["ok"] is True
+
+
+async def test_unknown_action_is_refused_by_the_service(
+    gateways: tuple[ManagedProcess, ManagedProcess],
+) -> None:
+    """A request for an action the service does not have is refused by it with unknown_type."""
+    async with await connect_user(gateways[0].ws_url, "alice") as ws:
+        reply = await call(ws, {"type": "chat.nothing", "ref": "n"})
+    assert reply["ok"] is False
+    assert reply["error"]["code"] == "unknown_type"
+
+
+async def test_slow_reply_within_the_timeout_is_delivered(
+    gateways: tuple[ManagedProcess, ManagedProcess],
+) -> None:
+    """A reply that takes a while but comes before RT_REQUEST_TIMEOUT is delivered."""
+    async with await connect_user(gateways[0].ws_url, "alice") as ws:
+        reply = await call(ws, {"type": "chat.slow", "delay": 0.5, "ref": "s"})
+    assert (reply["ok"], reply["data"]) == (True, {"slept": 0.5})
+
+
+async def test_server_side_subscription_precedes_the_reply(
+    gateways: tuple[ManagedProcess, ManagedProcess], bus: Redis
+) -> None:
+    """A reply carrying a subscription subscribes the connection before it is delivered."""
+    channel = _name("chat:joined")
+    async with await connect_user(gateways[0].ws_url, "alice") as ws:
+        reply = await call(ws, {"type": "chat.join", "channel": channel, "ref": "j"})
+        assert reply["data"] == {"joined": channel}
+        await publish_event(bus, Event(channel, "said", {"text": "hi"}, position="1"))
+        event = await recv_json(ws)
+        assert (event["channel"], event["data"]) == (channel, {"text": "hi"})
+        reply = await call(ws, {"type": "unsubscribe", "channel": channel, "ref": "u"})
+        assert reply["ok"] is True
+
+
+async def test_event_reaches_subscribers_on_both_gateways(
+    gateways: tuple[ManagedProcess, ManagedProcess], bus: Redis
+) -> None:
+    """One event published on the bus reaches the subscribers of every gateway."""
+    channel = _name("presence:shared")
+    first = await connect_user(gateways[0].ws_url, "alice")
+    second = await connect_user(gateways[1].ws_url, "bob")
+    try:
+        for ws in (first, second):
+            assert (await call(ws, {"type": "subscribe", "channel": channel, "ref": "s"}))["ok"]
+        await publish_event(bus, Event(channel, "joined", {"user": "carol"}))
+        for ws in (first, second):
+            event = await recv_json(ws)
+            assert (event["channel"], event["event"], event["data"]) == (
+                channel,
+                "joined",
+                {"user": "carol"},
+            )
+    finally:
+        await first.close()
+        await second.close()
+
+
+async def test_reply_goes_only_to_the_gateway_holding_the_connection(
+    gateways: tuple[ManagedProcess, ManagedProcess], bus: Redis
+) -> None:
+    """The service publishes each reply on the reply channel of the requester's gateway only."""
+    first, second = gateways
+    late_before = await second.metric("rt_gateway_late_replies_total")
+    marker = uuid.uuid4().hex
+    watcher = bus.pubsub()
+    try:
+        await watcher.psubscribe("gw:*:replies")
+        confirmation = await watcher.get_message(timeout=DEADLINE)
+        assert confirmation is not None
+        assert confirmation["type"] == "psubscribe"
+        async with await connect_user(first.ws_url, "alice") as ws:
+            reply = await call(ws, {"type": "chat.echo", "ref": "r", "marker": marker})
+            assert reply["data"]["echo"] == {"marker": marker}
+        # The reply has been delivered, so it was published; read what the watcher got, up
+        # to a quiet half second (a reply to the other gateway would be in the same batch).
+        seen: list[str] = []
+        for _ in range(1000):
+            message = await watcher.get_message(timeout=0.5)
+            if message is None:
+                break
+            if marker in str(load_bus(message["data"])):
+                seen.append(message["channel"].decode())
+    finally:
+        await watcher.aclose()  # type: ignore[no-untyped-call]
+    assert seen == [f"gw:{first.env['RT_GATEWAY_ID']}:replies"]
+    assert await second.metric("rt_gateway_late_replies_total") == late_before
+
+
+async def test_concurrent_requests_on_both_gateways_get_their_own_replies(
+    gateways: tuple[ManagedProcess, ManagedProcess],
+) -> None:
+    """Interleaved requests from clients of two gateways each get the reply to their own ref."""
+    clients = [
+        await connect_user(gateways[0].ws_url, "alice"),
+        await connect_user(gateways[1].ws_url, "bob"),
+    ]
+    try:
+        for n in range(10):
+            for index, ws in enumerate(clients):
+                await send_json(ws, {"type": "chat.echo", "ref": n, "from": index})
+        for index, ws in enumerate(clients):
+            for n in range(10):
+                reply, skipped = await recv_until(ws, _has_ref(n))
+                assert skipped == []
+                assert reply["data"]["echo"] == {"from": index}
+                assert reply["data"]["user"] == ("alice", "bob")[index]
+    finally:
+        for ws in clients:
+            await ws.close()
