@@ -58,6 +58,13 @@ def _field(wire: dict[str, Any], name: str, kind: type | tuple[type, ...]) -> An
     return value
 
 
+def _channel_list(wire: dict[str, Any], name: str) -> tuple[str, ...]:
+    channels = wire.get(name, [])
+    if not isinstance(channels, list) or not all(isinstance(c, str) for c in channels):
+        raise ProtocolError(ErrorCode.BAD_REQUEST, f"bus envelope field {name!r} is invalid")
+    return tuple(channels)
+
+
 @dataclass(frozen=True, slots=True)
 class Request:
     """A gateway asks a service to act for one connection.
@@ -126,6 +133,8 @@ class Reply:
     data: dict[str, Any] | None = None
     error: dict[str, Any] | None = None
     subscribe: tuple[str, ...] = ()
+    #: Channels the gateway unsubscribes the connection from before delivering the reply.
+    unsubscribe: tuple[str, ...] = ()
     id: str = field(default_factory=new_id)
     ts: int = field(default_factory=now_ms)
 
@@ -149,14 +158,15 @@ class Reply:
             wire["error"] = self.error
         if self.subscribe:
             wire["subscribe"] = list(self.subscribe)
+        if self.unsubscribe:
+            wire["unsubscribe"] = list(self.unsubscribe)
         return wire
 
     @classmethod
     def from_wire(cls, wire: dict[str, Any]) -> Reply:
         ok = _field(wire, "ok", bool)
-        subscribe = wire.get("subscribe", [])
-        if not isinstance(subscribe, list) or not all(isinstance(c, str) for c in subscribe):
-            raise ProtocolError(ErrorCode.BAD_REQUEST, "bus envelope field 'subscribe' is invalid")
+        subscribe = _channel_list(wire, "subscribe")
+        unsubscribe = _channel_list(wire, "unsubscribe")
         if ok:
             data, error = _field(wire, "data", dict), None
         else:
@@ -168,7 +178,8 @@ class Reply:
             connection=_field(wire, "conn", str),
             data=data,
             error=error,
-            subscribe=tuple(subscribe),
+            subscribe=subscribe,
+            unsubscribe=unsubscribe,
             id=_field(wire, "id", str),
             ts=_field(wire, "ts", int),
         )

@@ -54,6 +54,7 @@ class ErrorCode(enum.StrEnum):
 
     # Chat.
     ROOM_NOT_FOUND = "room_not_found"
+    ROOM_EXISTS = "room_exists"
     MESSAGE_TOO_LONG = "message_too_long"
     EMPTY_MESSAGE = "empty_message"
 

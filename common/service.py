@@ -19,6 +19,7 @@ from common.envelope import Reply, Request
 from common.errors import ErrorCode, ServiceError
 from common.health import health_routes, redis_answers
 from common.log import configure_logging
+from common.redis_client import connect_redis
 from common.server import GracefulServer
 from common.settings import Env, LogSettings, ServiceSettings
 
@@ -113,7 +114,7 @@ def create_service_app(settings: ServiceSettings, make_service: ServiceFactory) 
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[_State]:
-        redis = Redis.from_url(settings.bus.redis_url.reveal(), socket_keepalive=True)
+        redis = connect_redis(settings.bus)
         made = make_service(redis)
         service = made if isinstance(made, Service) else _HandlerService(made)
         await service.setup()

@@ -26,6 +26,7 @@ from common.errors import CloseCode
 from common.health import health_routes, redis_answers
 from common.keys import EVENT_CHANNEL_PREFIX, GATEWAY_LEASES, reply_channel
 from common.log import connection_id
+from common.redis_client import connect_redis
 from common.redis_server import check_server_info
 from common.settings import GatewaySettings
 from realtime_gateway.connection import Connection
@@ -73,7 +74,7 @@ class GatewayApp:
     @contextlib.asynccontextmanager
     async def _lifespan(self, app: Starlette) -> AsyncIterator[None]:
         settings = self.settings
-        redis = Redis.from_url(settings.bus.redis_url.reveal(), socket_keepalive=True)
+        redis = connect_redis(settings.bus)
         try:
             check_server_info(await redis.info("server"))
         except (RedisError, OSError) as exc:

@@ -221,12 +221,24 @@ class Connection:
                 return
             if reply is None:
                 self.send(error_reply(ref, _error(ErrorCode.SERVICE_UNAVAILABLE, why)))
-            elif reply.subscribe:
+                return
+            for channel in reply.unsubscribe:
+                self._leave_for(message.service, channel)
+            if reply.subscribe:
                 spawn(self._join_then_reply(message.service, reply, ref))
             else:
                 self._deliver(reply, ref)
 
         self.gateway.router.request(self, message.service, message.type, message.data, on_reply)
+
+    def _leave_for(self, service: str, channel: str) -> None:
+        """A server-side unsubscribe (``chat.leave``), only from the service's own channels."""
+        try:
+            namespace = parse_channel(channel)
+        except ProtocolError:
+            return
+        if namespace.service == service and channel in self.subscriptions:
+            self._drop_subscription(channel)
 
     def _deliver(self, reply: Reply, ref: Ref) -> None:
         if reply.error is None:
@@ -402,10 +414,13 @@ class Connection:
             error = _error(ErrorCode.NOT_SUBSCRIBED, f"not subscribed to {message.channel!r}")
             self.send(error_reply(message.ref, error))
             return
-        del self.subscriptions[message.channel]
-        self._awaiting.pop(message.channel, None)
-        self.gateway.hub.leave(message.channel, self)
-        if message.channel in self._tracked:
-            self._tracked.discard(message.channel)
-            self._tell_presence("untrack", {"channel": message.channel})
+        self._drop_subscription(message.channel)
         self.send(ok_reply(message.ref, {"channel": message.channel}))
+
+    def _drop_subscription(self, channel: str) -> None:
+        del self.subscriptions[channel]
+        self._awaiting.pop(channel, None)
+        self.gateway.hub.leave(channel, self)
+        if channel in self._tracked:
+            self._tracked.discard(channel)
+            self._tell_presence("untrack", {"channel": channel})

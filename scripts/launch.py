@@ -61,6 +61,7 @@ def python_service(name: str, module: str, port: str) -> ProcessSpec:
 # Every process `scripts/run` starts; a new service is one more line here.
 PROCESSES: tuple[ProcessSpec, ...] = (
     python_service("gateway", "realtime_gateway", port=os.environ.get("RT_PORT", "8000")),
+    python_service("chat", "chat_service", port=os.environ.get("RT_CHAT_PORT", "8101")),
 )
 
 

@@ -28,6 +28,7 @@ from common.envelope import Reply, Request, parse_envelope
 from common.errors import ErrorCode, ProtocolError, ServiceError
 from common.keys import reply_channel, request_stream
 from common.log import trace_id
+from common.redis_client import MAX_BLOCK
 from common.settings import ServiceSettings
 
 
@@ -93,7 +94,7 @@ class ServiceWorker:
         """Consume until cancelled; reconnect with backoff after Redis failures."""
         backoff = Backoff()
         loop = asyncio.get_running_loop()
-        block_ms = max(1, int(self._settings.claim_interval * 1000))
+        block_ms = max(1, int(min(self._settings.claim_interval, MAX_BLOCK) * 1000))
         while True:
             try:
                 await self._ensure_group()
@@ -115,8 +116,9 @@ class ServiceWorker:
                     for _stream, entries in cast("list[Any]", response or []):
                         await self._process(entries)
             except ResponseError as exc:
-                if "NOGROUP" in str(exc):
-                    # Redis lost the group (a restart without persistence): create it again.
+                if "NOGROUP" in str(exc) or "no such key" in str(exc):
+                    # Redis lost the group (a restart without persistence, a FLUSHALL):
+                    # create it again.
                     logger.warning("consumer group missing; creating it again")
                     continue
                 await self._pause_after(exc, backoff)

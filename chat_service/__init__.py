@@ -1,0 +1,1 @@
+"""The chat service: rooms, messages with history, and gap-free recovery (docs/chat.md)."""

@@ -1,0 +1,34 @@
+-- Page back through a room's history.
+--
+-- KEYS[1]  chat:room:<room>      hash: private, ...
+-- KEYS[2]  chat:members:<room>   set of members (private rooms)
+-- KEYS[3]  chat:log:<room>       stream of messages
+-- ARGV[1]  user
+-- ARGV[2]  before: only messages older than this position; "" for the newest
+-- ARGV[3]  limit: the most messages to give
+--
+-- Returns {status, more, entries}: status "ok", "not_found" or "forbidden"; more 1 when
+-- older messages remain; entries newest first, as XREVRANGE gives them.
+
+local user, before, limit = ARGV[1], ARGV[2], tonumber(ARGV[3])
+local private = redis.call('HGET', KEYS[1], 'private')
+if not private then
+    return {'not_found', 0, {}}
+end
+if private == '1' and redis.call('SISMEMBER', KEYS[2], user) == 0 then
+    return {'forbidden', 0, {}}
+end
+local last = '+'
+if before ~= '' then
+    if before == '0-0' then
+        return {'ok', 0, {}}
+    end
+    last = '(' .. before
+end
+local entries = redis.call('XREVRANGE', KEYS[3], last, '-', 'COUNT', limit + 1)
+local more = 0
+if #entries > limit then
+    more = 1
+    entries[#entries] = nil
+end
+return {'ok', more, entries}

@@ -1,0 +1,74 @@
+-- Post a message: de-duplicate, authorize, rate-limit, append to the room's history and
+-- publish the event, atomically, so that the order of events is the order of the history.
+--
+-- KEYS[1]  chat:room:<room>               hash: private, creator, created, last, trimmed
+-- KEYS[2]  chat:members:<room>            set of members (private rooms)
+-- KEYS[3]  chat:log:<room>                stream of messages (capped at the retention)
+-- KEYS[4]  chat:sent:<room>|<user>|<client_id>   "<id> <position>" of a posted message
+-- KEYS[5]  chat:rate:<user>               hash: tokens, at (ms): the user's send bucket
+-- ARGV[1]  user
+-- ARGV[2]  text
+-- ARGV[3]  client_id
+-- ARGV[4]  the new message's id
+-- ARGV[5]  the client channel ("chat:<room>")
+-- ARGV[6]  the pub/sub channel of its events ("ch:chat:<room>")
+-- ARGV[7]  retention: messages kept in the room's history
+-- ARGV[8]  how long a client_id is remembered, in ms
+-- ARGV[9]  sends per second a user's bucket refills
+-- ARGV[10] the bucket's size (burst)
+--
+-- Returns {"posted", id, position}, {"duplicate", id, position} (this client_id was posted:
+-- nothing is done), {"not_found"}, {"forbidden"} or {"rate_limited", retry_after_ms}.
+
+local user, text, client_id, id = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
+local retention, ttl = tonumber(ARGV[7]), tonumber(ARGV[8])
+local rate, burst = tonumber(ARGV[9]), tonumber(ARGV[10])
+
+local done = redis.call('GET', KEYS[4])
+if done then
+    local first_id, first_position = string.match(done, '^(%S+) (%S+)$')
+    return {'duplicate', first_id, first_position}
+end
+local private = redis.call('HGET', KEYS[1], 'private')
+if not private then
+    return {'not_found'}
+end
+if private == '1' and redis.call('SISMEMBER', KEYS[2], user) == 0 then
+    return {'forbidden'}
+end
+
+-- A token bucket per user, on the server's clock, so that it holds across instances.
+local time = redis.call('TIME')
+local now = time[1] * 1000 + time[2] / 1000
+local bucket = redis.call('HMGET', KEYS[5], 'tokens', 'at')
+local tokens = tonumber(bucket[1]) or burst
+local at = tonumber(bucket[2]) or now
+tokens = math.min(burst, tokens + math.max(0, now - at) * rate / 1000)
+if tokens < 1 then
+    return {'rate_limited', math.ceil((1 - tokens) * 1000 / rate)}
+end
+redis.call('HSET', KEYS[5], 'tokens', tostring(tokens - 1), 'at', string.format('%.3f', now))
+redis.call('PEXPIRE', KEYS[5], math.ceil(burst * 1000 / rate) + 1000)
+
+-- Remember the newest position this append trims, so that a reader can tell whether the
+-- history still reaches back to its position (XINFO's max-deleted-entry-id ignores trims).
+local excess = redis.call('XLEN', KEYS[3]) + 1 - retention
+if excess > 0 then
+    local gone = redis.call('XRANGE', KEYS[3], '-', '+', 'COUNT', excess)
+    if #gone > 0 then
+        redis.call('HSET', KEYS[1], 'trimmed', gone[#gone][1])
+    end
+end
+local position = redis.call('XADD', KEYS[3], 'MAXLEN', retention, '*',
+    'id', id, 'user', user, 'text', text, 'client_id', client_id)
+redis.call('HSET', KEYS[1], 'last', position)
+redis.call('SET', KEYS[4], id .. ' ' .. position, 'PX', ttl)
+
+local ts = tonumber(string.match(position, '^(%d+)-'))
+local event = {
+    v = 1, kind = 'event', id = id, ts = ts, channel = ARGV[5], event = 'message',
+    position = position,
+    data = {id = id, user = user, text = text, ts = ts, client_id = client_id},
+}
+redis.call('PUBLISH', ARGV[6], cmsgpack.pack(event))
+return {'posted', id, position}

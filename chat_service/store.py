@@ -1,0 +1,286 @@
+"""Rooms and their history in Redis: key names, the Lua scripts, and what they return.
+
+Every key lives under ``chat:`` (common.keys.service_prefix):
+
+``chat:room:<room>``
+    hash: ``private`` ("0"/"1"), ``creator``, ``created`` (ms), ``last`` (newest position),
+    ``trimmed`` (newest position the retention removed).
+``chat:members:<room>``
+    set: the members of a private room.
+``chat:log:<room>``
+    stream: the room's messages, capped at the retention; entry ids are the positions.
+``chat:sent:<room>|<user>|<client_id>``
+    string ``"<id> <position>"`` of a posted message, for de-duplication (expires).
+``chat:rate:<user>``
+    hash: the user's send token bucket (expires when full again).
+``chat:typing:<room>|<user>``
+    exists while a user's typing window is open.
+
+Every state change goes through one script (chat_service/lua/*.lua), so that writing the
+history and publishing its event are one atomic step. Calls are queued and run in one
+pipeline per batch of requests, in order.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Final
+
+from redis.asyncio import Redis
+from redis.exceptions import NoScriptError
+
+from chat_service.rules import channel_of
+from chat_service.settings import ChatSettings
+from common.keys import event_channel, service_prefix
+
+
+__all__ = [
+    "Call",
+    "ChatStore",
+    "Created",
+    "History",
+    "Opened",
+    "Sent",
+    "decode_create",
+    "decode_history",
+    "decode_open",
+    "decode_send",
+    "decode_typing",
+    "message_of",
+]
+
+logger = logging.getLogger(__name__)
+
+PREFIX: Final = service_prefix("chat")
+LUA_DIR: Final = Path(__file__).parent / "lua"
+SCRIPTS: Final = ("create", "open", "send", "typing", "history")
+
+
+def room_key(room: str) -> str:
+    return f"{PREFIX}room:{room}"
+
+
+def members_key(room: str) -> str:
+    return f"{PREFIX}members:{room}"
+
+
+def log_key(room: str) -> str:
+    return f"{PREFIX}log:{room}"
+
+
+def sent_key(room: str, user: str, client_id: str) -> str:
+    # Neither a room nor a client_id may contain "|", so the parts cannot run together.
+    return f"{PREFIX}sent:{room}|{user}|{client_id}"
+
+
+def rate_key(user: str) -> str:
+    return f"{PREFIX}rate:{user}"
+
+
+def typing_key(room: str, user: str) -> str:
+    return f"{PREFIX}typing:{room}|{user}"
+
+
+@dataclass(frozen=True, slots=True)
+class Call:
+    """One script call, to be run in a pipeline."""
+
+    script: str
+    keys: tuple[str, ...]
+    args: tuple[str | int | float, ...]
+
+
+class ChatStore:
+    """Builds script calls from commands and runs them against Redis."""
+
+    def __init__(self, redis: Redis, settings: ChatSettings) -> None:
+        self._redis = redis
+        self._settings = settings
+        self._sources = {name: (LUA_DIR / f"{name}.lua").read_text() for name in SCRIPTS}
+        self._shas: dict[str, str] = {}
+
+    async def load(self) -> None:
+        """Load every script into Redis (again after a restart of Redis: NOSCRIPT)."""
+        for name, source in self._sources.items():
+            sha = await self._redis.script_load(source)
+            self._shas[name] = sha.decode() if isinstance(sha, bytes) else str(sha)
+
+    async def run(self, calls: list[Call]) -> list[Any]:
+        """Run ``calls`` in one pipeline, in order; each result is a value or an exception.
+
+        Connection failures propagate (the batch is handled again later); a script error
+        (a ResponseError) is returned in place of that call's result.
+        """
+        if not calls:
+            return []
+        if not self._shas:
+            await self.load()
+        results = await self._execute(calls)
+        missing = [i for i, result in enumerate(results) if isinstance(result, NoScriptError)]
+        if missing:
+            # Redis lost its script cache (a restart): nothing of those calls ran.
+            logger.warning("reloading the chat scripts", extra={"calls": len(missing)})
+            await self.load()
+            again = await self._execute([calls[i] for i in missing])
+            for i, result in zip(missing, again, strict=True):
+                results[i] = result
+        return results
+
+    async def _execute(self, calls: list[Call]) -> list[Any]:
+        pipe = self._redis.pipeline(transaction=False)
+        for call in calls:
+            pipe.evalsha(self._shas[call.script], len(call.keys), *call.keys, *call.args)
+        return list(await pipe.execute(raise_on_error=False))
+
+    # Calls.
+
+    def create(self, room: str, user: str, private: bool, members: tuple[str, ...]) -> Call:
+        return Call(
+            "create",
+            (room_key(room), members_key(room)),
+            (user, "1" if private else "0", *members),
+        )
+
+    def open(self, room: str, user: str, *, create: bool, since: str | None, latest: int) -> Call:
+        return Call(
+            "open",
+            (room_key(room), members_key(room), log_key(room)),
+            (user, "1" if create else "0", since or "", latest, self._settings.replay_limit),
+        )
+
+    def send(self, room: str, user: str, text: str, client_id: str, message_id: str) -> Call:
+        settings = self._settings
+        channel = channel_of(room)
+        return Call(
+            "send",
+            (
+                room_key(room),
+                members_key(room),
+                log_key(room),
+                sent_key(room, user, client_id),
+                rate_key(user),
+            ),
+            (
+                user,
+                text,
+                client_id,
+                message_id,
+                channel,
+                event_channel(channel),
+                settings.retention,
+                int(settings.dedupe_ttl * 1000),
+                repr(settings.send_rate),
+                settings.send_burst,
+            ),
+        )
+
+    def typing(self, room: str, user: str, event_id: str) -> Call:
+        channel = channel_of(room)
+        return Call(
+            "typing",
+            (room_key(room), members_key(room), typing_key(room, user)),
+            (
+                user,
+                event_id,
+                channel,
+                event_channel(channel),
+                max(1, int(self._settings.typing_interval * 1000)),
+            ),
+        )
+
+    def history(self, room: str, user: str, before: str | None, limit: int) -> Call:
+        return Call(
+            "history",
+            (room_key(room), members_key(room), log_key(room)),
+            (user, before or "", limit),
+        )
+
+
+# What the scripts return, decoded. Redis gives strings as bytes.
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def message_of(entry: Any) -> dict[str, Any]:
+    """A stream entry ``[position, [field, value, ...]]`` as a message of a reply."""
+    position = _text(entry[0])
+    fields = entry[1]
+    values = {_text(fields[i]): _text(fields[i + 1]) for i in range(0, len(fields) - 1, 2)}
+    return {
+        "id": values.get("id", ""),
+        "user": values.get("user", ""),
+        "text": values.get("text", ""),
+        "ts": int(position.partition("-")[0]),
+        "client_id": values.get("client_id", ""),
+        "position": position,
+    }
+
+
+@dataclass(frozen=True, slots=True)
+class Created:
+    status: str
+    member_count: int
+
+
+def decode_create(result: Any) -> Created:
+    return Created(_text(result[0]), int(result[1]))
+
+
+@dataclass(frozen=True, slots=True)
+class Opened:
+    status: str
+    private: bool
+    position: str
+    #: Whether every message after ``since`` is in ``messages``; None without since.
+    recovered: bool | None
+    messages: list[dict[str, Any]]
+
+
+def decode_open(result: Any) -> Opened:
+    recovered = _text(result[3])
+    return Opened(
+        status=_text(result[0]),
+        private=bool(int(result[1])),
+        position=_text(result[2]),
+        recovered=None if recovered == "" else recovered == "1",
+        messages=[message_of(entry) for entry in result[4]],
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class Sent:
+    status: str
+    id: str = ""
+    position: str = ""
+    retry_after_ms: int = 0
+
+
+def decode_send(result: Any) -> Sent:
+    status = _text(result[0])
+    if status in ("posted", "duplicate"):
+        return Sent(status, _text(result[1]), _text(result[2]))
+    if status == "rate_limited":
+        return Sent(status, retry_after_ms=int(result[1]))
+    return Sent(status)
+
+
+def decode_typing(result: Any) -> str:
+    return _text(result[0])
+
+
+@dataclass(frozen=True, slots=True)
+class History:
+    status: str
+    more: bool
+    #: Oldest first.
+    messages: list[dict[str, Any]]
+
+
+def decode_history(result: Any) -> History:
+    messages = [message_of(entry) for entry in result[2]]
+    messages.reverse()
+    return History(_text(result[0]), bool(int(result[1])), messages)

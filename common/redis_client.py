@@ -1,0 +1,32 @@
+"""The one way processes connect to Redis, with every timeout stated.
+
+redis-py's defaults changed under us once (8.0 gave every read a 5 s socket timeout, which
+a 5 s blocking XREADGROUP then raced), so nothing is left to them: connecting fails fast,
+a command that gets no answer fails after ``COMMAND_TIMEOUT``, and blocking reads on the
+bus block for at most ``MAX_BLOCK`` seconds, well inside it. Pub/sub reads block without a
+timeout (redis-py's ``listen``); keepalive finds a dead peer there.
+"""
+
+from __future__ import annotations
+
+from redis.asyncio import Redis
+
+from common.settings import BusSettings
+
+
+__all__ = ["COMMAND_TIMEOUT", "CONNECT_TIMEOUT", "MAX_BLOCK", "connect_redis"]
+
+CONNECT_TIMEOUT = 2.0
+COMMAND_TIMEOUT = 10.0
+#: The longest a blocking bus read (XREADGROUP BLOCK) may wait, in seconds.
+MAX_BLOCK = 2.0
+
+
+def connect_redis(settings: BusSettings) -> Redis:
+    """A client (with its connection pool) for the bus and the process's own state."""
+    return Redis.from_url(
+        settings.redis_url.reveal(),
+        socket_keepalive=True,
+        socket_connect_timeout=CONNECT_TIMEOUT,
+        socket_timeout=COMMAND_TIMEOUT,
+    )

@@ -1,0 +1,139 @@
+"""Helpers of the chat tests: chat service processes, and a client that keeps every frame.
+
+:class:`ChatClient` never drops a frame: whatever arrives while it waits for something else
+(events before a reply, say) is kept, in order, for the next wait.
+"""
+
+from __future__ import annotations
+
+import itertools
+import time
+import uuid
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+from websockets.asyncio.client import ClientConnection
+
+from tests.support.client import DEADLINE, Frame, connect_user, recv_json, send_json
+from tests.support.processes import ManagedProcess, start_process
+
+
+__all__ = ["ChatClient", "is_message", "name", "position_key", "start_chat"]
+
+_refs = itertools.count(1)
+
+
+def start_chat(
+    redis_url: str,
+    *,
+    log_dir: Path,
+    instance: str,
+    env: Mapping[str, str] | None = None,
+    wait: bool = True,
+) -> ManagedProcess:
+    """Start ``python -m chat_service`` as ``instance`` with test settings plus ``env``."""
+    settings = {
+        "RT_REDIS_URL": redis_url,
+        "RT_INSTANCE_ID": instance,
+        # Short: backlog gauges refresh quickly, and a lost consumer group is noticed soon.
+        "RT_CLAIM_INTERVAL": "0.2",
+        **(env or {}),
+    }
+    return start_process(instance, "chat_service", log_dir=log_dir, env=settings, wait=wait)
+
+
+def name(prefix: str) -> str:
+    """A name no other test uses (rooms, users)."""
+    return f"{prefix}-{uuid.uuid4().hex[:10]}"
+
+
+def position_key(position: str) -> tuple[int, ...]:
+    return tuple(int(part) for part in position.split("-"))
+
+
+def is_message(channel: str) -> Callable[[Frame], bool]:
+    def matches(frame: Frame) -> bool:
+        return (
+            frame.get("type") == "event"
+            and frame.get("channel") == channel
+            and frame.get("event") == "message"
+        )
+
+    return matches
+
+
+class ChatClient:
+    """One authenticated connection; frames not yet asked for wait in :attr:`unread`."""
+
+    def __init__(self, ws: ClientConnection, user: str) -> None:
+        self.ws = ws
+        self.user = user
+        self.unread: list[Frame] = []
+
+    @classmethod
+    async def open(cls, url: str, user: str) -> ChatClient:
+        return cls(await connect_user(url, user), user)
+
+    async def close(self) -> None:
+        await self.ws.close()
+
+    async def __aenter__(self) -> ChatClient:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    async def send(self, frame: Frame) -> None:
+        await send_json(self.ws, frame)
+
+    async def next(self, predicate: Callable[[Frame], bool], within: float = DEADLINE) -> Frame:
+        """The first unread frame that matches (earlier ones stay unread)."""
+        for index, frame in enumerate(self.unread):
+            if predicate(frame):
+                return self.unread.pop(index)
+        deadline = time.monotonic() + within
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise AssertionError(f"no matching frame within {within} s: {self.unread[-5:]}")
+            frame = await recv_json(self.ws, remaining)
+            if predicate(frame):
+                return frame
+            self.unread.append(frame)
+
+    async def reply(self, ref: object, within: float = DEADLINE) -> Frame:
+        return await self.next(lambda f: f.get("type") == "reply" and f.get("ref") == ref, within)
+
+    async def request(self, kind: str, **data: Any) -> Frame:
+        """Send a ``kind`` request with a fresh ref; return its reply."""
+        ref = f"r{next(_refs)}"
+        await self.send({"type": kind, "ref": ref, **data})
+        return await self.reply(ref)
+
+    async def ok(self, kind: str, **data: Any) -> dict[str, Any]:
+        """Send a request that must succeed; return the reply's data."""
+        reply = await self.request(kind, **data)
+        assert reply["ok"] is True, reply
+        result: dict[str, Any] = reply["data"]
+        return result
+
+    async def post(self, room: str, text: str, client_id: str) -> str:
+        """Send a message; return its position."""
+        data = await self.ok("chat.send", room=room, text=text, client_id=client_id)
+        position: str = data["position"]
+        return position
+
+    async def messages(self, channel: str, count: int, within: float = 10.0) -> list[Frame]:
+        """The next ``count`` message events of ``channel``, in order."""
+        deadline = time.monotonic() + within
+        return [
+            await self.next(is_message(channel), max(0.0, deadline - time.monotonic()))
+            for _ in range(count)
+        ]
