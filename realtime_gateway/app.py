@@ -34,7 +34,12 @@ from realtime_gateway.gateway import Gateway
 from realtime_gateway.hub import Hub
 from realtime_gateway.metrics import GatewayMetrics
 from realtime_gateway.routing import Router
-from realtime_gateway.wsproto import OUTBOX_EXTENSION, GatewayWebSocketProtocol, Outbox
+from realtime_gateway.wsproto import (
+    OUTBOX_EXTENSION,
+    GatewayWebSocketProtocol,
+    Outbox,
+    WriteBatcher,
+)
 
 
 __all__ = ["GatewayApp", "create_app"]
@@ -103,6 +108,7 @@ class GatewayApp:
         )
         hub = Hub(listener, self.metrics)
         self.gateway = Gateway(settings, hub, router, self.metrics)
+        self._batcher = WriteBatcher(asyncio.get_running_loop())
         self._listener, self._redis = listener, redis
         tasks = [
             asyncio.create_task(listener.run(), name="bus-listener"),
@@ -171,6 +177,7 @@ class GatewayApp:
         protocol.close_timeout = settings.close_timeout
         outbox = Outbox(
             protocol,
+            self._batcher,
             max_messages=settings.outbox_max_messages,
             max_bytes=settings.outbox_max_bytes,
         )
@@ -183,6 +190,7 @@ class GatewayApp:
                 connection.close(CloseCode.TRY_AGAIN_LATER, "gateway full")
             else:
                 bearer = _bearer_token(scope)
+                protocol.forget_handshake()
                 if bearer is not None:
                     connection.authenticate(bearer, None)
                     if connection.user is None:

@@ -9,7 +9,7 @@ handshake, pings and the close handshake stay uvicorn's and websockets'.
 
 from __future__ import annotations
 
-from collections import deque
+import asyncio
 from typing import Any
 
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
@@ -18,42 +18,79 @@ from websockets.exceptions import InvalidState
 from common.errors import CloseCode
 
 
-__all__ = ["OUTBOX_EXTENSION", "GatewayWebSocketProtocol", "Outbox"]
+__all__ = ["OUTBOX_EXTENSION", "GatewayWebSocketProtocol", "Outbox", "WriteBatcher"]
 
 #: The ASGI scope extension under which the protocol offers itself to the app.
 OUTBOX_EXTENSION = "realtime.outbox"
 
 
-class Outbox:
-    """A connection's outbound queue: the transport's buffer, then a bounded backlog.
+class WriteBatcher:
+    """Flushes every outbox written to during one event-loop pass, once, at its end.
 
-    While the transport accepts writes, a frame goes straight to it (the kernel or the
-    transport buffers it). Once the transport's buffer passes its high-water mark, frames
-    wait in a backlog of at most ``max_messages`` frames and ``max_bytes`` bytes, flushed
-    in one write when the transport drains. Past either bound, the reader is too slow:
-    the backlog is dropped and the connection closed with 4408 (slow consumer), which
-    costs the other connections nothing.
+    A burst of events read from the bus in one pass then costs each connection one
+    ``write()`` system call rather than one per event: the system call, not Python, is
+    most of the cost of a delivery (see ``scripts/bench``).
+    """
+
+    __slots__ = ("_dirty", "_loop", "_scheduled")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        self._dirty: list[Outbox] = []
+        self._scheduled = False
+
+    def mark(self, outbox: Outbox) -> None:
+        self._dirty.append(outbox)
+        if not self._scheduled:
+            self._scheduled = True
+            self._loop.call_soon(self._flush)
+
+    def _flush(self) -> None:
+        self._scheduled = False
+        dirty, self._dirty = self._dirty, []
+        for outbox in dirty:
+            outbox.flush()
+
+
+class Outbox:
+    """A connection's outbound queue: frames of this loop pass, then a bounded backlog.
+
+    Frames queued during one event-loop pass go to the transport together at its end. While
+    the transport's buffer is past its high-water mark, frames wait instead, at most
+    ``max_messages`` frames and ``max_bytes`` bytes, and go out in one write when it drains.
+    Past either bound the reader is too slow: what waits is dropped and the connection
+    closed with 4408 (slow consumer), which costs the other connections nothing.
     """
 
     __slots__ = (
-        "_backlog",
-        "_backlog_bytes",
+        "_batcher",
         "_max_bytes",
         "_max_messages",
         "_paused",
         "_protocol",
-        "_transport",
+        "_queue",
+        "_queued_bytes",
+        "_scheduled",
+        "_write",
         "close_code",
         "closed",
     )
 
     def __init__(
-        self, protocol: GatewayWebSocketProtocol, *, max_messages: int, max_bytes: int
+        self,
+        protocol: GatewayWebSocketProtocol,
+        batcher: WriteBatcher,
+        *,
+        max_messages: int,
+        max_bytes: int,
     ) -> None:
         self._protocol = protocol
-        self._transport = protocol.transport
-        self._backlog: deque[bytes] = deque()
-        self._backlog_bytes = 0
+        self._batcher = batcher
+        self._write = protocol.transport.write
+        # A list, not a deque: an empty deque costs 600 bytes more, times every connection.
+        self._queue: list[bytes] = []
+        self._queued_bytes = 0
+        self._scheduled = False
         self._max_messages = max_messages
         self._max_bytes = max_bytes
         self._paused = False
@@ -65,17 +102,24 @@ class Outbox:
         """Queue one frame; False when the connection is closed or just overflowed."""
         if self.closed:
             return False
-        if not self._paused:
-            self._transport.write(frame)
-            return True
-        self._backlog.append(frame)
-        self._backlog_bytes += len(frame)
-        if len(self._backlog) > self._max_messages or self._backlog_bytes > self._max_bytes:
-            self._backlog.clear()
-            self._backlog_bytes = 0
-            self.close(CloseCode.SLOW_CONSUMER, "slow consumer")
-            return False
+        self._queue.append(frame)
+        if self._paused:
+            self._queued_bytes += len(frame)
+            if len(self._queue) > self._max_messages or self._queued_bytes > self._max_bytes:
+                self._queue = []
+                self._queued_bytes = 0
+                self.close(CloseCode.SLOW_CONSUMER, "slow consumer")
+                return False
+        elif not self._scheduled:
+            self._scheduled = True
+            self._batcher.mark(self)
         return True
+
+    def flush(self) -> None:
+        """Write what is queued, unless the transport asked to wait."""
+        self._scheduled = False
+        if not self._paused and not self.closed:
+            self._write_queue()
 
     def close(self, code: int, reason: str = "") -> None:
         """Send a close frame after what is queued; abort if the peer never reads it."""
@@ -83,26 +127,34 @@ class Outbox:
             return
         self.closed = True
         self.close_code = code
-        self._flush()
+        self._write_queue()
         self._protocol.close_now(code, reason)
 
     def pause(self) -> None:
         self._paused = True
+        self._queued_bytes = sum(map(len, self._queue))
 
     def resume(self) -> None:
         self._paused = False
-        self._flush()
+        if not self.closed:
+            self._write_queue()
 
     def lost(self) -> None:
         self.closed = True
-        self._backlog.clear()
+        self._queue = []
 
-    def _flush(self) -> None:
-        if self._backlog:
-            data = b"".join(self._backlog)
-            self._backlog.clear()
-            self._backlog_bytes = 0
-            self._transport.write(data)
+    def shut(self) -> None:
+        """Write what is queued and accept nothing more (the server is shutting down)."""
+        if not self.closed:
+            self._write_queue()
+            self.closed = True
+
+    def _write_queue(self) -> None:
+        queue = self._queue
+        if queue:
+            self._write(queue[0] if len(queue) == 1 else b"".join(queue))
+            self._queue = []
+            self._queued_bytes = 0
 
 
 class GatewayWebSocketProtocol(WebSocketsSansIOProtocol):
@@ -141,7 +193,7 @@ class GatewayWebSocketProtocol(WebSocketsSansIOProtocol):
         # uvicorn sends 1012 and closes; a peer that never reads would hold the transport
         # open past the grace time, so abort it after the close timeout.
         if self.outbox is not None:
-            self.outbox.closed = True
+            self.outbox.shut()
         if self.handshake_complete and not self.close_sent:
             self.server_close_code = CloseCode.SERVICE_RESTART
         super().shutdown()
@@ -152,6 +204,12 @@ class GatewayWebSocketProtocol(WebSocketsSansIOProtocol):
         if self.conn.close_sent is not None:
             self.server_close_code = self.conn.close_sent.code
         super().handle_parser_exception()
+
+    def forget_handshake(self) -> None:
+        """Drop what only the handshake needed: at 10,000 idle connections it adds up."""
+        del self.request
+        del self.response
+        self.scope["headers"] = []
 
     def close_now(self, code: int, reason: str) -> None:
         """Start the closing handshake without waiting for the transport to drain.
