@@ -6,6 +6,7 @@ Every envelope is a msgpack map carrying ``v`` (format version), ``kind``, ``id`
 
 from __future__ import annotations
 
+import re
 import secrets
 import time
 from dataclasses import dataclass, field
@@ -37,6 +38,9 @@ def now_ms() -> int:
     return time.time_ns() // 1_000_000
 
 
+_POSITION = re.compile(r"[0-9]{1,20}(?:-[0-9]{1,20})*")
+
+
 def position_key(position: str) -> tuple[int, ...]:
     """Order of channel positions: integers separated by ``-`` compared part by part.
 
@@ -45,17 +49,21 @@ def position_key(position: str) -> tuple[int, ...]:
     Raises:
         ProtocolError: the position is not of that form.
     """
-    try:
-        return tuple(int(part) for part in position.split("-"))
-    except ValueError:
-        raise ProtocolError(ErrorCode.BAD_REQUEST, f"invalid position {position!r}") from None
+    if _POSITION.fullmatch(position) is None:
+        raise ProtocolError(ErrorCode.BAD_REQUEST, f"invalid position {position!r}")
+    return tuple(int(part) for part in position.split("-"))
 
 
 def _field(wire: dict[str, Any], name: str, kind: type | tuple[type, ...]) -> Any:
     value = wire.get(name)
-    if not isinstance(value, kind):
+    # bool is an int to isinstance, never to the bus.
+    if not isinstance(value, kind) or (isinstance(value, bool) and bool not in _kinds(kind)):
         raise ProtocolError(ErrorCode.BAD_REQUEST, f"bus envelope field {name!r} is invalid")
     return value
+
+
+def _kinds(kind: type | tuple[type, ...]) -> tuple[type, ...]:
+    return kind if isinstance(kind, tuple) else (kind,)
 
 
 def _channel_list(wire: dict[str, Any], name: str) -> tuple[str, ...]:
@@ -246,9 +254,11 @@ def parse_envelope(wire: dict[str, Any]) -> Request | Reply | Event:
     Raises:
         ProtocolError: unknown version or kind, or a field of the wrong type.
     """
-    if wire.get("v") != BUS_VERSION:
-        raise ProtocolError(ErrorCode.BAD_REQUEST, f"unsupported bus version {wire.get('v')!r}")
-    kind = _KINDS.get(wire.get("kind"))  # type: ignore[arg-type]
+    version = wire.get("v")
+    if version != BUS_VERSION or isinstance(version, bool):
+        raise ProtocolError(ErrorCode.BAD_REQUEST, f"unsupported bus version {version!r}")
+    name = wire.get("kind")
+    kind = _KINDS.get(name) if isinstance(name, str) else None
     if kind is None:
         raise ProtocolError(ErrorCode.BAD_REQUEST, f"unknown envelope kind {wire.get('kind')!r}")
     return kind.from_wire(wire)

@@ -48,7 +48,12 @@ class JsonFormatter(logging.Formatter):
                 entry[key] = value
         if record.exc_info:
             entry["exc"] = self.formatException(record.exc_info)
-        return orjson.dumps(entry, default=str).decode()
+        try:
+            return orjson.dumps(entry, default=str, option=orjson.OPT_NON_STR_KEYS).decode()
+        except (TypeError, orjson.JSONEncodeError):
+            # Integers past 64 bits and the like: a record is never lost for an odd field.
+            plain = {key: _plain(value) for key, value in entry.items()}
+            return orjson.dumps(plain).decode()
 
 
 class ConsoleFormatter(logging.Formatter):
@@ -60,6 +65,14 @@ class ConsoleFormatter(logging.Formatter):
             if key not in _RESERVED and value is not None
         ]
         return f"{line} {' '.join(extras)}" if extras else line
+
+
+def _plain(value: Any) -> Any:
+    if value is None or isinstance(value, str | bool | float) or type(value) is int:
+        if type(value) is int and not -(2**63) <= value < 2**64:
+            return str(value)
+        return value
+    return str(value)
 
 
 def configure_logging(level: str = "info", fmt: str = "auto") -> None:

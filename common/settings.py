@@ -103,6 +103,8 @@ class Env:
                 value = Path(path).read_text().strip()
             except OSError as exc:
                 raise ConfigError(f"cannot read {PREFIX}{name}_FILE: {exc.strerror}") from None
+            except UnicodeDecodeError:
+                raise ConfigError(f"{PREFIX}{name}_FILE is not UTF-8 text") from None
         return Secret(value) if value else None
 
 

@@ -21,7 +21,11 @@ logger = logging.getLogger("realtime_gateway")
 
 def main() -> int:
     env = Env()
-    log = LogSettings.from_env(env)
+    try:
+        log = LogSettings.from_env(env)
+    except ConfigError as exc:
+        print(f"cannot start: {exc}", file=sys.stderr)
+        return 2
     configure_logging(log.level, log.format)
     try:
         settings = GatewaySettings.from_env(env)

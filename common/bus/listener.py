@@ -128,9 +128,17 @@ class PubSubListener:
             pubsub = self._redis.pubsub()
             try:
                 self._confirm_all = set(self._waiters)
+                sent = set(self._wanted)
+                # Connects first: only then is this listener connected, and only then do
+                # subscribe() calls send on this connection rather than open another.
+                await pubsub.subscribe(*sent)
                 self._pubsub = pubsub
                 self._connected.set()
-                await pubsub.subscribe(*self._wanted)
+                # What was wanted, or given up, while the connection was being made.
+                if missing := self._wanted - sent:
+                    await pubsub.subscribe(*missing)
+                if stale := sent - self._wanted:
+                    await pubsub.unsubscribe(*stale)
                 async for message in pubsub.listen():
                     kind = message["type"]
                     channel = message["channel"].decode()

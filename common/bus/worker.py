@@ -25,7 +25,7 @@ from redis.exceptions import (
 from common.bus.backoff import Backoff
 from common.codec import load_bus, pack_bus
 from common.envelope import Reply, Request, parse_envelope
-from common.errors import ErrorCode, ProtocolError, ServiceError
+from common.errors import ErrorCode, ServiceError
 from common.keys import reply_channel, request_stream
 from common.log import trace_id
 from common.redis_client import MAX_BLOCK
@@ -112,6 +112,7 @@ class ServiceWorker:
                         count=self._settings.batch,
                         block=block_ms,
                     )
+                    _raise_if_cancelled()
                     backoff.reset()
                     for _stream, entries in cast("list[Any]", response or []):
                         await self._process(entries)
@@ -188,17 +189,15 @@ class ServiceWorker:
             outcomes = [await self._run_one(request) for request in requests]
         pipe = self._redis.pipeline(transaction=False)
         for request, outcome in zip(requests, outcomes, strict=True):
-            if request.noreply:
-                continue
-            reply = _reply(request, outcome)
-            pipe.publish(reply_channel(request.gateway), pack_bus(reply.to_wire()))
+            if not request.noreply:
+                pipe.publish(reply_channel(request.gateway), _packed_reply(request, outcome))
         pipe.xack(self.stream, self.group, *entry_ids)
         await pipe.execute()
 
     def _decode(self, fields: dict[bytes, bytes]) -> Request | None:
         try:
             request = parse_envelope(load_bus(fields[b"e"]))
-        except (KeyError, ProtocolError) as exc:
+        except Exception as exc:  # whatever a stranger wrote must not stop the worker
             # Nobody to answer: acknowledge, so that it is not retried forever.
             logger.error("dropping an undecodable request", extra={"error": str(exc)})
             self._observer.handled("undecodable", "dropped", 0.0)
@@ -245,6 +244,22 @@ class ServiceWorker:
 #: Failures after which an entry is left unacknowledged, to be handled again later. A
 #: ResponseError is not among them: it is a bug that a retry would only repeat.
 _RETRYABLE = (RedisConnectionError, RedisTimeoutError, OSError)
+
+
+def _raise_if_cancelled() -> None:
+    # redis-py runs a timed read under asyncio.timeout, which can swallow a cancellation
+    # that lands as the read completes (redis-py #2028): honour it here instead.
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError
+
+
+def _packed_reply(request: Request, outcome: Outcome) -> bytes:
+    try:
+        return pack_bus(_reply(request, outcome).to_wire())
+    except (TypeError, ValueError, OverflowError):
+        logger.exception("a reply could not be encoded", extra={"type": request.type})
+        return pack_bus(_reply(request, _internal_error()).to_wire())
 
 
 def _internal_error() -> ServiceError:

@@ -1,0 +1,138 @@
+"""JWT tokens: issue and verify, and every way a token is refused."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import jwt
+import pytest
+
+from common.auth import Identity, issue_token, verify_token
+from common.errors import ErrorCode, ProtocolError
+from common.settings import Secret
+
+
+# 64 characters, so that PyJWT does not warn about a short key for HS384/HS512 either.
+SECRET = Secret("a-test-secret-long-enough-for-any-hmac-algorithm-pyjwt-supports!")
+OTHER = Secret("another-secret-long-enough-for-any-hmac-algorithm-pyjwt-supports")
+
+
+def _sign(claims: dict[str, Any], key: str = SECRET.reveal(), algorithm: str = "HS256") -> str:
+    return jwt.encode(claims, key, algorithm=algorithm)
+
+
+def _refusal(token: object, secret: Secret = SECRET) -> ProtocolError:
+    with pytest.raises(ProtocolError) as caught:
+        verify_token(secret, token)
+    error = caught.value
+    if isinstance(token, str) and token:
+        assert token not in error.message, "the error echoes the token"
+        assert token not in str(error)
+        assert token not in repr(error)
+        # A chained decoder exception would carry the token into tracebacks.
+        assert error.__cause__ is None
+        assert error.__context__ is None or error.__suppress_context__
+    return error
+
+
+def test_issue_and_verify_round_trip() -> None:
+    """A token issued for a user verifies as that user, expiring ttl seconds from now."""
+    before = time.time()
+    token = issue_token(SECRET, "alice", ttl=600)
+    identity = verify_token(SECRET, token)
+    assert identity == Identity(user="alice", expires_at=identity.expires_at)
+    assert before + 599 <= identity.expires_at <= time.time() + 601
+
+
+def test_token_from_another_issuer_with_the_same_secret_verifies() -> None:
+    """Any HS256 token with sub and exp signed with the secret is accepted."""
+    token = _sign({"sub": "bob", "exp": int(time.time()) + 60, "role": "admin"})
+    assert verify_token(SECRET, token).user == "bob"
+
+
+def test_expired_token_is_unauthenticated() -> None:
+    """A token past its exp is refused as unauthenticated, saying it expired."""
+    error = _refusal(issue_token(SECRET, "alice", ttl=-10))
+    assert error.code is ErrorCode.UNAUTHENTICATED
+    assert "expired" in error.message
+
+
+def test_token_signed_with_another_secret_is_unauthenticated() -> None:
+    """A token whose signature does not match the secret is refused."""
+    error = _refusal(issue_token(OTHER, "alice"))
+    assert error.code is ErrorCode.UNAUTHENTICATED
+    assert "expired" not in error.message
+
+
+@pytest.mark.parametrize(
+    "claims",
+    [
+        pytest.param({"sub": "alice"}, id="no-exp"),
+        pytest.param({"exp": 4_000_000_000}, id="no-sub"),
+        pytest.param({"sub": "alice", "exp": "tomorrow"}, id="exp-not-a-number"),
+        pytest.param({"sub": 42, "exp": 4_000_000_000}, id="sub-not-a-string"),
+        pytest.param({"sub": "", "exp": 4_000_000_000}, id="sub-empty"),
+        pytest.param({"sub": "u" * 129, "exp": 4_000_000_000}, id="sub-too-long"),
+        pytest.param({"sub": "alice", "exp": 4_000_000_000, "nbf": 4_000_000_000}, id="not-yet"),
+    ],
+)
+def test_token_with_bad_claims_is_unauthenticated(claims: dict[str, Any]) -> None:
+    """A correctly signed token without a valid sub and exp is refused."""
+    assert _refusal(_sign(claims)).code is ErrorCode.UNAUTHENTICATED
+
+
+def test_subject_of_128_characters_is_accepted() -> None:
+    """The longest user name allowed verifies."""
+    user = "u" * 128
+    assert verify_token(SECRET, issue_token(SECRET, user)).user == user
+
+
+@pytest.mark.parametrize("algorithm", ["HS384", "HS512"])
+def test_token_with_another_algorithm_is_unauthenticated(algorithm: str) -> None:
+    """Only HS256 is accepted, even when the signature is right for the other algorithm."""
+    token = _sign({"sub": "alice", "exp": int(time.time()) + 60}, algorithm=algorithm)
+    assert _refusal(token).code is ErrorCode.UNAUTHENTICATED
+
+
+def test_unsigned_token_is_unauthenticated() -> None:
+    """An alg=none token is refused."""
+    token = jwt.encode({"sub": "alice", "exp": int(time.time()) + 60}, None, algorithm="none")
+    assert _refusal(token).code is ErrorCode.UNAUTHENTICATED
+
+
+@pytest.mark.parametrize(
+    "token",
+    ["garbage", "a.b.c", "eyJhbGciOiJIUzI1NiJ9.e30.", "x" * 5000, "é.é.é"],
+)
+def test_malformed_token_is_unauthenticated(token: str) -> None:
+    """A string that is not a JWT is refused as unauthenticated without echoing it."""
+    assert _refusal(token).code is ErrorCode.UNAUTHENTICATED
+
+
+def test_tampered_token_is_unauthenticated() -> None:
+    """Changing the payload of a valid token breaks its signature."""
+    header, _, signature = issue_token(SECRET, "alice").split(".")
+    forged = jwt.encode({"sub": "mallory", "exp": 4_000_000_000}, "x" * 32).split(".")[1]
+    assert _refusal(f"{header}.{forged}.{signature}").code is ErrorCode.UNAUTHENTICATED
+
+
+@pytest.mark.parametrize("token", [None, "", 42, True, ["a.b.c"], {"token": "a.b.c"}, b"a.b.c"])
+def test_token_that_is_not_a_string_is_a_bad_request(token: object) -> None:
+    """A missing, empty or non-string token is a bad_request rather than a failed login."""
+    assert _refusal(token).code is ErrorCode.BAD_REQUEST
+
+
+def test_error_messages_never_contain_the_token() -> None:
+    """No refusal reason, for any kind of bad token, includes the token's text."""
+    tokens = [
+        issue_token(SECRET, "alice", ttl=-10),
+        issue_token(OTHER, "alice"),
+        _sign({"sub": "alice"}),
+        "not-a-jwt-but-possibly-a-password",
+    ]
+    for token in tokens:
+        error = _refusal(token)
+        for part in token.split("."):
+            if len(part) >= 8:
+                assert part not in error.message

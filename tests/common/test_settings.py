@@ -1,0 +1,354 @@
+"""Settings from the environment: defaults, typed parsing, secrets and their files."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from common.errors import ConfigError
+from common.settings import (
+    BusSettings,
+    Env,
+    GatewaySettings,
+    LogSettings,
+    Secret,
+    ServiceSettings,
+)
+
+
+SECRET = "s3cr3t-" + "x" * 40
+
+
+def _gateway(**env: str) -> GatewaySettings:
+    return GatewaySettings.from_env(Env({"RT_JWT_SECRET": SECRET, **env}))
+
+
+# Defaults.
+
+
+def test_gateway_defaults() -> None:
+    """With only a secret set, every gateway setting has its documented default."""
+    settings = _gateway()
+    assert settings.bus.redis_url.reveal() == "redis://127.0.0.1:6379/0"
+    assert settings.bus.stream_maxlen == 100_000
+    assert settings.jwt_secret.reveal() == SECRET
+    assert settings.host == "127.0.0.1"
+    assert settings.port == 8000
+    assert settings.dev is False
+    assert re.fullmatch(r"gw-[0-9a-f]{8}", settings.gateway_id)
+    assert settings.auth_timeout == 30.0
+    assert settings.request_timeout == 5.0
+    assert settings.max_message_bytes == 65536
+    assert settings.outbox_max_messages == 1000
+    assert settings.outbox_max_bytes == 1024 * 1024
+    assert settings.max_subscriptions == 100
+    assert settings.max_inflight == 64
+    assert settings.rate_limit == 100.0
+    assert settings.rate_burst == 200
+    assert settings.max_connections == 20_000
+    assert settings.shutdown_grace == 10.0
+    assert settings.close_timeout == 5.0
+    assert settings.ping_interval == 20.0
+    assert settings.ping_timeout == 20.0
+    assert settings.lease_ttl == 20.0
+
+
+def test_gateway_ids_differ_between_processes() -> None:
+    """Two gateways started without RT_GATEWAY_ID get different ids."""
+    assert _gateway().gateway_id != _gateway().gateway_id
+
+
+def test_gateway_reads_every_variable() -> None:
+    """Each RT_ variable sets its gateway setting."""
+    settings = _gateway(
+        RT_REDIS_URL="redis://127.0.0.1:7000/2",
+        RT_STREAM_MAXLEN="5000",
+        RT_HOST="0.0.0.0",
+        RT_PORT="9000",
+        RT_GATEWAY_ID="gw-east-1",
+        RT_AUTH_TIMEOUT="2.5",
+        RT_REQUEST_TIMEOUT="0.5",
+        RT_MAX_MESSAGE_BYTES="1024",
+        RT_OUTBOX_MAX_MESSAGES="10",
+        RT_OUTBOX_MAX_BYTES="2048",
+        RT_MAX_SUBSCRIPTIONS="3",
+        RT_MAX_INFLIGHT="4",
+        RT_RATE_LIMIT="5.5",
+        RT_RATE_BURST="6",
+        RT_MAX_CONNECTIONS="7",
+        RT_SHUTDOWN_GRACE="0",
+        RT_CLOSE_TIMEOUT="1",
+        RT_PING_INTERVAL="3",
+        RT_PING_TIMEOUT="4",
+        RT_LEASE_TTL="0.5",
+    )
+    assert settings.bus.redis_url.reveal() == "redis://127.0.0.1:7000/2"
+    assert settings.bus.stream_maxlen == 5000
+    assert (settings.host, settings.port, settings.gateway_id) == ("0.0.0.0", 9000, "gw-east-1")
+    assert (settings.auth_timeout, settings.request_timeout) == (2.5, 0.5)
+    assert (settings.max_message_bytes, settings.outbox_max_messages) == (1024, 10)
+    assert (settings.outbox_max_bytes, settings.max_subscriptions) == (2048, 3)
+    assert (settings.max_inflight, settings.rate_limit, settings.rate_burst) == (4, 5.5, 6)
+    assert (settings.max_connections, settings.shutdown_grace) == (7, 0.0)
+    assert (settings.close_timeout, settings.ping_interval, settings.ping_timeout) == (1, 3, 4)
+    assert settings.lease_ttl == 0.5
+
+
+def test_service_defaults() -> None:
+    """A service's settings default sensibly and take the port the service passes."""
+    settings = ServiceSettings.from_env("chat", 8101, Env({}))
+    assert settings.service == "chat"
+    assert settings.port == 8101
+    assert settings.host == "127.0.0.1"
+    assert re.fullmatch(r"[0-9a-f]{8}", settings.instance)
+    assert settings.batch == 64
+    assert settings.claim_idle_ms == 15_000
+    assert settings.claim_interval == 5.0
+    assert settings.bus.redis_url.reveal() == "redis://127.0.0.1:6379/0"
+
+
+def test_service_reads_its_variables() -> None:
+    """Each RT_ variable of a service sets its setting."""
+    settings = ServiceSettings.from_env(
+        "bids",
+        8102,
+        Env(
+            {
+                "RT_INSTANCE_ID": "b-1",
+                "RT_PORT": "0",
+                "RT_SERVICE_BATCH": "8",
+                "RT_CLAIM_IDLE_MS": "500",
+                "RT_CLAIM_INTERVAL": "0.25",
+            }
+        ),
+    )
+    assert (settings.instance, settings.port, settings.batch) == ("b-1", 0, 8)
+    assert (settings.claim_idle_ms, settings.claim_interval) == (500, 0.25)
+
+
+def test_log_defaults_and_case() -> None:
+    """Log settings default to info/auto and accept any letter case."""
+    assert LogSettings.from_env(Env({})) == LogSettings("info", "auto")
+    assert LogSettings.from_env(Env({"RT_LOG_LEVEL": "DEBUG", "RT_LOG_FORMAT": "Json"})) == (
+        LogSettings("debug", "json")
+    )
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        *[("1", True), ("true", True), ("YES", True), ("on", True)],
+        *[("0", False), ("false", False), ("No", False), ("off", False), ("", False)],
+    ],
+)
+def test_flags(raw: str, expected: bool) -> None:
+    """Boolean variables accept the usual spellings in any case."""
+    assert Env({"RT_DEV": raw}).flag("DEV", not expected) is expected
+
+
+def test_unset_variables_fall_back_to_defaults() -> None:
+    """Env returns the given default for every type when the variable is unset."""
+    env = Env({})
+    assert env.string("X", "d") == "d"
+    assert env.optional_string("X") is None
+    assert env.integer("X", 3) == 3
+    assert env.number("X", 1.5) == 1.5
+    assert env.flag("X", True) is True
+    assert env.secret("X") is None
+
+
+def test_env_reads_only_prefixed_variables() -> None:
+    """A variable without the RT_ prefix is not a setting."""
+    assert _gateway(PORT="1234").port == 8000
+
+
+# Typed parse errors name the variable.
+
+_GATEWAY_ERRORS = [
+    ("RT_PORT", "eighty"),
+    ("RT_PORT", "-1"),
+    ("RT_PORT", "80.5"),
+    ("RT_DEV", "maybe"),
+    ("RT_STREAM_MAXLEN", "10"),
+    ("RT_STREAM_MAXLEN", "lots"),
+    ("RT_AUTH_TIMEOUT", "soon"),
+    ("RT_AUTH_TIMEOUT", "0"),
+    ("RT_REQUEST_TIMEOUT", "nan"),
+    ("RT_REQUEST_TIMEOUT", "-5"),
+    ("RT_MAX_MESSAGE_BYTES", "100"),
+    ("RT_MAX_MESSAGE_BYTES", "64k"),
+    ("RT_OUTBOX_MAX_MESSAGES", "0"),
+    ("RT_OUTBOX_MAX_BYTES", "1.5"),
+    ("RT_MAX_SUBSCRIPTIONS", "none"),
+    ("RT_MAX_INFLIGHT", "0"),
+    ("RT_RATE_LIMIT", "fast"),
+    ("RT_RATE_LIMIT", "0"),
+    ("RT_RATE_BURST", "0"),
+    ("RT_MAX_CONNECTIONS", "many"),
+    ("RT_SHUTDOWN_GRACE", "-1"),
+    ("RT_SHUTDOWN_GRACE", "ten"),
+    ("RT_CLOSE_TIMEOUT", "x"),
+    ("RT_PING_INTERVAL", "0.5"),
+    ("RT_PING_TIMEOUT", ""),
+    ("RT_LEASE_TTL", "0.1"),
+    ("RT_LEASE_TTL", "long"),
+]
+
+
+@pytest.mark.parametrize(("name", "raw"), _GATEWAY_ERRORS)
+def test_gateway_parse_errors_name_the_variable(name: str, raw: str) -> None:
+    """A gateway variable that does not parse or is out of range is a ConfigError naming it."""
+    with pytest.raises(ConfigError) as caught:
+        _gateway(**{name: raw})
+    assert name in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("name", "raw"),
+    [
+        ("RT_PORT", "http"),
+        ("RT_SERVICE_BATCH", "0"),
+        ("RT_SERVICE_BATCH", "all"),
+        ("RT_CLAIM_IDLE_MS", "50"),
+        ("RT_CLAIM_IDLE_MS", "1.5"),
+        ("RT_CLAIM_INTERVAL", "often"),
+        ("RT_CLAIM_INTERVAL", "0"),
+        ("RT_STREAM_MAXLEN", "-1"),
+    ],
+)
+def test_service_parse_errors_name_the_variable(name: str, raw: str) -> None:
+    """A service variable that does not parse or is out of range is a ConfigError naming it."""
+    with pytest.raises(ConfigError) as caught:
+        ServiceSettings.from_env("chat", 8101, Env({name: raw}))
+    assert name in str(caught.value)
+
+
+@pytest.mark.parametrize(("name", "raw"), [("RT_LOG_LEVEL", "loud"), ("RT_LOG_FORMAT", "xml")])
+def test_log_parse_errors_name_the_variable(name: str, raw: str) -> None:
+    """An unknown log level or format is a ConfigError naming the variable."""
+    with pytest.raises(ConfigError) as caught:
+        LogSettings.from_env(Env({name: raw}))
+    assert name in str(caught.value)
+
+
+# Secrets.
+
+
+def test_secret_is_read_from_a_file(tmp_path: Path) -> None:
+    """RT_X_FILE names a file whose stripped content is the secret."""
+    path = tmp_path / "jwt"
+    path.write_text(f"  {SECRET}\n")
+    settings = GatewaySettings.from_env(Env({"RT_JWT_SECRET_FILE": str(path)}))
+    assert settings.jwt_secret.reveal() == SECRET
+
+
+def test_redis_url_may_come_from_a_file(tmp_path: Path) -> None:
+    """The Redis URL, which may hold a password, can come from a file too."""
+    path = tmp_path / "redis-url"
+    path.write_text("redis://:pw@127.0.0.1:7000/0\n")
+    bus = BusSettings.from_env(Env({"RT_REDIS_URL_FILE": str(path)}))
+    assert bus.redis_url.reveal() == "redis://:pw@127.0.0.1:7000/0"
+
+
+def test_secret_and_its_file_both_set_is_an_error(tmp_path: Path) -> None:
+    """Setting both RT_X and RT_X_FILE is ambiguous and refused, naming both."""
+    path = tmp_path / "jwt"
+    path.write_text(SECRET)
+    with pytest.raises(ConfigError) as caught:
+        GatewaySettings.from_env(Env({"RT_JWT_SECRET": SECRET, "RT_JWT_SECRET_FILE": str(path)}))
+    assert "RT_JWT_SECRET" in str(caught.value)
+    assert "RT_JWT_SECRET_FILE" in str(caught.value)
+    assert SECRET not in str(caught.value)
+
+
+def test_missing_secret_file_is_an_error_naming_the_variable(tmp_path: Path) -> None:
+    """A secret file that cannot be read is a ConfigError naming the variable."""
+    with pytest.raises(ConfigError, match="RT_JWT_SECRET_FILE"):
+        Env({"RT_JWT_SECRET_FILE": str(tmp_path / "absent")}).secret("JWT_SECRET")
+    with pytest.raises(ConfigError, match="RT_JWT_SECRET_FILE"):
+        Env({"RT_JWT_SECRET_FILE": str(tmp_path)}).secret("JWT_SECRET")
+
+
+def test_undecodable_secret_file_is_an_error_naming_the_variable(tmp_path: Path) -> None:
+    """A secret file that is not UTF-8 text is a ConfigError naming the variable."""
+    path = tmp_path / "jwt"
+    path.write_bytes(b"\xff\xfe" + b"x" * 40)
+    with pytest.raises(ConfigError, match="RT_JWT_SECRET_FILE"):
+        Env({"RT_JWT_SECRET_FILE": str(path)}).secret("JWT_SECRET")
+
+
+def test_empty_secret_file_counts_as_unset(tmp_path: Path) -> None:
+    """A secret file holding only whitespace is no secret, so the gateway refuses to start."""
+    path = tmp_path / "jwt"
+    path.write_text("\n  \n")
+    assert Env({"RT_JWT_SECRET_FILE": str(path)}).secret("JWT_SECRET") is None
+    with pytest.raises(ConfigError, match="no JWT secret"):
+        GatewaySettings.from_env(Env({"RT_JWT_SECRET_FILE": str(path)}))
+
+
+def test_secret_repr_hides_the_value() -> None:
+    """Neither repr nor str of a Secret shows its value, which reveal() returns."""
+    secret = Secret(SECRET)
+    assert SECRET not in repr(secret)
+    assert SECRET not in str(secret)
+    assert SECRET not in f"{secret!r} {secret}"
+    assert secret.reveal() == SECRET
+    assert secret
+    assert not Secret("")
+
+
+def test_settings_repr_hides_secrets() -> None:
+    """A settings object can be logged whole: its repr holds neither secret."""
+    password_url = "redis://:hunter2-password@127.0.0.1:7000/0"
+    gateway = _gateway(RT_REDIS_URL=password_url)
+    service = ServiceSettings.from_env("chat", 8101, Env({"RT_REDIS_URL": password_url}))
+    for text in (repr(gateway), str(gateway), repr(service), repr(gateway.bus)):
+        assert SECRET not in text
+        assert "hunter2" not in text
+    assert "Secret(" in repr(gateway)
+
+
+def test_gateway_refuses_to_start_without_a_secret() -> None:
+    """Outside dev mode a gateway with no JWT secret is a ConfigError telling what to set."""
+    with pytest.raises(ConfigError) as caught:
+        GatewaySettings.from_env(Env({}))
+    assert "RT_JWT_SECRET" in str(caught.value)
+
+
+def test_empty_secret_counts_as_unset() -> None:
+    """RT_JWT_SECRET set to the empty string is no secret."""
+    with pytest.raises(ConfigError, match="RT_JWT_SECRET"):
+        GatewaySettings.from_env(Env({"RT_JWT_SECRET": ""}))
+
+
+def test_dev_mode_makes_a_throwaway_secret() -> None:
+    """In dev mode a gateway without a secret gets a random one of full strength."""
+    first = GatewaySettings.from_env(Env({"RT_DEV": "1"}))
+    second = GatewaySettings.from_env(Env({"RT_DEV": "1"}))
+    assert first.dev
+    assert len(first.jwt_secret.reveal()) >= 32
+    assert first.jwt_secret.reveal() != second.jwt_secret.reveal()
+
+
+@pytest.mark.parametrize("length", [1, 16, 31])
+def test_short_secret_is_refused(length: int) -> None:
+    """A JWT secret shorter than 32 characters is refused outside dev mode, without echoing it."""
+    short = "Q" * length
+    with pytest.raises(ConfigError, match="32") as caught:
+        GatewaySettings.from_env(Env({"RT_JWT_SECRET": short}))
+    assert "Q" not in str(caught.value)
+
+
+def test_short_secret_is_allowed_in_dev_mode() -> None:
+    """Dev mode accepts a short secret, so that local tools can sign tokens with a simple one."""
+    settings = GatewaySettings.from_env(Env({"RT_DEV": "1", "RT_JWT_SECRET": "dev"}))
+    assert settings.jwt_secret.reveal() == "dev"
+
+
+def test_secret_of_32_characters_is_accepted() -> None:
+    """Exactly 32 characters is long enough."""
+    assert GatewaySettings.from_env(Env({"RT_JWT_SECRET": "k" * 32})).jwt_secret.reveal() == (
+        "k" * 32
+    )

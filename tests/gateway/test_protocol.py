@@ -1,0 +1,205 @@
+"""Client protocol v1, parsed with no I/O: refs, message types, and what each refuses."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from common.errors import ErrorCode, ProtocolError
+from realtime_gateway.protocol import (
+    SERVICES,
+    Auth,
+    Ping,
+    ServiceCall,
+    Subscribe,
+    Unsubscribe,
+    error_reply,
+    ok_reply,
+    parse_message,
+    parse_ref,
+)
+
+
+def _error(frame: dict[str, Any]) -> ProtocolError:
+    with pytest.raises(ProtocolError) as caught:
+        parse_message(frame, parse_ref(frame))
+    return caught.value
+
+
+# Refs.
+
+
+@pytest.mark.parametrize(
+    "ref",
+    ["", "r-1", "x" * 128, "ünïcode", 0, 1, -1, 2**53 - 1, -(2**53 - 1)],
+)
+def test_valid_refs_are_returned_unchanged(ref: str | int) -> None:
+    """A string of at most 128 characters or an integer within JSON's safe range is a ref."""
+    assert parse_ref({"type": "ping", "ref": ref}) == ref
+    assert type(parse_ref({"ref": ref})) is type(ref)
+
+
+def test_missing_or_null_ref_is_none() -> None:
+    """A frame without a ref, or with ref null, has ref None."""
+    assert parse_ref({"type": "ping"}) is None
+    assert parse_ref({"type": "ping", "ref": None}) is None
+
+
+@pytest.mark.parametrize(
+    "ref",
+    [
+        pytest.param(True, id="true"),
+        pytest.param(False, id="false"),
+        pytest.param(1.5, id="float"),
+        pytest.param(1.0, id="integral-float"),
+        pytest.param("x" * 129, id="too-long"),
+        pytest.param(2**53, id="2**53"),
+        pytest.param(-(2**53), id="-2**53"),
+        pytest.param(10**30, id="huge"),
+        pytest.param(["r"], id="list"),
+        pytest.param({"r": 1}, id="object"),
+    ],
+)
+def test_invalid_refs_are_bad_requests(ref: Any) -> None:
+    """Booleans, floats, long strings, unsafe integers and containers are refused as refs."""
+    with pytest.raises(ProtocolError) as caught:
+        parse_ref({"type": "ping", "ref": ref})
+    assert caught.value.code is ErrorCode.BAD_REQUEST
+    assert "ref" in caught.value.message
+
+
+# Message types.
+
+
+def test_auth() -> None:
+    """auth carries its token as given; checking it is the auth module's job."""
+    assert parse_message({"type": "auth", "token": "t.o.k"}, "r") == Auth("r", "t.o.k")
+    assert parse_message({"type": "auth"}, None) == Auth(None, None)
+
+
+def test_ping() -> None:
+    """ping carries only its ref."""
+    assert parse_message({"type": "ping", "ref": 3}, 3) == Ping(3)
+
+
+def test_subscribe() -> None:
+    """subscribe carries its channel and optional since position."""
+    plain = {"type": "subscribe", "channel": "chat:a"}
+    assert parse_message(plain, 1) == Subscribe(1, "chat:a", None)
+    assert parse_message({**plain, "since": "17-0"}, 1) == Subscribe(1, "chat:a", "17-0")
+    assert parse_message({**plain, "since": None}, 1) == Subscribe(1, "chat:a", None)
+
+
+def test_unsubscribe() -> None:
+    """unsubscribe carries its channel."""
+    assert parse_message({"type": "unsubscribe", "channel": "chat:a"}, "u") == Unsubscribe(
+        "u", "chat:a"
+    )
+
+
+@pytest.mark.parametrize("service", sorted(SERVICES))
+def test_service_call_for_each_service(service: str) -> None:
+    """<service>.<action> for every known service is a call routed to that service."""
+    frame = {"type": f"{service}.act", "ref": 9, "room": "lobby", "n": [1, 2]}
+    message = parse_message(frame, 9)
+    assert message == ServiceCall(9, f"{service}.act", service, {"room": "lobby", "n": [1, 2]})
+
+
+def test_services_are_those_owning_namespaces() -> None:
+    """The services a client may call are chat, bids and presence."""
+    assert frozenset({"chat", "bids", "presence"}) == SERVICES
+
+
+def test_service_call_data_excludes_type_and_ref() -> None:
+    """A service sees the frame without type and ref, and the frame itself is not changed."""
+    frame = {"type": "chat.send", "ref": "r", "room": "lobby", "text": "hi", "data": {"x": 1}}
+    message = parse_message(frame, "r")
+    assert isinstance(message, ServiceCall)
+    assert message.data == {"room": "lobby", "text": "hi", "data": {"x": 1}}
+    assert frame["type"] == "chat.send"
+    assert frame["ref"] == "r"
+
+
+def test_service_action_may_contain_dots() -> None:
+    """Only the first dot splits service from action."""
+    message = parse_message({"type": "bids.admin.close"}, None)
+    assert isinstance(message, ServiceCall)
+    assert (message.service, message.type) == ("bids", "bids.admin.close")
+
+
+@pytest.mark.parametrize(
+    "kind",
+    [
+        "hello",
+        "",
+        "pong",
+        "welcome",
+        "reply",
+        "event",
+        "Ping",
+        "weather.get",
+        "gateway.close",
+        "chat",
+        "chat.",
+        ".send",
+        "auction.place",
+        "chat." + "x" * 100,
+    ],
+)
+def test_unknown_types_are_unknown_type(kind: str) -> None:
+    """A type naming no message and no known service's action is unknown_type."""
+    error = _error({"type": kind})
+    assert error.code is ErrorCode.UNKNOWN_TYPE
+    assert len(error.message) < 120, "a long type is not echoed whole"
+
+
+def test_x_dot_y_with_an_unknown_service_is_unknown_type() -> None:
+    """A well-formed <service>.<action> whose service does not exist is unknown_type."""
+    error = _error({"type": "billing.charge", "amount": 5})
+    assert error.code is ErrorCode.UNKNOWN_TYPE
+    assert "billing.charge" in error.message
+
+
+@pytest.mark.parametrize(
+    "frame",
+    [
+        pytest.param({}, id="no-type"),
+        pytest.param({"type": None}, id="null-type"),
+        pytest.param({"type": 7}, id="int-type"),
+        pytest.param({"type": ["ping"]}, id="list-type"),
+        pytest.param({"type": {"name": "ping"}}, id="object-type"),
+        pytest.param({"type": "subscribe"}, id="subscribe-no-channel"),
+        pytest.param({"type": "subscribe", "channel": None}, id="subscribe-null-channel"),
+        pytest.param({"type": "subscribe", "channel": 7}, id="subscribe-int-channel"),
+        pytest.param({"type": "subscribe", "channel": ["chat:a"]}, id="subscribe-list-channel"),
+        pytest.param({"type": "subscribe", "channel": "chat:a", "since": 17}, id="since-int"),
+        pytest.param({"type": "subscribe", "channel": "chat:a", "since": ["1"]}, id="since-list"),
+        pytest.param({"type": "unsubscribe"}, id="unsubscribe-no-channel"),
+        pytest.param({"type": "unsubscribe", "channel": False}, id="unsubscribe-bool-channel"),
+    ],
+)
+def test_missing_or_ill_typed_fields_are_bad_requests(frame: dict[str, Any]) -> None:
+    """A required field that is missing or of the wrong JSON type is a bad_request."""
+    error = _error(frame)
+    assert error.code is ErrorCode.BAD_REQUEST
+
+
+def test_bad_ref_is_reported_before_the_type() -> None:
+    """parse_ref runs first, so a frame with a bad ref fails on the ref, whatever its type."""
+    with pytest.raises(ProtocolError, match="ref"):
+        parse_ref({"type": "no-such-type", "ref": True})
+
+
+# Replies.
+
+
+def test_ok_reply_frame() -> None:
+    """An ok reply echoes the ref and carries the data."""
+    assert ok_reply("r", {"x": 1}) == {"type": "reply", "ref": "r", "ok": True, "data": {"x": 1}}
+
+
+def test_error_reply_frame() -> None:
+    """An error reply echoes the ref (null when absent) and carries the error object."""
+    error = {"code": "bad_request", "message": "no"}
+    assert error_reply(None, error) == {"type": "reply", "ref": None, "ok": False, "error": error}
