@@ -22,10 +22,16 @@ COMMAND_TIMEOUT = 10.0
 MAX_BLOCK = 2.0
 
 
-def connect_redis(settings: BusSettings) -> Redis:
-    """A client (with its connection pool) for the bus and the process's own state."""
+def connect_redis(settings: BusSettings, name: str) -> Redis:
+    """A client (with its connection pool) for the bus and the process's own state.
+
+    Args:
+        name: the CLIENT SETNAME of every connection (a gateway or consumer id), so that
+            ``CLIENT LIST`` tells which process holds which connection.
+    """
     return Redis.from_url(
         settings.redis_url.reveal(),
+        client_name=name,
         socket_keepalive=True,
         socket_connect_timeout=CONNECT_TIMEOUT,
         socket_timeout=COMMAND_TIMEOUT,

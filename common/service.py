@@ -114,7 +114,7 @@ def create_service_app(settings: ServiceSettings, make_service: ServiceFactory) 
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[_State]:
-        redis = connect_redis(settings.bus)
+        redis = connect_redis(settings.bus, f"{settings.service}-{settings.instance}")
         made = make_service(redis)
         service = made if isinstance(made, Service) else _HandlerService(made)
         await service.setup()

@@ -79,7 +79,7 @@ class GatewayApp:
     @contextlib.asynccontextmanager
     async def _lifespan(self, app: Starlette) -> AsyncIterator[None]:
         settings = self.settings
-        redis = connect_redis(settings.bus)
+        redis = connect_redis(settings.bus, settings.gateway_id)
         try:
             check_server_info(await redis.info("server"))
         except (RedisError, OSError) as exc:
@@ -104,9 +104,13 @@ class GatewayApp:
                 hub.on_event(channel[len(EVENT_CHANNEL_PREFIX) :], body)
 
         listener = PubSubListener(
-            redis, on_message, [replies], on_error=self.metrics.bus_errors.inc
+            redis,
+            on_message,
+            [replies],
+            on_error=self.metrics.bus_errors.inc,
+            on_reconnect=lambda: hub.recover(),
         )
-        hub = Hub(listener, self.metrics)
+        hub = Hub(listener, router, self.metrics)
         self.gateway = Gateway(settings, hub, router, self.metrics)
         self._batcher = WriteBatcher(asyncio.get_running_loop())
         self._listener, self._redis = listener, redis

@@ -7,21 +7,29 @@ which is written to every subscribed connection's outbox.
 A connection waiting for the owning service's answer to its subscribe (authorization,
 position, replay) is *pending*: events for it are kept, with their positions, until the
 answer arrives, so that replay and live events meet with no gap and no duplicate.
+
+Pub/sub is at most once: events published while the bus connection is down never arrive.
+So after a reconnect the hub asks the owner of each channel with history to replay what
+came after the last position it saw, putting the channel's connections back in pending
+for the time of that request.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from typing import TYPE_CHECKING
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 from common.bus.listener import PubSubListener
 from common.codec import dump_client, load_bus
-from common.envelope import Event, position_key
+from common.envelope import Event, Reply, position_key
 from common.errors import CloseCode, ProtocolError
 from common.keys import event_channel
+from common.namespaces import parse_channel
 from realtime_gateway.frames import text_frame
 from realtime_gateway.metrics import GatewayMetrics
+from realtime_gateway.routing import Router
 from realtime_gateway.wsproto import Outbox
 
 
@@ -37,10 +45,14 @@ PENDING_LIMIT = 1000
 
 
 class Hub:
-    def __init__(self, listener: PubSubListener, metrics: GatewayMetrics) -> None:
+    def __init__(self, listener: PubSubListener, router: Router, metrics: GatewayMetrics) -> None:
         self._listener = listener
+        self._router = router
         self._metrics = metrics
-        self._live: dict[str, dict[Outbox, None]] = {}
+        #: Channel -> its live subscribers, by outbox (the fan-out loop needs only that).
+        self._live: dict[str, dict[Outbox, Connection]] = {}
+        #: Channel -> the newest position an event of it had, for recovery after an outage.
+        self._last: dict[str, str] = {}
         self._pending: dict[str, dict[Connection, list[tuple[str | None, bytes]]]] = {}
         self._members: dict[str, int] = {}
         self._ready: dict[str, asyncio.Future[None]] = {}
@@ -57,7 +69,7 @@ class Hub:
         if pending:
             self._pending.setdefault(channel, {})[connection] = []
         else:
-            self._live.setdefault(channel, {})[connection.outbox] = None
+            self._live.setdefault(channel, {})[connection.outbox] = connection
         self._members[channel] = self._members.get(channel, 0) + 1
         ready = self._ready.get(channel)
         if ready is None:
@@ -83,7 +95,7 @@ class Hub:
         for position, frame in held:
             if cutoff is None or (key := _key(position)) is None or key > cutoff:
                 connection.outbox.send(frame)
-        self._live.setdefault(channel, {})[connection.outbox] = None
+        self._live.setdefault(channel, {})[connection.outbox] = connection
 
     def leave(self, channel: str, connection: Connection) -> None:
         """Remove a connection; the last one out unsubscribes the gateway (in the background)."""
@@ -108,6 +120,7 @@ class Hub:
             return
         del self._members[channel]
         del self._ready[channel]
+        self._last.pop(channel, None)
         self._metrics.channels.set(len(self._members))
         self._listener.unsubscribe(event_channel(channel))
 
@@ -128,6 +141,8 @@ class Hub:
         pending = self._pending.get(channel)
         if live is None and pending is None:
             return
+        if event.position is not None:
+            self._last[channel] = event.position
         frame = text_frame(dump_client(event.to_client()))
         delivered = 0
         if live is not None:
@@ -141,6 +156,69 @@ class Hub:
                     connection.outbox.close(CloseCode.SLOW_CONSUMER, "slow consumer")
         self._metrics.deliveries.inc(delivered)
         self._metrics.messages_out.inc(delivered)
+
+    def recover(self) -> None:
+        """After a bus reconnect: replay, per channel with history, what may have been missed."""
+        for channel, since in list(self._last.items()):
+            live = self._live.pop(channel, None)
+            if not live:
+                continue
+            namespace = parse_channel(channel)
+            connections = list(live.values())
+            pending = self._pending.setdefault(channel, {})
+            for connection in connections:
+                pending[connection] = []
+            # Asked as one of the subscribers: the owner authorizes a replay per user.
+            self._router.request(
+                connections[0],
+                namespace.service,
+                "subscribe",
+                {"channel": channel, "since": since},
+                self._recovered(channel, since, connections),
+            )
+
+    def _recovered(
+        self, channel: str, since: str, connections: list[Connection]
+    ) -> Callable[[Reply | None, str], None]:
+        def on_reply(reply: Reply | None, why: str) -> None:
+            answer = reply.data if reply is not None and reply.data is not None else None
+            if answer is None:
+                # Nothing better to do than go on: the held live events still follow.
+                self._metrics.recoveries.labels("failed").inc()
+                logger.warning("recovery after a bus outage failed", extra={"channel": channel})
+                position: str | None = since
+                frames: list[bytes] = []
+            else:
+                self._metrics.recoveries.labels("ok").inc()
+                position, frames = _replayed(channel, since, answer)
+            waiting = self._pending.get(channel, {})
+            for connection in connections:
+                if connection in waiting:
+                    for frame in frames:
+                        connection.outbox.send(frame)
+                    self.activate(channel, connection, after=position)
+
+        return on_reply
+
+
+def _replayed(channel: str, since: str, answer: dict[str, Any]) -> tuple[str, list[bytes]]:
+    """The newest position and the frames of an owner's replay, newer than ``since``."""
+    newest = since
+    frames = []
+    for item in answer.get("events") or ():
+        if not isinstance(item, dict) or not isinstance(item.get("position"), str):
+            continue
+        key = _key(item["position"])
+        if key is None or key <= (_key(newest) or ()):
+            continue
+        newest = item["position"]
+        event = {"type": "event", "channel": channel, "event": item.get("event")}
+        event.update(position=newest, data=item.get("data"))
+        frames.append(text_frame(dump_client(event)))
+    position = answer.get("position")
+    if isinstance(position, str) and (_key(position) or ()) > (_key(newest) or ()):
+        newest = position
+    return newest, frames
 
 
 def _key(position: str | None) -> tuple[int, ...] | None:

@@ -43,6 +43,11 @@ class GatewayMetrics:
         self.late_replies = Counter(
             "rt_gateway_late_replies", "Replies that arrived after their request expired."
         )
+        self.recoveries = Counter(
+            "rt_gateway_recoveries",
+            "Channel replays asked of owners after a bus reconnect, by outcome (ok, failed).",
+            ["outcome"],
+        )
         self.bus_errors = Counter(
             "rt_gateway_bus_errors", "Redis failures and undecodable bus messages."
         )

@@ -43,10 +43,13 @@ class PubSubListener:
         permanent: Iterable[str],
         *,
         on_error: Callable[[], None] = lambda: None,
+        on_reconnect: Callable[[], None] = lambda: None,
     ) -> None:
+        """``on_reconnect`` is called once subscribed again after a lost connection."""
         self._redis = redis
         self._on_message = on_message
         self._on_error = on_error
+        self._on_reconnect = on_reconnect
         self._wanted: set[str] = set(permanent)
         if not self._wanted:
             raise ValueError("a listener needs at least one permanent channel")
@@ -139,6 +142,8 @@ class PubSubListener:
                     await pubsub.subscribe(*missing)
                 if stale := sent - self._wanted:
                     await pubsub.unsubscribe(*stale)
+                # Subscribed again: what was published meanwhile was never received.
+                recovery_due = self._first_connection.is_set()
                 async for message in pubsub.listen():
                     kind = message["type"]
                     channel = message["channel"].decode()
@@ -150,6 +155,11 @@ class PubSubListener:
                             logger.exception("message callback failed", extra={"channel": channel})
                     elif kind == "subscribe":
                         self._confirmed(channel)
+                        if recovery_due:
+                            # Redis confirms once it has run the whole SUBSCRIBE: from here
+                            # on nothing published is missed, so a replay can start.
+                            recovery_due = False
+                            self._on_reconnect()
                         if not self._first_connection.is_set() and channel in self._permanent:
                             self._first_connection.set()
                         backoff.reset()

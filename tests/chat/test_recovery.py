@@ -13,9 +13,16 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from redis.asyncio import Redis
 
 from tests.chat.support import ChatClient, name, start_chat
-from tests.support.processes import ManagedProcess, start_gateway, wait_all_ready
+from tests.support.client import wait_for
+from tests.support.processes import (
+    ManagedProcess,
+    metric_value,
+    start_gateway,
+    wait_all_ready,
+)
 
 
 CHAT_ENV = {
@@ -127,3 +134,44 @@ async def test_sends_queued_while_the_service_is_down_are_processed_once_in_orde
             assert retried == {"id": events[n]["data"]["id"], "position": events[n]["position"]}
         again = await bob.ok("chat.history", room=room)
         assert again["messages"] == history["messages"]
+
+
+async def test_a_gateway_whose_bus_connection_drops_recovers_what_was_posted_meanwhile(
+    setup: Setup,
+) -> None:
+    """Messages posted while a gateway's pub/sub connection is down still reach its clients."""
+    room = name("blip")
+    channel = f"chat:{room}"
+    redis = Redis.from_url(setup.redis_url)
+    async with (
+        await ChatClient.open(setup.gateway.ws_url, name("bob")) as bob,
+        await ChatClient.open(setup.other_gateway.ws_url, name("alice")) as alice,
+    ):
+        await bob.ok("chat.join", room=room)
+        await alice.ok("chat.join", room=room)
+        await alice.post(room, "before", "c-before")
+        assert [e["data"]["text"] for e in await bob.messages(channel, 1)] == ["before"]
+        # Cut the first gateway's pub/sub connection (and only it); Redis keeps running, so
+        # the posts below are published while that gateway is reconnecting.
+        listeners = [
+            client
+            for client in await redis.client_list(_type="pubsub")
+            if client["name"] == "gw-recovery-1"
+        ]
+        assert len(listeners) == 1
+        await redis.client_kill_filter(_id=listeners[0]["id"])
+        texts = [f"gap {n}" for n in range(10)]
+        for n, text in enumerate(texts):
+            await alice.post(room, text, f"c-gap-{n}")
+        events = await bob.messages(channel, len(texts))
+        assert [e["data"]["text"] for e in events] == texts
+        # Exactly once: the next message bob gets is the next one posted.
+        await alice.post(room, "after", "c-after")
+        assert [e["data"]["text"] for e in await bob.messages(channel, 1)] == ["after"]
+
+    async def recovered() -> bool:
+        _, text = await setup.gateway.get_async("/metrics")
+        return metric_value(text, "rt_gateway_recoveries_total", {"outcome": "ok"}) >= 1
+
+    await wait_for(recovered, what="the gateway's recovery counted")
+    await redis.aclose()
