@@ -22,6 +22,7 @@ from common.log import configure_logging
 from common.redis_client import connect_redis
 from common.server import GracefulServer
 from common.settings import Env, LogSettings, ServiceSettings
+from common.tasks import cancel_and_wait
 
 
 __all__ = ["Service", "ServiceMetrics", "create_service_app", "run_service"]
@@ -135,11 +136,7 @@ def create_service_app(settings: ServiceSettings, make_service: ServiceFactory) 
         try:
             yield {"redis": redis, "worker": worker}
         finally:
-            for task in tasks:
-                task.cancel()
-            for task in tasks:
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
+            await cancel_and_wait(tasks)
             await redis.aclose()
 
     async def ready() -> bool:

@@ -164,7 +164,9 @@ class GatewaySettings:
             jwt_secret = Secret(secrets.token_hex(32))
         elif len(jwt_secret.reveal()) < 32 and not dev:
             raise ConfigError("the JWT secret must be at least 32 characters")
-        gateway_id = env.optional_string("GATEWAY_ID") or "gw-" + secrets.token_hex(4)
+        # Every run gets its own id, even under a fixed prefix: a gateway that crashed and came
+        # back at once must not renew the lease (and own the connections) of its past life.
+        gateway_id = (env.optional_string("GATEWAY_ID") or "gw") + "-" + secrets.token_hex(4)
         return cls(
             bus=BusSettings.from_env(env),
             jwt_secret=jwt_secret,

@@ -29,6 +29,7 @@ from common.log import connection_id
 from common.redis_client import connect_redis
 from common.redis_server import check_server_info
 from common.settings import GatewaySettings
+from common.tasks import cancel_and_wait
 from realtime_gateway.connection import Connection
 from realtime_gateway.gateway import Gateway
 from realtime_gateway.hub import Hub
@@ -125,11 +126,7 @@ class GatewayApp:
             self.gateway.accepting = False
             # The producer first: connections closed during shutdown still tell presence.
             await router.aclose()
-            for task in tasks:
-                task.cancel()
-            for task in tasks:
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
+            await cancel_and_wait(tasks)
             await redis.aclose()
             logger.info("gateway stopped", extra={"gateway": settings.gateway_id})
 

@@ -42,6 +42,16 @@ def _error(code: ErrorCode, message: str) -> dict[str, Any]:
     return {"code": code.value, "message": message}
 
 
+def _watched_channel(channel: str) -> str | None:
+    """For ``presence:<channel>``: ``<channel>`` when its owner decides who may see it."""
+    watched = channel.partition(":")[2]
+    try:
+        namespace = parse_channel(watched)
+    except ProtocolError:
+        return None
+    return watched if namespace.access is Access.OWNER else None
+
+
 class Connection:
     """The gateway's side of one WebSocket connection.
 
@@ -329,6 +339,12 @@ class Connection:
             return
         if len(self.subscriptions) >= self.gateway.settings.max_subscriptions:
             error = _error(ErrorCode.TOO_MANY_SUBSCRIPTIONS, "too many subscriptions")
+            self.send(error_reply(ref, error))
+            return
+        watched = _watched_channel(channel) if namespace.name == "presence" else None
+        if watched is not None and self.subscriptions.get(watched) is not True:
+            # Who is in a channel its owner guards (a private room) is for its subscribers.
+            error = _error(ErrorCode.FORBIDDEN, f"subscribe to {watched!r} first")
             self.send(error_reply(ref, error))
             return
         ask_owner = namespace.history or namespace.access is Access.OWNER

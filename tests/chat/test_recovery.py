@@ -156,7 +156,7 @@ async def test_a_gateway_whose_bus_connection_drops_recovers_what_was_posted_mea
         listeners = [
             client
             for client in await redis.client_list(_type="pubsub")
-            if client["name"] == "gw-recovery-1"
+            if client["name"].startswith("gw-recovery-1-")
         ]
         assert len(listeners) == 1
         await redis.client_kill_filter(_id=listeners[0]["id"])

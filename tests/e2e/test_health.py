@@ -11,7 +11,14 @@ from common.bus.publisher import publish_event
 from common.envelope import Event
 from common.keys import event_channel, reply_channel
 from tests.e2e.conftest import Launcher
-from tests.support.client import call, connect_user, recv_json, send_json, wait_for
+from tests.support.client import (
+    call,
+    connect_user,
+    gateway_id_of,
+    recv_json,
+    send_json,
+    wait_for,
+)
 from tests.support.processes import ManagedProcess, wait_all_ready
 
 
@@ -90,7 +97,7 @@ async def test_gateway_metrics_count_bus_errors(
     async with await connect_user(gateway.ws_url, "alice") as ws:
         assert (await call(ws, {"type": "subscribe", "channel": channel, "ref": "s"}))["ok"]
         await bus.publish(event_channel(channel), b"\xc1 not msgpack")
-        await bus.publish(reply_channel(gateway.env["RT_GATEWAY_ID"]), b"\x93\x01\x02\x03")
+        await bus.publish(reply_channel(await gateway_id_of(gateway.ws_url)), b"\x93\x01\x02\x03")
         await publish_event(bus, Event(channel, "fine", {"n": 1}))
         event = await recv_json(ws)
         assert (event["event"], event["data"]) == ("fine", {"n": 1})

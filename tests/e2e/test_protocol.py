@@ -54,7 +54,8 @@ async def test_auth_message_gets_welcome(gateway: ManagedProcess) -> None:
     assert welcome["type"] == "welcome"
     assert welcome["ref"] == "a1"
     assert welcome["user"] == "alice"
-    assert welcome["gateway"] == gateway.env["RT_GATEWAY_ID"]
+    # The configured id is a prefix: each run of a gateway has an id of its own.
+    assert welcome["gateway"].startswith(gateway.env["RT_GATEWAY_ID"] + "-")
     assert isinstance(welcome["connection"], str)
     assert welcome["connection"].startswith(welcome["gateway"])
 
@@ -266,3 +267,21 @@ async def test_every_ref_gets_a_reply_when_unsubscribing_a_pending_subscription(
         _, skipped = await recv_until(ws, lambda f: f.get("ref") == "later", within=5)
         refs = [str(frame["ref"]) for frame in skipped if frame["type"] == "reply"]
         assert sorted(refs) == ["s", "u"]
+
+
+async def test_presence_of_an_owner_guarded_channel_needs_its_subscription(
+    gateway: ManagedProcess, bus: Redis
+) -> None:
+    """Watching presence:chat:<room> needs a live subscription to chat:<room> first."""
+    channel = _name("chat:private")
+    await bus.set(channel_key("chat", channel), json.dumps({"position": "1-0"}))
+    async with await connect_user(gateway.ws_url, "ivan") as ws:
+        watch = {"type": "subscribe", "channel": f"presence:{channel}", "ref": "early"}
+        refused = await call(ws, watch)
+        assert refused["error"]["code"] == "forbidden"
+        assert (await call(ws, {"type": "subscribe", "channel": channel, "ref": "room"}))["ok"]
+        allowed = await call(ws, {**watch, "ref": "late"})
+        assert allowed["ok"] is True, allowed
+        # An auction's presence is public, like the auction itself.
+        public = {"type": "subscribe", "channel": "presence:auction:a1", "ref": "public"}
+        assert (await call(ws, public))["ok"] is True

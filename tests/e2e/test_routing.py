@@ -17,6 +17,7 @@ from tests.support.client import (
     Frame,
     call,
     connect_user,
+    gateway_id_of,
     recv_json,
     recv_until,
     send_json,
@@ -119,6 +120,7 @@ async def test_reply_goes_only_to_the_gateway_holding_the_connection(
 ) -> None:
     """The service publishes each reply on the reply channel of the requester's gateway only."""
     first, second = gateways
+    first_id = await gateway_id_of(first.ws_url)
     late_before = await second.metric("rt_gateway_late_replies_total")
     marker = uuid.uuid4().hex
     watcher = bus.pubsub()
@@ -141,7 +143,7 @@ async def test_reply_goes_only_to_the_gateway_holding_the_connection(
                 seen.append(message["channel"].decode())
     finally:
         await watcher.aclose()  # type: ignore[no-untyped-call]
-    assert seen == [f"gw:{first.env['RT_GATEWAY_ID']}:replies"]
+    assert seen == [f"gw:{first_id}:replies"]
     assert await second.metric("rt_gateway_late_replies_total") == late_before
 
 

@@ -131,6 +131,16 @@ async def connect_user(url: str, user: str, **options: Any) -> ClientConnection:
     return ws
 
 
+async def gateway_id_of(url: str) -> str:
+    """The id of the gateway at ``url`` (each run's own), as its welcome message tells it."""
+    ws = await connect(url)
+    try:
+        welcome = await authenticate(ws, make_token("id-probe"))
+    finally:
+        await ws.close()
+    return str(welcome["gateway"])
+
+
 async def assert_open(ws: ClientConnection, ref: str = "still-open") -> None:
     """The connection still answers: a ping gets its pong (events before it are skipped)."""
     await send_json(ws, {"type": "ping", "ref": ref})
