@@ -62,6 +62,7 @@ def python_service(name: str, module: str, port: str) -> ProcessSpec:
 PROCESSES: tuple[ProcessSpec, ...] = (
     python_service("gateway", "realtime_gateway", port=os.environ.get("RT_PORT", "8000")),
     python_service("chat", "chat_service", port=os.environ.get("RT_CHAT_PORT", "8101")),
+    python_service("presence", "presence_service", port=os.environ.get("RT_PRESENCE_PORT", "8103")),
 )
 
 

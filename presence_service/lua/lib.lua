@@ -1,0 +1,139 @@
+-- Shared prelude of every presence script: the store prepends it to each script's text, so
+-- that the bookkeeping of a membership (and its join/leave event) is written once.
+--
+-- ARGV (common to every script; a script's own arguments start at ARGV[5]):
+--   ARGV[1]  key prefix of the service's state ("presence:")
+--   ARGV[2]  client-channel prefix of presence events ("presence:"): events of channel C go
+--            to client channel ARGV[2]..C
+--   ARGV[3]  pub/sub prefix of client channels ("ch:")
+--   ARGV[4]  24 hex digits, unique per call: event ids are this plus an 8-digit counter
+--
+-- Keys under the prefix P (all derived here; presence state lives on one Redis, not a cluster):
+--   P.."ch:"..C       hash  user -> connections of that user in channel C (lingering included)
+--   P.."channels"     set   channels with anyone present
+--   P.."users"        hash  user -> channels the user is present in
+--   P.."conn:"..id    hash  one connection: u (user), g (gateway), "c:"..C -> seq of the last
+--                     notification applied for C (positive: in C, negative: out of C); after
+--                     its drop, a tombstone {dt = drop time} that expires
+--   P.."gw:"..G       set   live connections of gateway G that presence knows of
+--   P.."dead"         zset  gateway -> lease expiry when it was reaped
+--   P.."linger:"..L   hash  a connection in its restart grace: u (user), "c:"..C -> 1
+--   P.."lu:"..user    set   the user's lingering ids L
+--   P.."lingering"    zset  lingering id L -> grace expiry (ms, Redis clock)
+
+local P = ARGV[1]
+local EVENT_PREFIX = ARGV[2]
+local PUBSUB_PREFIX = ARGV[3]
+local NONCE = ARGV[4]
+
+local function now_ms()
+  local t = redis.call('TIME')
+  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
+
+local NOW = now_ms()
+local joins, leaves = 0, 0
+
+local function publish(channel, event, user)
+  local id = NONCE .. string.format('%08x', joins + leaves)
+  -- No position: presence keeps no history. `data` always has a key, so that cmsgpack
+  -- encodes it as a map (an empty Lua table would become an empty array).
+  local body = cmsgpack.pack({
+    v = 1, kind = 'event', id = id, ts = NOW,
+    channel = EVENT_PREFIX .. channel, event = event, data = {user = user},
+  })
+  redis.call('PUBLISH', PUBSUB_PREFIX .. EVENT_PREFIX .. channel, body)
+end
+
+-- One more connection of `user` in `channel`; the first one is a join.
+local function add_member(channel, user)
+  if redis.call('HINCRBY', P .. 'ch:' .. channel, user, 1) == 1 then
+    redis.call('SADD', P .. 'channels', channel)
+    redis.call('HINCRBY', P .. 'users', user, 1)
+    joins = joins + 1
+    publish(channel, 'join', user)
+  end
+end
+
+-- One connection of `user` fewer in `channel`; the last one is a leave.
+local function remove_member(channel, user)
+  local key = P .. 'ch:' .. channel
+  local left = redis.call('HINCRBY', key, user, -1)
+  if left > 0 then
+    return
+  end
+  redis.call('HDEL', key, user)
+  if left < 0 then
+    return -- was not counted: nothing to undo, nobody to tell
+  end
+  if redis.call('EXISTS', key) == 0 then
+    redis.call('SREM', P .. 'channels', channel)
+  end
+  if redis.call('HINCRBY', P .. 'users', user, -1) <= 0 then
+    redis.call('HDEL', P .. 'users', user)
+  end
+  leaves = leaves + 1
+  publish(channel, 'leave', user)
+end
+
+-- The channels a connection or lingering record holds ("c:"..C fields with a value > 0).
+local function held_channels(key)
+  local fields = redis.call('HGETALL', key)
+  local channels = {}
+  for i = 1, #fields, 2 do
+    local name = fields[i]
+    if string.sub(name, 1, 2) == 'c:' and tonumber(fields[i + 1]) > 0 then
+      channels[#channels + 1] = string.sub(name, 3)
+    end
+  end
+  return channels
+end
+
+-- Whether a notification stamped `ts` (gateway clock, ms) by connection `conn` of gateway
+-- `gw` may still be applied. A tombstone (the connection's drop, or its gateway's reaping)
+-- refuses everything stamped no later than the drop; later notifications are of a new
+-- connection reusing the id (a gateway restarted under the same id), which starts afresh.
+local function admit(key, conn, gw, user, ts)
+  local dead = redis.call('ZSCORE', P .. 'dead', gw)
+  if dead and ts <= tonumber(dead) then
+    return false
+  end
+  local record = redis.call('HMGET', key, 'u', 'dt')
+  if record[2] then
+    if ts <= tonumber(record[2]) then
+      return false
+    end
+    redis.call('DEL', key)
+    record[1] = false
+  end
+  if not record[1] then
+    redis.call('HSET', key, 'u', user, 'g', gw)
+    redis.call('SADD', P .. 'gw:' .. gw, conn)
+  end
+  return true
+end
+
+-- Turn a connection's record into a tombstone stamped `dt`, kept `ttl` seconds.
+local function bury(key, conn, gw, dt, ttl)
+  redis.call('DEL', key)
+  redis.call('HSET', key, 'dt', dt)
+  redis.call('EXPIRE', key, ttl)
+  redis.call('SREM', P .. 'gw:' .. gw, conn)
+end
+
+-- Forget one lingering record, with a leave for each channel it still holds.
+local function release_lingering(lid)
+  local key = P .. 'linger:' .. lid
+  local user = redis.call('HGET', key, 'u')
+  redis.call('ZREM', P .. 'lingering', lid)
+  if not user then
+    return
+  end
+  for _, channel in ipairs(held_channels(key)) do
+    remove_member(channel, user)
+  end
+  redis.call('DEL', key)
+  redis.call('SREM', P .. 'lu:' .. user, lid)
+end
+
+-- End of the prelude.

@@ -1,0 +1,106 @@
+"""Parsing notifications and queries into store operations, and shaping replies (pure)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from common.envelope import Request
+from common.errors import ServiceError
+from presence_service.handlers import (
+    count_reply,
+    list_reply,
+    parse_change,
+    parse_query,
+    subscribe_reply,
+)
+from presence_service.model import Change, Listing, Query
+
+
+def request(kind: str, data: dict[str, Any], user: str | None = "alice") -> Request:
+    return Request(kind, data, gateway="gw-1", connection="gw-1.7", user=user, ts=1234)
+
+
+def test_track_becomes_a_change_of_its_connection() -> None:
+    """A track names the connection, gateway, user, seq, stamp and channel of the change."""
+    change = parse_change(request("track", {"channel": "chat:lobby", "seq": 3}))
+    assert change == Change("track", "gw-1.7", "gw-1", "alice", 3, 1234, channel="chat:lobby")
+
+
+def test_drop_keeps_its_restart_flag() -> None:
+    """A drop carries whether the gateway closed the connection for a restart."""
+    change = parse_change(request("drop", {"channels": ["chat:a"], "restart": True, "seq": 9}))
+    assert change.kind == "drop"
+    assert change.restart is True
+    assert change.channel == ""
+
+
+@pytest.mark.parametrize(
+    ("kind", "data", "user"),
+    [
+        ("track", {"channel": "chat:lobby"}, "alice"),
+        ("track", {"channel": "chat:lobby", "seq": 0}, "alice"),
+        ("track", {"channel": "chat:lobby", "seq": True}, "alice"),
+        ("track", {"channel": "chat:lobby", "seq": 1}, None),
+        ("track", {"channel": "presence:chat:lobby", "seq": 1}, "alice"),
+        ("untrack", {"channel": 5, "seq": 1}, "alice"),
+        ("drop", {"restart": "yes", "seq": 1}, "alice"),
+    ],
+)
+def test_malformed_notifications_are_refused(
+    kind: str, data: dict[str, Any], user: str | None
+) -> None:
+    """A notification without a positive seq, a user, or a tracked channel is refused."""
+    with pytest.raises(ServiceError):
+        parse_change(request(kind, data, user))
+
+
+def test_owner_checked_channels_need_the_asker_present() -> None:
+    """A chat room's presence is read as its member; an auction's by anyone."""
+    assert parse_query(request("presence.list", {"channel": "chat:r"}), 50) == Query(
+        "chat:r", "alice", 50
+    )
+    assert parse_query(request("presence.count", {"channel": "auction:a"}), 50) == Query(
+        "auction:a", None, 0
+    )
+
+
+def test_subscribe_to_a_presence_channel_checks_the_channel_it_watches() -> None:
+    """A gateway's subscribe to presence:C is the check of C, with no history."""
+    query = parse_query(request("subscribe", {"channel": "presence:chat:r"}), 50)
+    assert query == Query("chat:r", "alice", 0)
+    assert subscribe_reply(query, Listing(True, 1)) == {"position": None}
+    with pytest.raises(ServiceError) as refused:
+        subscribe_reply(query, Listing(False))
+    assert refused.value.code == "forbidden"
+    with pytest.raises(ServiceError):
+        parse_query(request("subscribe", {"channel": "chat:r"}), 50)
+
+
+@pytest.mark.parametrize(
+    ("data", "code"),
+    [
+        ({}, "bad_request"),
+        ({"channel": "nope"}, "invalid_channel"),
+        ({"channel": "presence:chat:r"}, "invalid_channel"),
+    ],
+)
+def test_queries_need_a_tracked_channel(data: dict[str, Any], code: str) -> None:
+    """A query names a channel whose namespace keeps presence."""
+    with pytest.raises(ServiceError) as refused:
+        parse_query(request("presence.list", data), 50)
+    assert refused.value.code == code
+
+
+def test_replies_sort_users_and_flag_truncation() -> None:
+    """A list reply sorts users by name and says when it is a part; count is a number."""
+    query = Query("auction:a", None, 2)
+    listing = Listing(True, 3, True, (("zoe", 1), ("amy", 2)))
+    assert list_reply(query, listing) == {
+        "channel": "auction:a",
+        "users": [{"user": "amy", "connections": 2}, {"user": "zoe", "connections": 1}],
+        "count": 3,
+        "truncated": True,
+    }
+    assert count_reply(query, listing) == {"channel": "auction:a", "count": 3}
