@@ -32,6 +32,8 @@ from common.redis_server import (
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 JWT_SECRET_PATH = REPO_ROOT / ".dev" / "jwt-secret"
+#: The bids service's admin credential in development (see docs/bids.md).
+BIDS_ADMIN_TOKEN_PATH = REPO_ROOT / ".dev" / "bids-admin-token"
 DEFAULT_REDIS_PORT = "6390"
 #: How long children get between SIGTERM and SIGKILL.
 STOP_GRACE_SECONDS = 10.0
@@ -51,10 +53,14 @@ class ProcessSpec:
     env: Mapping[str, str] = field(default_factory=dict)
 
 
-def python_service(name: str, module: str, port: str) -> ProcessSpec:
+def python_service(
+    name: str, module: str, port: str, env: Mapping[str, str] | None = None
+) -> ProcessSpec:
     """A service run as ``python -m <module>``, listening on 127.0.0.1:<port>."""
     return ProcessSpec(
-        name, (sys.executable, "-m", module), {"RT_HOST": "127.0.0.1", "RT_PORT": port}
+        name,
+        (sys.executable, "-m", module),
+        {"RT_HOST": "127.0.0.1", "RT_PORT": port, **(env or {})},
     )
 
 
@@ -63,6 +69,12 @@ PROCESSES: tuple[ProcessSpec, ...] = (
     python_service("gateway", "realtime_gateway", port=os.environ.get("RT_PORT", "8000")),
     python_service("chat", "chat_service", port=os.environ.get("RT_CHAT_PORT", "8101")),
     python_service("presence", "presence_service", port=os.environ.get("RT_PRESENCE_PORT", "8103")),
+    python_service(
+        "bids",
+        "bids_service",
+        port=os.environ.get("RT_BIDS_PORT", "8102"),
+        env={"RT_BIDS_SEED_DEMO": "1"},
+    ),
 )
 
 
@@ -111,8 +123,8 @@ class Child:
     output: asyncio.Task[None]
 
 
-def ensure_jwt_secret(path: Path = JWT_SECRET_PATH) -> Path:
-    """Create the development JWT secret (32 random bytes as hex, mode 0600) unless it exists."""
+def ensure_dev_secret(path: Path) -> Path:
+    """Create a development secret (32 random bytes as hex, mode 0600) unless it exists."""
     path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     try:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
@@ -254,7 +266,8 @@ async def launch(specs: Sequence[ProcessSpec]) -> int:
         env = {
             **os.environ,
             "RT_REDIS_URL": redis_url,
-            "RT_JWT_SECRET_FILE": str(ensure_jwt_secret()),
+            "RT_JWT_SECRET_FILE": str(ensure_dev_secret(JWT_SECRET_PATH)),
+            "RT_BIDS_ADMIN_TOKEN_FILE": str(ensure_dev_secret(BIDS_ADMIN_TOKEN_PATH)),
             "RT_DEV": "1",
             # Children write to a pipe; without this Python would hold their lines back.
             "PYTHONUNBUFFERED": "1",

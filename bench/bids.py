@@ -1,0 +1,402 @@
+"""Benchmark of ``bids.place`` through one gateway and the bids service (an asyncio driver).
+
+``python -m bench.bids`` (or ``scripts/bench-bids``) starts a private stack on loopback (Redis,
+one gateway, ``--instances`` bids instances), opens ``--connections`` client connections, and
+places bids at ``--rate`` per second (open loop; ``--rate 0`` keeps ``--window`` bids in
+flight per connection instead) for ``--duration`` seconds after ``--warmup``. Each
+connection bids on an auction of its own with rising amounts, so every bid should be accepted;
+``--observers`` connections subscribe to every auction and check that events arrive in order.
+
+It prints throughput, reply latency, event delay, the CPU time each process spent per accepted
+bid (from /proc/<pid>/stat), and the invariant check of every auction's history. The driver is
+not locust on purpose: gevent clients cost more CPU than the system under test on two cores,
+while this driver's raw client (bench/wsclient.py) costs a few microseconds per message.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import functools
+import gc
+import os
+import statistics
+import sys
+import tempfile
+import time
+import urllib.request
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import orjson
+from prometheus_client.parser import text_string_to_metric_families
+
+from bench.wsclient import WsClient, connect
+from loadtests.invariants import Accepted, check_invariants
+from loadtests.stack import Stack, cpu_seconds
+
+
+REPLY_TIMEOUT = 10.0
+CONNECT_TIMEOUT = 10.0
+
+
+async def _receive(client: WsClient) -> dict[str, Any]:
+    async with asyncio.timeout(REPLY_TIMEOUT):
+        return await client.receive()
+
+
+class Bidder(WsClient):
+    """One client connection placing rising bids on its own auction."""
+
+    def __init__(self, port: int, index: int, user: str, auction: str) -> None:
+        super().__init__("127.0.0.1", port)
+        self.index = index
+        self.user = user
+        self.auction = auction
+        self.amount = 0
+        self.ref = 0
+        self.sent: dict[int, tuple[float, int, bool]] = {}
+
+    def place(self, measured: bool) -> None:
+        self.ref += 1
+        self.amount += 1
+        self.sent[self.ref] = (time.perf_counter(), self.amount, measured)
+        self.send_json(
+            {
+                "type": "bids.place",
+                "ref": self.ref,
+                "auction": self.auction,
+                "amount": self.amount,
+                "key": f"{self.index}-{self.ref}",
+            }
+        )
+
+
+class Observer(WsClient):
+    """Subscribed to auctions: checks per-channel order and measures event delay."""
+
+    def __init__(self, port: int) -> None:
+        super().__init__("127.0.0.1", port)
+        self.last: dict[str, int] = {}
+        self.delays: list[float] = []
+        self.events = 0
+        self.out_of_order = 0
+        self.measure = False
+
+    def on_event(self, data: bytes, start: int, end: int, now_ns: int) -> None:
+        event = orjson.loads(data[start:end])
+        self.events += 1
+        position = int(event["position"])
+        channel = event["channel"]
+        if position != self.last.get(channel, 0) + 1:
+            self.out_of_order += 1
+        self.last[channel] = position
+        placed_at = event["data"].get("placed_at")
+        if self.measure and placed_at is not None:
+            self.delays.append(now_ns / 1e6 - placed_at)
+
+
+class Run:
+    def __init__(self, options: argparse.Namespace, stack: Stack) -> None:
+        self.options = options
+        self.stack = stack
+        self.bidders: list[Bidder] = []
+        self.observers: list[Observer] = []
+        self.latencies: list[float] = []
+        self.outcomes: Counter[str] = Counter()
+        self.accepted: list[Accepted] = []
+        self.measuring = False
+        self.sending = True
+        self.measured_accepted = 0
+
+    async def open(self) -> None:
+        port = self.stack.gateways[0].port
+        options = self.options
+        for index in range(options.connections):
+            auction = f"bench-{index}"
+            self.stack.create_auction(
+                id=auction,
+                title=f"bench {index}",
+                starting_price=1,
+                increment=1,
+                duration_s=3600,
+                extend_window=0,
+            )
+            user = f"bidder-{index}"
+            factory = functools.partial(Bidder, port, index, user, auction)
+            async with asyncio.timeout(CONNECT_TIMEOUT):
+                bidder = await connect(factory, "127.0.0.1", port)
+            await self._auth(bidder, user)
+            self.bidders.append(bidder)
+        for index in range(options.observers):
+            async with asyncio.timeout(CONNECT_TIMEOUT):
+                observer = await connect(lambda: Observer(port), "127.0.0.1", port)
+            await self._auth(observer, f"observer-{index}")
+            for auction_index in range(index, options.connections, options.observers):
+                observer.send_json(
+                    {"type": "subscribe", "channel": f"auction:bench-{auction_index}"}
+                )
+                reply = await _receive(observer)
+                if not reply.get("ok"):
+                    raise RuntimeError(f"subscribe failed: {reply}")
+            self.observers.append(observer)
+
+    async def _auth(self, client: WsClient, user: str) -> None:
+        client.send_json({"type": "auth", "token": self.stack.token(user)})
+        welcome = await _receive(client)
+        if welcome.get("type") != "welcome":
+            raise RuntimeError(f"auth failed: {welcome}")
+
+    async def receive(self, bidder: Bidder) -> None:
+        closed_loop = self.options.rate == 0
+        while True:
+            try:
+                reply = await _receive(bidder)
+            except (TimeoutError, ConnectionError):
+                return
+            now = time.perf_counter()
+            sent_at, amount, measured = bidder.sent.pop(reply["ref"])
+            if reply.get("ok"):
+                data = reply["data"]
+                self.outcomes["accepted"] += 1
+                key = f"{bidder.index}-{reply['ref']}"
+                self.accepted.append(
+                    Accepted(bidder.auction, data["seq"], amount, bidder.user, key)
+                )
+                if measured:
+                    self.measured_accepted += 1
+            else:
+                self.outcomes[reply["error"]["code"]] += 1
+            if measured:
+                self.latencies.append((now - sent_at) * 1000)
+            if closed_loop and self.sending:
+                bidder.place(self.measuring)
+            if not self.sending and not bidder.sent:
+                return
+
+    async def send_paced(self, until: float) -> int:
+        """Place bids at the target rate, round-robin; return how many found no free window."""
+        loop = asyncio.get_running_loop()
+        rate, window = self.options.rate, self.options.window
+        start, sent, skipped, turn = loop.time(), 0, 0, 0
+        count = len(self.bidders)
+        while (now := loop.time()) < until:
+            due = int((now - start) * rate) - sent
+            for _ in range(due):
+                for _ in range(count):
+                    bidder = self.bidders[turn % count]
+                    turn += 1
+                    if len(bidder.sent) < window:
+                        bidder.place(self.measuring)
+                        break
+                else:
+                    skipped += 1
+                sent += 1
+            await asyncio.sleep(0.001)
+        return skipped
+
+    async def run(self) -> dict[str, Any]:
+        options = self.options
+        loop = asyncio.get_running_loop()
+        receivers = [asyncio.create_task(self.receive(bidder)) for bidder in self.bidders]
+        pids = {
+            "gateway": [self.stack.gateways[0].pid],
+            "bids": [process.pid for process in self.stack.instances],
+            "redis": [self.stack.redis.pid or 0],
+            "driver": [os.getpid()],
+        }
+        started = loop.time()
+        if options.rate == 0:
+            for bidder in self.bidders:
+                for _ in range(options.window):
+                    bidder.place(False)
+        skipped = 0
+        warm_until = started + options.warmup
+        if options.rate:
+            skipped += await self.send_paced(warm_until)
+        else:
+            await asyncio.sleep(options.warmup)
+        before = {name: sum(cpu_seconds(pid) for pid in group) for name, group in pids.items()}
+        self.measuring = True
+        for observer in self.observers:
+            observer.measure = True
+        measure_start = loop.time()
+        if options.rate:
+            skipped += await self.send_paced(measure_start + options.duration)
+        else:
+            await asyncio.sleep(options.duration)
+        elapsed = loop.time() - measure_start
+        after = {name: sum(cpu_seconds(pid) for pid in group) for name, group in pids.items()}
+        self.measuring = False
+        self.sending = False
+        for observer in self.observers:
+            observer.measure = False
+        for bidder in self.bidders:
+            if not bidder.sent:
+                bidder.close()
+        await asyncio.wait(receivers, timeout=REPLY_TIMEOUT + 5)
+        cpu = {name: after[name] - before[name] for name in pids}
+        return {"elapsed": elapsed, "cpu": cpu, "skipped": skipped}
+
+
+def _percentile(values: list[float], fraction: float) -> float:
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
+
+
+def _scrape(url: str) -> dict[str, float]:
+    """Sums of the samples of a process's /metrics, by sample name and ``le`` label."""
+    with urllib.request.urlopen(url + "/metrics", timeout=5.0) as response:
+        text = response.read().decode()
+    sums: dict[str, float] = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            name = sample.name
+            if "le" in sample.labels:
+                name += f"@{sample.labels['le']}"
+            sums[name] = sums.get(name, 0.0) + sample.value
+    return sums
+
+
+def _quantile(metrics: dict[str, float], name: str, fraction: float) -> str:
+    """The upper bound of the histogram bucket holding the quantile (as Prometheus would)."""
+    buckets = sorted(
+        (float(key.split("@")[1]), count)
+        for key, count in metrics.items()
+        if key.startswith(name + "_bucket@")
+    )
+    if not buckets or not buckets[-1][1]:
+        return "?"
+    wanted = fraction * buckets[-1][1]
+    for bound, count in buckets:
+        if count >= wanted:
+            return f"<={bound * 1000:g}" if bound != float("inf") else ">max"
+    return "?"
+
+
+def internals(stack: Stack) -> str:
+    """Where a bid's time goes inside the system, from the processes' own metrics."""
+    bids = [_scrape(process.url) for process in stack.instances]
+    gateway = _scrape(stack.gateways[0].url)
+
+    def total(name: str) -> float:
+        return sum(metrics.get(name, 0.0) for metrics in bids)
+
+    batches = total("rt_bids_batch_size_count") or 1.0
+    reads = total("rt_bids_queue_seconds_count") or 1.0
+    requests = gateway.get("rt_gateway_request_seconds_count") or 1.0
+    queue = bids[0] if len(bids) == 1 else {}
+    gateway_rtt = gateway.get("rt_gateway_request_seconds_sum", 0) / requests * 1000
+    return (
+        f"inside (whole run): {total('rt_bids_batch_size_sum') / batches:.1f} bids per read, "
+        f"{total('rt_bids_batch_seconds_sum') / batches * 1000:.2f} ms per read's script call; "
+        f"gateway -> verdict {total('rt_bids_queue_seconds_sum') / reads * 1000:.2f} ms mean "
+        f"(p50 {_quantile(queue, 'rt_bids_queue_seconds', 0.5)}, "
+        f"p99 {_quantile(queue, 'rt_bids_queue_seconds', 0.99)} ms); "
+        f"gateway round trip {gateway_rtt:.2f} ms mean "
+        f"(p50 {_quantile(gateway, 'rt_gateway_request_seconds', 0.5)}, "
+        f"p99 {_quantile(gateway, 'rt_gateway_request_seconds', 0.99)} ms)"
+    )
+
+
+def report(options: argparse.Namespace, run: Run, result: dict[str, Any], invariants: str) -> None:
+    elapsed, cpu = result["elapsed"], result["cpu"]
+    accepted = run.measured_accepted
+    throughput = accepted / elapsed
+    lat = run.latencies
+    mode = (
+        f"open loop at {options.rate}/s"
+        if options.rate
+        else f"closed loop, window {options.window}"
+    )
+    print(
+        f"bids.place benchmark: 1 gateway, {options.instances} bids instance(s) "
+        f"(RT_SERVICE_BATCH={options.batch}), {options.connections} connections, {mode}, "
+        f"{options.observers} observer(s), {options.duration:g} s measured after "
+        f"{options.warmup:g} s warm-up, {os.cpu_count()} CPUs"
+    )
+    outcomes = ", ".join(f"{name} {count}" for name, count in sorted(run.outcomes.items()))
+    print(f"replies (whole run): {outcomes}; sends with no free window: {result['skipped']}")
+    print(f"throughput: {throughput:,.0f} accepted bids/s ({accepted} in {elapsed:.2f} s)")
+    print(
+        f"reply latency ms: p50 {_percentile(lat, 0.5):.2f}  p90 {_percentile(lat, 0.9):.2f}  "
+        f"p99 {_percentile(lat, 0.99):.2f}  max {max(lat, default=float('nan')):.2f}  "
+        f"mean {statistics.fmean(lat) if lat else float('nan'):.2f}"
+    )
+    delays = [delay for observer in run.observers for delay in observer.delays]
+    if run.observers:
+        disorder = sum(observer.out_of_order for observer in run.observers)
+        events = sum(observer.events for observer in run.observers)
+        print(
+            f"event delay ms (commit -> observer, 1 ms clock): p50 {_percentile(delays, 0.5):.1f}"
+            f"  p99 {_percentile(delays, 0.99):.1f}; {events} events, {disorder} out of order"
+        )
+    print("CPU per accepted bid (us) and share of one core:")
+    for name, seconds in cpu.items():
+        per_bid = seconds / accepted * 1e6 if accepted else float("nan")
+        print(f"  {name:<8} {per_bid:7.1f} us   {seconds / elapsed * 100:5.1f} %")
+    total = sum(seconds for name, seconds in cpu.items() if name != "driver")
+    print(
+        f"  {'system':<8} {total / accepted * 1e6 if accepted else float('nan'):7.1f} us   "
+        f"{total / elapsed * 100:5.1f} %  (gateway + bids + redis)"
+    )
+    print(invariants)
+
+
+async def main_async(options: argparse.Namespace, log_dir: Path, profile: Path | None) -> int:
+    # The driver keeps every result: a full collection over them would stall it mid-run and
+    # show up as latency that is not the system's.
+    gc.disable()
+    bids_env = {"RT_SERVICE_BATCH": str(options.batch)}
+    with Stack(log_dir, instances=options.instances, bids_env=bids_env, profile=profile) as stack:
+        run = Run(options, stack)
+        await run.open()
+        result = await run.run()
+        for client in [*run.bidders, *run.observers]:
+            client.close()
+        auctions = [bidder.auction for bidder in run.bidders]
+        invariants = check_invariants(stack.redis.url, auctions, run.accepted)
+        report(options, run, result, invariants.summary())
+        print(internals(stack))
+        disorder = sum(observer.out_of_order for observer in run.observers)
+        return 0 if invariants.ok and not disorder else 1
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--connections", type=int, default=100)
+    parser.add_argument("--rate", type=float, default=3000.0, help="bids/s; 0: closed loop")
+    parser.add_argument("--window", type=int, default=16, help="most bids in flight per connection")
+    parser.add_argument("--duration", type=float, default=10.0)
+    parser.add_argument("--warmup", type=float, default=2.0)
+    parser.add_argument("--observers", type=int, default=1)
+    parser.add_argument("--instances", type=int, default=1)
+    parser.add_argument(
+        "--batch", type=int, default=64, help="RT_SERVICE_BATCH of the bids service"
+    )
+    parser.add_argument("--log-dir", default=None)
+    parser.add_argument(
+        "--profile", default=None, help="run gateway and bids under cProfile, profiles to DIR"
+    )
+    options = parser.parse_args(argv)
+    if options.connections > 100 * max(1, options.observers) and options.observers:
+        parser.error("one observer follows at most 100 auctions: add --observers")
+    return options
+
+
+def main() -> int:
+    options = parse_args()
+    log_dir = Path(options.log_dir or tempfile.mkdtemp(prefix="bench-bids-"))
+    profile = Path(options.profile).absolute() if options.profile else None
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.run(main_async(options, log_dir, profile))
+    return uvloop.run(main_async(options, log_dir, profile))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,100 @@
+"""The bids service: the bus handlers, the admin API, and the loop that closes auctions."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from typing import Any
+
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
+from starlette.routing import BaseRoute
+
+from bids_service.admin import admin_routes
+from bids_service.handlers import BidsHandlers
+from bids_service.metrics import BidsMetrics
+from bids_service.seed import seed_demo
+from bids_service.settings import BidsSettings
+from bids_service.store import BidStore
+from common.bus.backoff import Backoff
+from common.envelope import Reply, Request
+from common.service import Service
+
+
+__all__ = ["CLOSE_BATCH", "BidsService"]
+
+logger = logging.getLogger(__name__)
+
+#: Most auctions one pass of the closer closes; a full pass is followed by another at once.
+CLOSE_BATCH = 100
+
+
+class BidsService(Service):
+    def __init__(self, redis: Redis, settings: BidsSettings, metrics: BidsMetrics) -> None:
+        self._settings = settings
+        self._metrics = metrics
+        self.store = BidStore(
+            redis,
+            key_ttl_ms=round(settings.key_ttl * 1000),
+            history_maxlen=settings.history_maxlen,
+            replay_limit=settings.replay_limit,
+        )
+        self._handlers = BidsHandlers(self.store, metrics, list_limit=settings.list_limit)
+        self.batch_handler = self._handlers.handle_batch
+        self._seeded = not settings.seed_demo
+
+    async def setup(self) -> None:
+        # Redis may be down at start: the worker waits for it, scripts load on first NOSCRIPT
+        # and the background task seeds later, so the process still starts and reports unready.
+        try:
+            await self.store.load_scripts()
+            await self._seed()
+        except (RedisError, OSError) as exc:
+            logger.warning("Redis unavailable at start-up", extra={"error": repr(exc)})
+
+    async def _seed(self) -> None:
+        if self._seeded:
+            return
+        created = await seed_demo(self.store, self._settings)
+        self._seeded = True
+        if created:
+            logger.info("demo auctions created", extra={"auctions": ",".join(created)})
+
+    async def handle(self, request: Request) -> dict[str, Any] | Reply:
+        return await self._handlers.handle(request)
+
+    async def subscribe(self, request: Request) -> dict[str, Any]:
+        return await self._handlers.subscribe(request)
+
+    def routes(self) -> list[BaseRoute]:
+        return list(admin_routes(self.store, self._settings))
+
+    async def background(self) -> None:
+        """Close auctions whose end has passed, every ``close_interval``, until cancelled.
+
+        Every instance runs this loop; close.lua makes each close happen exactly once.
+        """
+        backoff = Backoff()
+        interval = self._settings.close_interval
+        while True:
+            try:
+                await self._seed()
+                due = await self.store.due(CLOSE_BATCH)
+                if due:
+                    closed = await self.store.close(due)
+                    if closed:
+                        self._metrics.closed.inc(len(closed))
+                        logger.info("auctions closed", extra={"auctions": ",".join(closed)})
+                self._metrics.closer_runs.inc()
+                backoff.reset()
+                # Jittered, so that instances do not all look at the same instant.
+                delay = 0.0 if len(due) == CLOSE_BATCH else interval * random.uniform(0.5, 1.5)
+            except (RedisError, OSError) as exc:
+                self._metrics.close_errors.inc()
+                delay = backoff.next_delay()
+                logger.warning(
+                    "closing auctions failed; retrying",
+                    extra={"error": repr(exc), "retry_in": round(delay, 3)},
+                )
+            await asyncio.sleep(delay)

@@ -1,0 +1,52 @@
+"""The bids service's own settings (``RT_BIDS_*``), read once in ``__main__``."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from common.settings import Env, Secret
+
+
+__all__ = ["BidsSettings"]
+
+
+@dataclass(frozen=True, slots=True)
+class BidsSettings:
+    #: The bearer token of the admin API; with none, the admin API refuses every request.
+    admin_token: Secret | None = None
+    #: Create the demo auctions at start-up when they do not exist (the dev launcher sets it).
+    seed_demo: bool = False
+    #: Seconds between two looks for auctions whose end has passed.
+    close_interval: float = 0.25
+    #: Seconds an idempotency key's verdict is kept; a retry after that is judged anew.
+    key_ttl: float = 86_400.0
+    #: Approximate cap of each auction's history (XADD MAXLEN ~); 0 keeps everything.
+    history_maxlen: int = 100_000
+    #: Most events one ``subscribe`` with ``since`` replays; further back is not recovered.
+    replay_limit: int = 1000
+    #: Most auctions ``bids.list`` returns (the soonest to end first).
+    list_limit: int = 100
+    #: Anti-sniping defaults for auctions created without their own, in seconds.
+    extend_window: float = 30.0
+    extend_by: float = 30.0
+
+    @classmethod
+    def from_env(cls, env: Env | None = None) -> BidsSettings:
+        """Read ``RT_BIDS_*``.
+
+        Raises:
+            ConfigError: a value does not parse, or both ``RT_BIDS_ADMIN_TOKEN`` and its
+                ``_FILE`` variant are set.
+        """
+        env = env or Env()
+        return cls(
+            admin_token=env.secret("BIDS_ADMIN_TOKEN"),
+            seed_demo=env.flag("BIDS_SEED_DEMO", False),
+            close_interval=env.number("BIDS_CLOSE_INTERVAL", 0.25, minimum=0.01),
+            key_ttl=env.number("BIDS_KEY_TTL", 86_400.0, minimum=1.0),
+            history_maxlen=env.integer("BIDS_HISTORY_MAXLEN", 100_000),
+            replay_limit=env.integer("BIDS_REPLAY_LIMIT", 1000, minimum=1),
+            list_limit=env.integer("BIDS_LIST_LIMIT", 100, minimum=1),
+            extend_window=env.number("BIDS_EXTEND_WINDOW", 30.0),
+            extend_by=env.number("BIDS_EXTEND_BY", 30.0),
+        )

@@ -1,0 +1,154 @@
+"""End-of-run invariants of the bids service, read straight from Redis (blocking redis-py).
+
+For every auction of the run:
+
+- the history holds positions 1..seq with no gap, and the hash's seq is the last of them;
+- accepted amounts (``bid.placed``) strictly increase with the position;
+- no (bidder, idempotency key) was accepted twice;
+- the auction's highest bid and bidder are those of its last accepted bid;
+- an auction closed at most once, with the highest bid as winner and amount, as its last
+  event, and is closed exactly when its status says so;
+
+and for every accepted verdict a client received: the bid is in the history at that position
+with that amount and bidder (no accepted bid lost), and no key got two different verdicts.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass, field
+from typing import Any, cast
+
+import redis
+
+from bids_service.store import auction_key, history_key
+from common.codec import load_bus
+
+
+__all__ = ["Accepted", "Report", "check_invariants"]
+
+_CHUNK = 5000
+
+
+@dataclass(frozen=True, slots=True)
+class Accepted:
+    """An accepted verdict as a client received it."""
+
+    auction: str
+    seq: int
+    amount: int
+    bidder: str
+    key: str
+
+
+@dataclass
+class Report:
+    auctions: int = 0
+    accepted_in_history: int = 0
+    closed: int = 0
+    client_accepted: int = 0
+    violations: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.violations
+
+    def summary(self) -> str:
+        verdict = "OK" if self.ok else f"FAILED ({len(self.violations)} violations)"
+        lines = [
+            f"invariants: {verdict}: {self.auctions} auctions, {self.accepted_in_history} "
+            f"accepted bids in history, {self.client_accepted} accepted verdicts seen by "
+            f"clients, {self.closed} auctions closed"
+        ]
+        lines += [f"  - {violation}" for violation in self.violations[:20]]
+        if len(self.violations) > 20:
+            lines.append(f"  ... and {len(self.violations) - 20} more")
+        return "\n".join(lines)
+
+
+def _history(client: redis.Redis, auction: str) -> list[tuple[int, dict[str, Any], str | None]]:
+    """Every entry of an auction's history: (position, envelope, idempotency key or None)."""
+    entries: list[tuple[int, dict[str, Any], str | None]] = []
+    start = "-"
+    while True:
+        chunk = cast("list[Any]", client.xrange(history_key(auction), start, "+", count=_CHUNK))
+        for entry_id, fields in chunk:
+            key = fields.get(b"k")
+            entries.append(
+                (
+                    int(entry_id.split(b"-")[0]),
+                    load_bus(fields[b"e"]),
+                    None if key is None else key.decode(),
+                )
+            )
+        if len(chunk) < _CHUNK:
+            return entries
+        start = "(" + chunk[-1][0].decode()
+
+
+def check_invariants(
+    redis_url: str, auctions: list[str], accepted: list[Accepted] | None = None
+) -> Report:
+    """Check the invariants over ``auctions`` and the verdicts clients received."""
+    report = Report(auctions=len(auctions))
+    bad = report.violations.append
+    placed: dict[tuple[str, int], tuple[int, str, str | None]] = {}
+    with redis.Redis.from_url(redis_url) as client:
+        for auction in auctions:
+            state = {
+                k.decode(): v.decode() for k, v in client.hgetall(auction_key(auction)).items()
+            }
+            if not state:
+                bad(f"{auction}: the auction does not exist")
+                continue
+            history = _history(client, auction)
+            positions = [position for position, _, _ in history]
+            if positions != list(range(1, len(history) + 1)):
+                bad(f"{auction}: history positions are not 1..{len(history)} without gaps")
+            if int(state["seq"]) != (positions[-1] if positions else 0):
+                bad(f"{auction}: seq {state['seq']} is not the last history position")
+            highest: tuple[int, str] | None = None
+            keys: set[tuple[str, str | None]] = set()
+            closes: list[int] = []
+            for position, envelope, key in history:
+                event, data = envelope["event"], envelope["data"]
+                if envelope["position"] != str(position):
+                    bad(f"{auction}: entry {position} carries position {envelope['position']}")
+                if closes:
+                    bad(f"{auction}: {event} at {position} after the auction closed")
+                if event == "bid.placed":
+                    report.accepted_in_history += 1
+                    amount, bidder = data["amount"], data["bidder"]
+                    if highest is not None and amount <= highest[0]:
+                        bad(f"{auction}: bid {amount} at {position} does not exceed {highest[0]}")
+                    highest = (amount, bidder)
+                    if (bidder, key) in keys:
+                        bad(f"{auction}: key {key!r} of {bidder} accepted twice")
+                    keys.add((bidder, key))
+                    placed[(auction, position)] = (amount, bidder, key)
+                elif event == "auction.closed":
+                    closes.append(position)
+                    winner = (data["amount"], data["winner"]) if data["winner"] else None
+                    if winner != highest:
+                        bad(f"{auction}: closed with {winner}, but the highest bid is {highest}")
+            current = (int(state["current"]), state["bidder"]) if "current" in state else None
+            if current != highest:
+                bad(f"{auction}: highest bid is {current}, the last accepted is {highest}")
+            if len(closes) > 1:
+                bad(f"{auction}: closed {len(closes)} times")
+            if (state["status"] == "closed") != (len(closes) == 1):
+                bad(f"{auction}: status {state['status']} with {len(closes)} close events")
+            report.closed += len(closes)
+    verdicts: dict[tuple[str, str], set[tuple[str, int]]] = defaultdict(set)
+    for bid in accepted or ():
+        report.client_accepted += 1
+        verdicts[(bid.bidder, bid.key)].add((bid.auction, bid.seq))
+        stored = placed.get((bid.auction, bid.seq))
+        if stored is None:
+            bad(f"{bid.auction}: accepted bid at {bid.seq} is missing from the history")
+        elif stored != (bid.amount, bid.bidder, bid.key):
+            bad(f"{bid.auction}: accepted bid at {bid.seq} is {stored} in the history")
+    for (bidder, key), seen in verdicts.items():
+        if len(seen) > 1:
+            bad(f"key {key!r} of {bidder} got {len(seen)} different accepted verdicts")
+    return report

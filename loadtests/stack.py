@@ -1,0 +1,231 @@
+"""A private stack on loopback for load tests and benchmarks: Redis, gateways, bids instances.
+
+Everything listens on 127.0.0.1 on free ports; the JWT secret and the admin token are made
+for the run. Processes are stopped by PID (SIGTERM, then SIGKILL after a deadline), Redis
+last. Logs go to ``log_dir``.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Mapping
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+from common.auth import issue_token
+from common.codec import dump_client, load_client
+from common.redis_server import RedisServer
+from common.settings import Secret
+
+
+__all__ = ["REPO_ROOT", "Process", "Stack", "cpu_seconds"]
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+START_TIMEOUT = 30.0
+STOP_TIMEOUT = 10.0
+_CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds(pid: int) -> float:
+    """User plus system CPU time of a process so far, from /proc/<pid>/stat."""
+    with open(f"/proc/{pid}/stat", "rb") as stat:
+        # The command name may hold spaces: the fields after it start after the last ')'.
+        fields = stat.read().rsplit(b")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / _CLOCK_TICKS
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+def http(
+    method: str, url: str, body: dict[str, Any] | None = None, token: str | None = None
+) -> tuple[int, dict[str, Any]]:
+    """One JSON request; returns the status and the decoded JSON body ({} when there is none)."""
+    headers = {"Content-Type": "application/json"}
+    if token is not None:
+        headers["Authorization"] = f"Bearer {token}"
+    data = None if body is None else dump_client(body)
+    request = urllib.request.Request(url, data=data, headers=headers, method=method)
+    try:
+        with urllib.request.urlopen(request, timeout=5.0) as response:
+            status, raw = int(response.status), response.read()
+    except urllib.error.HTTPError as exc:
+        status, raw = exc.code, exc.read()
+    return status, load_client(raw) if raw else {}
+
+
+class Process:
+    """``python -m <module>`` on a free port with ``RT_*`` settings, its output in a log file."""
+
+    def __init__(
+        self,
+        name: str,
+        module: str,
+        env: Mapping[str, str],
+        log_dir: Path,
+        *,
+        profile: Path | None = None,
+    ) -> None:
+        self.name = name
+        self.port = _free_port()
+        environment = {k: v for k, v in os.environ.items() if not k.startswith("RT_")}
+        environment.update({"RT_HOST": "127.0.0.1", "RT_PORT": str(self.port), **env})
+        environment["PYTHONPATH"] = str(REPO_ROOT)
+        self.log_path = log_dir / f"{name}.log"
+        self._log = self.log_path.open("wb")
+        command = [sys.executable, "-m", module]
+        if profile is not None:
+            command[1:1] = ["-m", "cProfile", "-o", str(profile / f"{name}.prof")]
+        self.process = subprocess.Popen(
+            command,
+            cwd=REPO_ROOT,
+            env=environment,
+            stdin=subprocess.DEVNULL,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        self.pid = self.process.pid
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def ready(self) -> bool:
+        try:
+            with urllib.request.urlopen(self.url + "/readyz", timeout=1.0) as response:
+                return int(response.status) == 200
+        except (urllib.error.URLError, OSError):
+            return False
+
+    def stop(self, sig: int = signal.SIGTERM) -> int:
+        try:
+            if self.process.poll() is None:
+                os.kill(self.pid, sig)
+            try:
+                return self.process.wait(timeout=STOP_TIMEOUT)
+            except subprocess.TimeoutExpired:
+                os.kill(self.pid, signal.SIGKILL)
+                return self.process.wait(timeout=STOP_TIMEOUT)
+        finally:
+            self._log.close()
+
+
+class Stack:
+    """Redis, ``gateways`` gateways and ``instances`` bids instances, started together."""
+
+    def __init__(
+        self,
+        log_dir: Path,
+        *,
+        gateways: int = 1,
+        instances: int = 1,
+        gateway_env: Mapping[str, str] | None = None,
+        bids_env: Mapping[str, str] | None = None,
+        profile: Path | None = None,
+    ) -> None:
+        self.log_dir = log_dir
+        self.jwt_secret = secrets.token_hex(32)
+        self.admin_token = secrets.token_hex(16)
+        self.redis = RedisServer()
+        self.gateways: list[Process] = []
+        self.instances: list[Process] = []
+        self._gateway_count = gateways
+        self._instance_count = instances
+        self._gateway_env = dict(gateway_env or {})
+        self._bids_env = dict(bids_env or {})
+        #: Where cProfile writes each Python process's profile, if anywhere.
+        self.profile = profile
+
+    def __enter__(self) -> Stack:
+        try:
+            self.start()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def __exit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.stop()
+
+    def start(self) -> None:
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        self.redis.start()
+        common = {"RT_REDIS_URL": self.redis.url, "RT_LOG_LEVEL": "warning"}
+        for index in range(self._gateway_count):
+            env = {
+                **common,
+                "RT_JWT_SECRET": self.jwt_secret,
+                "RT_GATEWAY_ID": f"gw-{index + 1}",
+                **self._gateway_env,
+            }
+            name = f"gateway-{index + 1}"
+            self.gateways.append(
+                Process(name, "realtime_gateway", env, self.log_dir, profile=self.profile)
+            )
+        for _ in range(self._instance_count):
+            self.add_instance(wait=False)
+        self.wait_ready([*self.gateways, *self.instances])
+
+    def add_instance(self, *, wait: bool = True) -> Process:
+        index = len(self.instances) + 1
+        env = {
+            "RT_REDIS_URL": self.redis.url,
+            "RT_LOG_LEVEL": "warning",
+            "RT_INSTANCE_ID": f"i{index}",
+            "RT_BIDS_ADMIN_TOKEN": self.admin_token,
+            **self._bids_env,
+        }
+        process = Process(f"bids-{index}", "bids_service", env, self.log_dir, profile=self.profile)
+        self.instances.append(process)
+        if wait:
+            self.wait_ready([process])
+        return process
+
+    def wait_ready(self, processes: list[Process]) -> None:
+        deadline = time.monotonic() + START_TIMEOUT
+        waiting = list(processes)
+        while waiting:
+            for process in list(waiting):
+                if process.process.poll() is not None:
+                    raise RuntimeError(f"{process.name} exited; see {process.log_path}")
+                if process.ready():
+                    waiting.remove(process)
+            if waiting and time.monotonic() > deadline:
+                raise RuntimeError(f"not ready in {START_TIMEOUT} s: {[p.name for p in waiting]}")
+            time.sleep(0.05)
+
+    def stop(self) -> None:
+        for process in [*self.gateways, *self.instances]:
+            process.stop()
+        self.gateways.clear()
+        self.instances.clear()
+        self.redis.stop()
+
+    # Helpers for drivers.
+
+    def token(self, user: str, ttl: float = 3600.0) -> str:
+        return issue_token(Secret(self.jwt_secret), user, ttl)
+
+    def create_auction(self, **body: Any) -> dict[str, Any]:
+        status, answer = http(
+            "POST", self.instances[0].url + "/auctions", body, token=self.admin_token
+        )
+        if status != 201:
+            raise RuntimeError(f"creating an auction failed: {status} {answer}")
+        return answer

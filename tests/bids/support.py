@@ -1,0 +1,280 @@
+"""Helpers of the bids tests: processes, the admin API, a concurrent client, Redis reads."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+import time
+import urllib.error
+import urllib.request
+from collections import defaultdict
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, cast
+
+from redis.asyncio import Redis
+from websockets.asyncio.client import ClientConnection
+from websockets.exceptions import ConnectionClosed
+
+from bids_service.store import auction_key, history_key
+from common.codec import load_bus
+from tests.support.client import DEADLINE, connect_user
+from tests.support.processes import ManagedProcess, start_gateway, start_process, wait_all_ready
+
+
+__all__ = [
+    "ADMIN_TOKEN",
+    "BidClient",
+    "Launcher",
+    "admin",
+    "create_auction",
+    "history",
+    "state",
+]
+
+ADMIN_TOKEN = "bids-test-admin-token-0123456789"
+
+
+class Launcher:
+    """Starts one test module's gateways and bids instances; stops them all at its end."""
+
+    def __init__(self, redis_url: str, log_dir: Path, prefix: str) -> None:
+        self.redis_url = redis_url
+        self._log_dir = log_dir
+        self._prefix = prefix
+        self._count = itertools.count(1)
+        self.processes: list[ManagedProcess] = []
+
+    def gateway(self, env: Mapping[str, str] | None = None, *, wait: bool = True) -> ManagedProcess:
+        gateway_id = f"gw-bids-{self._prefix}-{next(self._count)}"
+        process = start_gateway(
+            self.redis_url,
+            log_dir=self._log_dir,
+            gateway_id=gateway_id,
+            env={"RT_REQUEST_TIMEOUT": "10", **(env or {})},
+            wait=wait,
+        )
+        self.processes.append(process)
+        return process
+
+    def bids(self, env: Mapping[str, str] | None = None, *, wait: bool = True) -> ManagedProcess:
+        """A bids instance with the admin token, named ``bids-<module>-<n>``."""
+        instance = f"bids-{self._prefix}-{next(self._count)}"
+        settings = {
+            "RT_REDIS_URL": self.redis_url,
+            "RT_INSTANCE_ID": instance,
+            "RT_BIDS_ADMIN_TOKEN": ADMIN_TOKEN,
+            "RT_BIDS_CLOSE_INTERVAL": "0.1",
+            # Short, so that the worker notices a lost consumer group (FLUSHALL) quickly.
+            "RT_CLAIM_INTERVAL": "0.5",
+            **(env or {}),
+        }
+        process = start_process(
+            instance, "bids_service", log_dir=self._log_dir, env=settings, wait=wait
+        )
+        self.processes.append(process)
+        return process
+
+    def stack(
+        self,
+        *,
+        gateways: int = 1,
+        instances: int = 1,
+        bids_env: Mapping[str, str] | None = None,
+        gateway_env: Mapping[str, str] | None = None,
+    ) -> tuple[list[ManagedProcess], list[ManagedProcess]]:
+        """Gateways and bids instances, started together."""
+        started_gateways = [self.gateway(gateway_env, wait=False) for _ in range(gateways)]
+        started_instances = [self.bids(bids_env, wait=False) for _ in range(instances)]
+        wait_all_ready([*started_gateways, *started_instances])
+        return started_gateways, started_instances
+
+    def stop_all(self) -> None:
+        for process in self.processes:
+            process.stop()
+        self.processes.clear()
+
+
+# The admin API.
+
+
+def _admin_call(
+    url: str, method: str, body: bytes | None, headers: dict[str, str]
+) -> tuple[int, dict[str, str], Any]:
+    request = urllib.request.Request(url, data=body, headers=headers, method=method)
+    try:
+        with urllib.request.urlopen(request, timeout=DEADLINE) as response:
+            status, answer_headers, raw = response.status, dict(response.headers), response.read()
+    except urllib.error.HTTPError as exc:
+        status, answer_headers, raw = exc.code, dict(exc.headers), exc.read()
+    return int(status), answer_headers, json.loads(raw) if raw else None
+
+
+async def admin(
+    instance: ManagedProcess,
+    method: str,
+    path: str,
+    body: Any = None,
+    *,
+    token: str | None = ADMIN_TOKEN,
+    raw: bytes | None = None,
+) -> tuple[int, dict[str, str], Any]:
+    """One admin API request: the status, the headers and the decoded JSON body."""
+    headers = {"Content-Type": "application/json"}
+    if token is not None:
+        headers["Authorization"] = f"Bearer {token}"
+    data = raw if raw is not None else None if body is None else json.dumps(body).encode()
+    return await asyncio.to_thread(_admin_call, instance.base_url + path, method, data, headers)
+
+
+async def create_auction(instance: ManagedProcess, **body: Any) -> dict[str, Any]:
+    """Create an auction (defaults: starting price 100, increment 10, one hour, no sniping)."""
+    spec = {
+        "title": "a test auction",
+        "starting_price": 100,
+        "increment": 10,
+        "extend_window": 0,
+        **body,
+    }
+    if "ends_at" not in spec:
+        spec.setdefault("duration_s", 3600)
+    status, _, answer = await admin(instance, "POST", "/auctions", spec)
+    assert status == 201, answer
+    assert isinstance(answer, dict)
+    return answer
+
+
+# Redis reads.
+
+
+async def history(redis: Redis, auction: str) -> list[dict[str, Any]]:
+    """An auction's history: each event's envelope plus ``key`` (the bid's idempotency key)."""
+    entries = cast(
+        "list[tuple[bytes, dict[bytes, bytes]]]", await redis.xrange(history_key(auction))
+    )
+    events = []
+    for _, fields in entries:
+        envelope = load_bus(fields[b"e"])
+        key = fields.get(b"k")
+        envelope["key"] = None if key is None else key.decode()
+        events.append(envelope)
+    return events
+
+
+async def state(redis: Redis, auction: str) -> dict[str, str]:
+    """An auction's hash, decoded."""
+    fields = cast("dict[bytes, bytes]", await redis.hgetall(auction_key(auction)))
+    return {key.decode(): value.decode() for key, value in fields.items()}
+
+
+# A client that many requests may use at once.
+
+
+class BidClient:
+    """One authenticated connection with a reader task: replies by ref, events by channel."""
+
+    def __init__(self, ws: ClientConnection, user: str) -> None:
+        self.ws = ws
+        self.user = user
+        self._refs = itertools.count(1)
+        self._waiting: dict[Any, asyncio.Future[dict[str, Any]]] = {}
+        self.events: dict[str, list[dict[str, Any]]] = defaultdict(list)
+        self.frames: list[dict[str, Any]] = []
+        self._changed = asyncio.Event()
+        self._reader = asyncio.create_task(self._read())
+
+    @classmethod
+    async def open(cls, gateway: ManagedProcess, user: str) -> BidClient:
+        return cls(await connect_user(gateway.ws_url, user), user)
+
+    async def _read(self) -> None:
+        try:
+            async for raw in self.ws:
+                frame = json.loads(raw)
+                self.frames.append(frame)
+                if frame.get("type") == "event":
+                    self.events[frame["channel"]].append(frame)
+                elif frame.get("type") == "reply":
+                    waiter = self._waiting.pop(frame.get("ref"), None)
+                    if waiter is not None and not waiter.done():
+                        waiter.set_result(frame)
+                self._changed.set()
+        except ConnectionClosed:
+            pass
+        finally:
+            self._changed.set()
+
+    async def send(self, message: dict[str, Any]) -> asyncio.Future[dict[str, Any]]:
+        """Send a request with a fresh ref; the future resolves to its reply."""
+        ref = message.setdefault("ref", f"{self.user}-{next(self._refs)}")
+        future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
+        self._waiting[ref] = future
+        await self.ws.send(json.dumps(message))
+        return future
+
+    async def request(self, message: dict[str, Any], within: float = DEADLINE) -> dict[str, Any]:
+        """Send a request and wait for its reply."""
+        future = await self.send(message)
+        try:
+            async with asyncio.timeout(within):
+                return await future
+        except TimeoutError:
+            raise AssertionError(f"no reply to {message} within {within} s") from None
+
+    async def place(
+        self, auction: str, amount: Any, key: str, within: float = DEADLINE
+    ) -> dict[str, Any]:
+        message = {"type": "bids.place", "auction": auction, "amount": amount, "key": key}
+        return await self.request(message, within)
+
+    async def subscribe(self, auction: str, since: str | None = None) -> dict[str, Any]:
+        message: dict[str, Any] = {"type": "subscribe", "channel": f"auction:{auction}"}
+        if since is not None:
+            message["since"] = since
+        return await self.request(message)
+
+    async def wait_events(
+        self, auction: str, count: int, within: float = DEADLINE
+    ) -> list[dict[str, Any]]:
+        """Wait until at least ``count`` events of the auction arrived; return them all."""
+        channel = f"auction:{auction}"
+        deadline = time.monotonic() + within
+        while len(self.events[channel]) < count:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0 or self._reader.done():
+                got = [(e["event"], e["position"]) for e in self.events[channel]]
+                raise AssertionError(f"{count} events of {channel} not seen in {within} s: {got}")
+            self._changed.clear()
+            try:
+                async with asyncio.timeout(remaining):
+                    await self._changed.wait()
+            except TimeoutError:
+                pass
+        return self.events[channel]
+
+    async def wait_event(self, auction: str, name: str, within: float = DEADLINE) -> dict[str, Any]:
+        """Wait for the first event called ``name`` on the auction's channel."""
+        channel = f"auction:{auction}"
+        deadline = time.monotonic() + within
+        while True:
+            for event in self.events[channel]:
+                if event["event"] == name:
+                    return event
+            remaining = deadline - time.monotonic()
+            if remaining <= 0 or self._reader.done():
+                raise AssertionError(f"no {name} on {channel} within {within} s")
+            self._changed.clear()
+            try:
+                async with asyncio.timeout(remaining):
+                    await self._changed.wait()
+            except TimeoutError:
+                pass
+
+    async def close(self) -> None:
+        await self.ws.close()
+        try:
+            async with asyncio.timeout(DEADLINE):
+                await self._reader
+        except TimeoutError:
+            self._reader.cancel()

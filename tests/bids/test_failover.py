@@ -1,0 +1,82 @@
+"""An instance killed with requests pending loses nothing: another claims and judges them once."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+from typing import Any
+
+import pytest
+from redis.asyncio import Redis
+
+from common.keys import request_stream
+from tests.bids.support import BidClient, Launcher, create_auction, history
+from tests.support.client import wait_for
+from tests.support.processes import ManagedProcess
+
+
+BIDDERS = 20
+
+
+@pytest.fixture(scope="module")
+def processes(launcher: Launcher) -> tuple[ManagedProcess, ManagedProcess, ManagedProcess]:
+    """A gateway and two bids instances that claim entries idle for more than a second."""
+    env = {"RT_CLAIM_IDLE_MS": "1000", "RT_CLAIM_INTERVAL": "0.3"}
+    gateways, (doomed, survivor) = launcher.stack(instances=2, bids_env=env)
+    return gateways[0], doomed, survivor
+
+
+async def _pending_of(bus: Redis, consumer: str) -> int:
+    summary: dict[str, Any] = await bus.xpending(request_stream("bids"), "bids")
+    for entry in summary.get("consumers") or ():
+        if entry["name"] in (consumer, consumer.encode()):
+            return int(entry["pending"])
+    return 0
+
+
+async def test_sigkill_with_requests_pending(
+    processes: tuple[ManagedProcess, ManagedProcess, ManagedProcess], bus: Redis, name: str
+) -> None:
+    """Bids delivered to a frozen then SIGKILLed instance are claimed and accepted exactly once."""
+    gateway, doomed, survivor = processes
+    auctions = [f"{name}-{i}" for i in range(BIDDERS)]
+    await asyncio.gather(*(create_auction(survivor, id=auction) for auction in auctions))
+    clients = await asyncio.gather(
+        *(BidClient.open(gateway, f"{name}-bidder{i}") for i in range(BIDDERS))
+    )
+    # Frozen while blocked in XREADGROUP, the instance still gets entries delivered to it,
+    # which stay pending under its name: exactly what a crash mid-work leaves behind.
+    doomed.signal(signal.SIGSTOP)
+    futures = [
+        await client.send(
+            {"type": "bids.place", "auction": auction, "amount": 100, "key": f"k-{auction}"}
+        )
+        for client, auction in zip(clients, auctions, strict=True)
+    ]
+    consumer = f"bids-{doomed.env['RT_INSTANCE_ID']}"
+
+    async def pending_at_doomed() -> bool:
+        return await _pending_of(bus, consumer) > 0
+
+    await wait_for(pending_at_doomed, what=f"requests pending at {consumer}")
+    stranded = await _pending_of(bus, consumer)
+    doomed.signal(signal.SIGKILL)
+    assert doomed.wait(10.0) == -signal.SIGKILL
+
+    async with asyncio.timeout(15):
+        replies = [await future for future in futures]
+    assert all(reply["ok"] and reply["data"]["seq"] == 1 for reply in replies), replies
+    for auction in auctions:
+        assert [event["key"] for event in await history(bus, auction)] == [f"k-{auction}"]
+
+    async def nothing_pending() -> bool:
+        summary: dict[str, Any] = await bus.xpending(request_stream("bids"), "bids")
+        return int(summary["pending"]) == 0
+
+    await wait_for(nothing_pending, what="every request acknowledged")
+    assert stranded >= 1
+    # Retries after the failover get the verdicts the survivor gave.
+    for client, auction, reply in zip(clients, auctions, replies, strict=True):
+        again = await client.place(auction, 100, f"k-{auction}")
+        assert again["data"] == reply["data"]
+    await asyncio.gather(*(client.close() for client in clients))
