@@ -19,6 +19,7 @@ from common.envelope import Reply, Request
 from common.errors import ErrorCode, ServiceError
 from common.health import health_routes, redis_answers
 from common.log import configure_logging
+from common.metrics import Children
 from common.redis_client import connect_redis
 from common.server import GracefulServer
 from common.settings import Env, LogSettings, ServiceSettings
@@ -67,16 +68,20 @@ class ServiceMetrics:
     """Prometheus metrics of a service's bus worker."""
 
     def __init__(self, service: str) -> None:
-        self._requests = Counter(
-            "rt_service_requests",
-            "Requests handled, by type and result (ok or an error code).",
-            ["service", "type", "result"],
+        self._requests = Children(
+            Counter(
+                "rt_service_requests",
+                "Requests handled, by type and result (ok or an error code).",
+                ["service", "type", "result"],
+            )
         )
-        self._latency = Histogram(
-            "rt_service_request_seconds",
-            "Time to handle one request.",
-            ["service", "type"],
-            buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0),
+        self._latency = Children(
+            Histogram(
+                "rt_service_request_seconds",
+                "Time to handle one request.",
+                ["service", "type"],
+                buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0),
+            )
         )
         self._pending = Gauge(
             "rt_service_stream_pending", "Entries delivered but not acknowledged.", ["service"]
@@ -91,8 +96,8 @@ class ServiceMetrics:
         # Types come from clients: only those a handler knew become label values.
         if result in ("unknown_type", "dropped") or len(request_type) > 64:
             request_type = "other"
-        self._requests.labels(self._service, request_type, result).inc()
-        self._latency.labels(self._service, request_type).observe(seconds)
+        self._requests(self._service, request_type, result).inc()
+        self._latency(self._service, request_type).observe(seconds)
 
     def backlog(self, pending: int, lag: int) -> None:
         self._pending.labels(self._service).set(pending)

@@ -210,7 +210,7 @@ class GatewayApp:
         finally:
             connection.finish(close_code)
             if protocol.server_close_code is not None:
-                self.metrics.closes.labels(str(protocol.server_close_code)).inc()
+                self.metrics.closes(str(protocol.server_close_code)).inc()
             del gateway.connections[connection.id]
             self.metrics.connections.dec()
             connection_id.reset(token)

@@ -122,36 +122,36 @@ class Connection:
         except ProtocolError as exc:
             # Limited before it is answered, so that floods of garbage are limited too.
             if self._take_token(ref):
-                metrics.messages_in.labels("invalid").inc()
+                metrics.messages_in("invalid").inc()
                 self.send(error_reply(ref, _error(exc.code, exc.message)))
             return
         if not self._take_token(ref):
             return
         match message:
             case Ping():
-                metrics.messages_in.labels("ping").inc()
+                metrics.messages_in("ping").inc()
                 self.send({"type": "pong", "ref": message.ref})
             case Auth():
-                metrics.messages_in.labels("auth").inc()
+                metrics.messages_in("auth").inc()
                 self.authenticate(message.token, message.ref)
             case _ if self.user is None:
-                metrics.messages_in.labels("unauthenticated").inc()
+                metrics.messages_in("unauthenticated").inc()
                 error = _error(ErrorCode.UNAUTHENTICATED, "send 'auth' with a token first")
                 self.send(error_reply(message.ref, error))
             case Subscribe():
-                metrics.messages_in.labels("subscribe").inc()
+                metrics.messages_in("subscribe").inc()
                 await self._subscribe(message)
             case Unsubscribe():
-                metrics.messages_in.labels("unsubscribe").inc()
+                metrics.messages_in("unsubscribe").inc()
                 self._unsubscribe(message)
             case ServiceCall():
-                metrics.messages_in.labels("request").inc()
+                metrics.messages_in("request").inc()
                 self._call(message)
 
     def receive_binary(self) -> None:
         if not self._take_token(None):
             return
-        self.gateway.metrics.messages_in.labels("invalid").inc()
+        self.gateway.metrics.messages_in("invalid").inc()
         error = _error(ErrorCode.BAD_REQUEST, "binary frames are not supported: send JSON text")
         self.send(error_reply(None, error))
 
@@ -169,7 +169,7 @@ class Connection:
             self._rejected_in_row = 0
             return True
         self._rejected_in_row += 1
-        self.gateway.metrics.messages_in.labels("limited").inc()
+        self.gateway.metrics.messages_in("limited").inc()
         if self._rejected_in_row > settings.rate_burst:
             # A client that ignores rate_limited errors is not going to slow down.
             self.close(CloseCode.RATE_LIMITED, "rate limited")

@@ -184,12 +184,12 @@ class Hub:
             answer = reply.data if reply is not None and reply.data is not None else None
             if answer is None:
                 # Nothing better to do than go on: the held live events still follow.
-                self._metrics.recoveries.labels("failed").inc()
+                self._metrics.recoveries("failed").inc()
                 logger.warning("recovery after a bus outage failed", extra={"channel": channel})
                 position: str | None = since
                 frames: list[bytes] = []
             else:
-                self._metrics.recoveries.labels("ok").inc()
+                self._metrics.recoveries("ok").inc()
                 position, frames = _replayed(channel, since, answer)
             waiting = self._pending.get(channel, {})
             for connection in connections:

