@@ -1,13 +1,21 @@
-"""Fixtures every test may use: a private Redis server for the whole session."""
+"""Fixtures every test may use: a private Redis server for the session, and process logs.
+
+Tests that run processes (gateways, services) share a Redis flushed once per module
+(:func:`bus_url`), never per test: a flush under a running service would delete its consumer
+group. Tests of one module stay apart by using names of their own.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Generator, Iterator
+from pathlib import Path
 
 import pytest
 import redis
+from redis.asyncio import Redis
 
 from common.redis_server import RedisServer
+from tests.support.processes import live_processes
 
 
 @pytest.fixture(scope="session")
@@ -17,11 +25,51 @@ def redis_server() -> Iterator[RedisServer]:
         yield server
 
 
-@pytest.fixture
-def redis_url(redis_server: RedisServer) -> str:
-    """The URL of the session's Redis, emptied (and started, if a test left it stopped)."""
+def _emptied(redis_server: RedisServer) -> str:
     if not redis_server.is_running:
         redis_server.start()
     with redis.Redis.from_url(redis_server.url) as client:
         client.flushall()
     return redis_server.url
+
+
+@pytest.fixture
+def redis_url(redis_server: RedisServer) -> str:
+    """The URL of the session's Redis, emptied (and started, if a test left it stopped)."""
+    return _emptied(redis_server)
+
+
+@pytest.fixture(scope="module")
+def bus_url(redis_server: RedisServer) -> str:
+    """The session's Redis, emptied once for this module, for tests that run processes."""
+    return _emptied(redis_server)
+
+
+@pytest.fixture
+async def bus(bus_url: str) -> AsyncIterator[Redis]:
+    """An asyncio Redis client on the module's Redis, to publish and to read state."""
+    client = Redis.from_url(bus_url)
+    try:
+        yield client
+    finally:
+        await client.aclose()
+
+
+@pytest.fixture(scope="session")
+def log_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Where the logs of every process the tests start are written."""
+    return tmp_path_factory.mktemp("process-logs")
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+    """On a failure, attach the log tail of every process still running to the report."""
+    report = yield
+    if report.failed:
+        for process in live_processes():
+            report.sections.append(
+                (f"log of {process.name} ({process.log_path})", process.describe())
+            )
+    return report

@@ -32,21 +32,19 @@ CHAT_ENV = {"RT_CHAT_SEND_BURST": "30", "RT_CHAT_SEND_RATE": "5", "RT_CHAT_MAX_T
 
 
 @pytest.fixture(scope="module")
-def cluster(chat_redis_url: str, chat_log_dir: Path) -> Iterator[Cluster]:
+def cluster(bus_url: str, log_dir: Path) -> Iterator[Cluster]:
     """Two gateways and two chat instances sharing the module's Redis."""
     processes: list[ManagedProcess] = []
     try:
         for gateway_id in ("gw-chat-1", "gw-chat-2"):
             processes.append(
-                start_gateway(
-                    chat_redis_url, log_dir=chat_log_dir, gateway_id=gateway_id, wait=False
-                )
+                start_gateway(bus_url, log_dir=log_dir, gateway_id=gateway_id, wait=False)
             )
         for instance in ("chat-a", "chat-b"):
             processes.append(
                 start_chat(
-                    chat_redis_url,
-                    log_dir=chat_log_dir,
+                    bus_url,
+                    log_dir=log_dir,
                     instance=instance,
                     env=CHAT_ENV,
                     wait=False,

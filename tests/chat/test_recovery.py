@@ -49,23 +49,21 @@ class Setup:
 
 
 @pytest.fixture(scope="module")
-def setup(chat_redis_url: str, chat_log_dir: Path) -> Iterator[Setup]:
+def setup(bus_url: str, log_dir: Path) -> Iterator[Setup]:
     """Two gateways with a 1 s request timeout and one chat instance with retention 20."""
     gateway_env = {"RT_REQUEST_TIMEOUT": "1"}
     processes = [
         start_gateway(
-            chat_redis_url,
-            log_dir=chat_log_dir,
+            bus_url,
+            log_dir=log_dir,
             gateway_id=gateway_id,
             env=gateway_env,
             wait=False,
         )
         for gateway_id in ("gw-recovery-1", "gw-recovery-2")
     ]
-    chat = start_chat(
-        chat_redis_url, log_dir=chat_log_dir, instance="chat-recovery", env=CHAT_ENV, wait=False
-    )
-    state = Setup(processes[0], processes[1], chat, chat_redis_url, chat_log_dir)
+    chat = start_chat(bus_url, log_dir=log_dir, instance="chat-recovery", env=CHAT_ENV, wait=False)
+    state = Setup(processes[0], processes[1], chat, bus_url, log_dir)
     try:
         wait_all_ready([*processes, chat])
         yield state

@@ -9,17 +9,13 @@ one module stay apart by using channel names and markers of their own.
 from __future__ import annotations
 
 import itertools
-from collections.abc import AsyncIterator, Generator, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 import pytest
-import redis
-from redis.asyncio import Redis
 
-from common.redis_server import RedisServer
 from tests.support.processes import (
     ManagedProcess,
-    live_processes,
     start_gateway,
     start_stub_service,
 )
@@ -66,22 +62,6 @@ class Launcher:
         self._processes.clear()
 
 
-@pytest.fixture(scope="session")
-def log_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Where the logs of every process the e2e tests start are written."""
-    return tmp_path_factory.mktemp("e2e-logs")
-
-
-@pytest.fixture(scope="module")
-def bus_url(redis_server: RedisServer) -> str:
-    """The session's Redis, started if a test left it stopped, and emptied for this module."""
-    if not redis_server.is_running:
-        redis_server.start()
-    with redis.Redis.from_url(redis_server.url) as client:
-        client.flushall()
-    return redis_server.url
-
-
 @pytest.fixture(scope="module")
 def launcher(request: pytest.FixtureRequest, bus_url: str, log_dir: Path) -> Iterator[Launcher]:
     """Starts processes for this module; stops them (SIGTERM, then SIGKILL) when it ends."""
@@ -91,27 +71,3 @@ def launcher(request: pytest.FixtureRequest, bus_url: str, log_dir: Path) -> Ite
         yield started
     finally:
         started.stop_all()
-
-
-@pytest.fixture
-async def bus(bus_url: str) -> AsyncIterator[Redis]:
-    """An asyncio Redis client on the test Redis, to publish events and read service state."""
-    client = Redis.from_url(bus_url)
-    try:
-        yield client
-    finally:
-        await client.aclose()
-
-
-@pytest.hookimpl(wrapper=True)
-def pytest_runtest_makereport(
-    item: pytest.Item, call: pytest.CallInfo[None]
-) -> Generator[None, pytest.TestReport, pytest.TestReport]:
-    """On a failure, attach the log tail of every process still running to the report."""
-    report = yield
-    if report.failed:
-        for process in live_processes():
-            report.sections.append(
-                (f"log of {process.name} ({process.log_path})", process.describe())
-            )
-    return report
