@@ -9,12 +9,24 @@ timeout (redis-py's ``listen``); keepalive finds a dead peer there.
 
 from __future__ import annotations
 
-from redis.asyncio import Redis
+import logging
 
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
+
+from common.redis_server import check_server_info
 from common.settings import BusSettings
 
 
-__all__ = ["COMMAND_TIMEOUT", "CONNECT_TIMEOUT", "MAX_BLOCK", "connect_redis"]
+__all__ = [
+    "COMMAND_TIMEOUT",
+    "CONNECT_TIMEOUT",
+    "MAX_BLOCK",
+    "check_redis_at_start",
+    "connect_redis",
+]
+
+logger = logging.getLogger(__name__)
 
 CONNECT_TIMEOUT = 2.0
 COMMAND_TIMEOUT = 10.0
@@ -36,3 +48,18 @@ def connect_redis(settings: BusSettings, name: str) -> Redis:
         socket_connect_timeout=CONNECT_TIMEOUT,
         socket_timeout=COMMAND_TIMEOUT,
     )
+
+
+async def check_redis_at_start(redis: Redis) -> None:
+    """Refuse a Redis older than 7; tolerate one that is not up yet.
+
+    Raises:
+        RedisVersionError: the server is too old (the process must not start).
+    """
+    try:
+        info = await redis.info("server")
+    except (RedisError, OSError) as exc:
+        # Not fatal: the process reconnects once Redis is up, and /readyz says so meanwhile.
+        logger.warning("Redis unreachable at start-up", extra={"error": repr(exc)})
+        return
+    logger.info("connected to Redis", extra={"server": check_server_info(info)})

@@ -20,7 +20,7 @@ from common.errors import ErrorCode, ServiceError
 from common.health import health_routes, redis_answers
 from common.log import configure_logging
 from common.metrics import Children
-from common.redis_client import connect_redis
+from common.redis_client import check_redis_at_start, connect_redis
 from common.server import GracefulServer
 from common.settings import Env, LogSettings, ServiceSettings
 from common.tasks import cancel_and_wait
@@ -121,6 +121,7 @@ def create_service_app(settings: ServiceSettings, make_service: ServiceFactory) 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[_State]:
         redis = connect_redis(settings.bus, f"{settings.service}-{settings.instance}")
+        await check_redis_at_start(redis)
         made = make_service(redis)
         service = made if isinstance(made, Service) else _HandlerService(made)
         await service.setup()

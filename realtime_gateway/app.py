@@ -26,8 +26,7 @@ from common.errors import CloseCode
 from common.health import health_routes, redis_answers
 from common.keys import EVENT_CHANNEL_PREFIX, GATEWAY_LEASES, reply_channel
 from common.log import connection_id
-from common.redis_client import connect_redis
-from common.redis_server import check_server_info
+from common.redis_client import check_redis_at_start, connect_redis
 from common.settings import GatewaySettings
 from common.tasks import cancel_and_wait
 from realtime_gateway.connection import Connection
@@ -81,11 +80,7 @@ class GatewayApp:
     async def _lifespan(self, app: Starlette) -> AsyncIterator[None]:
         settings = self.settings
         redis = connect_redis(settings.bus, settings.gateway_id)
-        try:
-            check_server_info(await redis.info("server"))
-        except (RedisError, OSError) as exc:
-            # Not fatal: the bus reconnects once Redis is up, and /readyz says so meanwhile.
-            logger.warning("Redis unreachable at start-up", extra={"error": repr(exc)})
+        await check_redis_at_start(redis)
         replies = reply_channel(settings.gateway_id)
 
         def producer(on_failure: Callable[[list[str], BaseException], None]) -> RequestProducer:
