@@ -15,17 +15,14 @@ from pathlib import Path
 import pytest
 
 from tests.bids.support import Launcher
+from tests.support.launcher import module_processes
 
 
 @pytest.fixture(scope="module")
 def launcher(request: pytest.FixtureRequest, bus_url: str, log_dir: Path) -> Iterator[Launcher]:
     """Starts processes for this module; stops them (SIGTERM, then SIGKILL) when it ends."""
-    prefix = request.module.__name__.rsplit(".", 1)[-1].removeprefix("test_")
-    started = Launcher(bus_url, log_dir, prefix)
-    try:
+    with module_processes(Launcher, request, bus_url, log_dir) as started:
         yield started
-    finally:
-        started.stop_all()
 
 
 _names = itertools.count(1)

@@ -10,8 +10,7 @@ import urllib.error
 import urllib.request
 from collections import defaultdict
 from collections.abc import Mapping
-from pathlib import Path
-from typing import Any, cast
+from typing import Any, ClassVar, cast
 
 from redis.asyncio import Redis
 from websockets.asyncio.client import ClientConnection
@@ -20,7 +19,8 @@ from websockets.exceptions import ConnectionClosed
 from bids_service.store import auction_key, history_key
 from common.codec import load_bus
 from tests.support.client import DEADLINE, connect_user
-from tests.support.processes import ManagedProcess, start_gateway, start_process, wait_all_ready
+from tests.support.launcher import ModuleProcesses
+from tests.support.processes import ManagedProcess, wait_all_ready
 
 
 __all__ = [
@@ -36,45 +36,21 @@ __all__ = [
 ADMIN_TOKEN = "bids-test-admin-token-0123456789"
 
 
-class Launcher:
+class Launcher(ModuleProcesses):
     """Starts one test module's gateways and bids instances; stops them all at its end."""
 
-    def __init__(self, redis_url: str, log_dir: Path, prefix: str) -> None:
-        self.redis_url = redis_url
-        self._log_dir = log_dir
-        self._prefix = prefix
-        self._count = itertools.count(1)
-        self.processes: list[ManagedProcess] = []
-
-    def gateway(self, env: Mapping[str, str] | None = None, *, wait: bool = True) -> ManagedProcess:
-        gateway_id = f"gw-bids-{self._prefix}-{next(self._count)}"
-        process = start_gateway(
-            self.redis_url,
-            log_dir=self._log_dir,
-            gateway_id=gateway_id,
-            env={"RT_REQUEST_TIMEOUT": "10", **(env or {})},
-            wait=wait,
-        )
-        self.processes.append(process)
-        return process
+    gateway_env: ClassVar[Mapping[str, str]] = {"RT_REQUEST_TIMEOUT": "10"}
 
     def bids(self, env: Mapping[str, str] | None = None, *, wait: bool = True) -> ManagedProcess:
         """A bids instance with the admin token, named ``bids-<module>-<n>``."""
-        instance = f"bids-{self._prefix}-{next(self._count)}"
         settings = {
-            "RT_REDIS_URL": self.redis_url,
-            "RT_INSTANCE_ID": instance,
             "RT_BIDS_ADMIN_TOKEN": ADMIN_TOKEN,
             "RT_BIDS_CLOSE_INTERVAL": "0.1",
             # Short, so that the worker notices a lost consumer group (FLUSHALL) quickly.
             "RT_CLAIM_INTERVAL": "0.5",
             **(env or {}),
         }
-        process = start_process(
-            instance, "bids_service", log_dir=self._log_dir, env=settings, wait=wait
-        )
-        self.processes.append(process)
-        return process
+        return self.service("bids_service", "bids", settings, wait=wait)
 
     def stack(
         self,
@@ -89,11 +65,6 @@ class Launcher:
         started_instances = [self.bids(bids_env, wait=False) for _ in range(instances)]
         wait_all_ready([*started_gateways, *started_instances])
         return started_gateways, started_instances
-
-    def stop_all(self) -> None:
-        for process in self.processes:
-            process.stop()
-        self.processes.clear()
 
 
 # The admin API.

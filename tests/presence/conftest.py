@@ -8,14 +8,11 @@ from pathlib import Path
 import pytest
 
 from tests.presence.support import Cluster
+from tests.support.launcher import module_processes
 
 
 @pytest.fixture(scope="module")
 def cluster(request: pytest.FixtureRequest, bus_url: str, log_dir: Path) -> Iterator[Cluster]:
     """Starts this module's processes; stops them (SIGTERM, then SIGKILL) when it ends."""
-    prefix = request.module.__name__.rsplit(".", 1)[-1].removeprefix("test_")
-    started = Cluster(bus_url, log_dir, prefix)
-    try:
+    with module_processes(Cluster, request, bus_url, log_dir) as started:
         yield started
-    finally:
-        started.stop_all()

@@ -8,20 +8,16 @@ from __future__ import annotations
 import itertools
 import time
 from collections.abc import Callable, Mapping
-from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from redis.asyncio import Redis
 from websockets.asyncio.client import ClientConnection
 
 from common.keys import request_stream
 from tests.support.client import DEADLINE, call, connect_user, recv_json, send_json, wait_for
-from tests.support.ports import free_port
+from tests.support.launcher import ModuleProcesses
 from tests.support.processes import (
     ManagedProcess,
-    start_gateway,
-    start_process,
-    start_stub_service,
 )
 
 
@@ -47,37 +43,16 @@ GRACE = 3.0
 _refs = itertools.count(1)
 
 
-class Cluster:
+class Cluster(ModuleProcesses):
     """The gateways, presence instances and stub owners of one test module."""
 
-    def __init__(self, redis_url: str, log_dir: Path, prefix: str) -> None:
-        self.redis_url = redis_url
-        self._log_dir = log_dir
-        self._prefix = prefix
-        self._count = itertools.count(1)
-        self.processes: list[ManagedProcess] = []
-
-    def gateway(self, env: Mapping[str, str] | None = None, *, wait: bool = True) -> ManagedProcess:
-        """A gateway with a unique id and a short lease."""
-        settings = {"RT_LEASE_TTL": str(LEASE_TTL), **(env or {})}
-        process = start_gateway(
-            self.redis_url,
-            log_dir=self._log_dir,
-            gateway_id=f"gw-{self._prefix}-{next(self._count)}",
-            env=settings,
-            wait=wait,
-        )
-        self.processes.append(process)
-        return process
+    gateway_env: ClassVar[Mapping[str, str]] = {"RT_LEASE_TTL": str(LEASE_TTL)}
 
     def presence(
         self, env: Mapping[str, str] | None = None, *, wait: bool = True
     ) -> ManagedProcess:
         """A presence instance (``python -m presence_service``) with the test timings."""
-        instance = f"presence-{self._prefix}-{next(self._count)}"
         settings = {
-            "RT_REDIS_URL": self.redis_url,
-            "RT_INSTANCE_ID": instance,
             "RT_PRESENCE_SWEEP_INTERVAL": str(SWEEP_INTERVAL),
             "RT_PRESENCE_GRACE": str(GRACE),
             # One entry per read, so that several instances share even a slow trickle.
@@ -85,28 +60,11 @@ class Cluster:
             "RT_CLAIM_INTERVAL": "0.5",
             **(env or {}),
         }
-        process = start_process(
-            instance, "presence_service", log_dir=self._log_dir, env=settings, wait=wait
-        )
-        self.processes.append(process)
-        return process
+        return self.service("presence_service", "presence", settings, wait=wait)
 
     def owner(self, service: str, *, wait: bool = True) -> ManagedProcess:
         """A stub owner of ``service``'s channels: it admits every subscribe, position "0"."""
-        process = start_stub_service(
-            self.redis_url,
-            log_dir=self._log_dir,
-            service=service,
-            instance=f"stub-{self._prefix}-{service}-{free_port()}",
-            wait=wait,
-        )
-        self.processes.append(process)
-        return process
-
-    def stop_all(self) -> None:
-        for process in self.processes:
-            process.stop()
-        self.processes.clear()
+        return self.stub(service, wait=wait)
 
 
 async def subscribe(ws: ClientConnection, channel: str) -> None:

@@ -1,0 +1,104 @@
+"""One test module's processes: started with names of their own, stopped together at its end."""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from pathlib import Path
+from typing import ClassVar, TypeVar
+
+import pytest
+
+from tests.support.processes import (
+    ManagedProcess,
+    start_gateway,
+    start_process,
+    start_stub_service,
+)
+
+
+__all__ = ["ModuleProcesses", "module_processes"]
+
+
+class ModuleProcesses:
+    """Gateways, services and stubs of one test module, on the module's Redis.
+
+    Subclasses set the defaults their tests need (``gateway_env``) and add their services.
+    """
+
+    #: Settings every gateway of this kind of module gets (a test's own ``env`` wins).
+    gateway_env: ClassVar[Mapping[str, str]] = {}
+
+    def __init__(self, redis_url: str, log_dir: Path, prefix: str) -> None:
+        self.redis_url = redis_url
+        self.log_dir = log_dir
+        self.prefix = prefix
+        self._count = itertools.count(1)
+        self.processes: list[ManagedProcess] = []
+
+    def name(self, kind: str) -> str:
+        """A name unique in the session: ``<kind>-<module>-<n>``."""
+        return f"{kind}-{self.prefix}-{next(self._count)}"
+
+    def track(self, process: ManagedProcess) -> ManagedProcess:
+        self.processes.append(process)
+        return process
+
+    def gateway(self, env: Mapping[str, str] | None = None, *, wait: bool = True) -> ManagedProcess:
+        """A gateway (``RT_GATEWAY_ID`` prefix ``gw-<module>-<n>``) with the test settings."""
+        return self.track(
+            start_gateway(
+                self.redis_url,
+                log_dir=self.log_dir,
+                gateway_id=self.name("gw"),
+                env={**self.gateway_env, **(env or {})},
+                wait=wait,
+            )
+        )
+
+    def service(
+        self, module: str, kind: str, env: Mapping[str, str], *, wait: bool = True
+    ) -> ManagedProcess:
+        """``python -m <module>`` as instance ``<kind>-<module>-<n>`` of the module's Redis."""
+        instance = self.name(kind)
+        settings = {"RT_REDIS_URL": self.redis_url, "RT_INSTANCE_ID": instance, **env}
+        return self.track(
+            start_process(instance, module, log_dir=self.log_dir, env=settings, wait=wait)
+        )
+
+    def stub(
+        self, service: str = "chat", env: Mapping[str, str] | None = None, *, wait: bool = True
+    ) -> ManagedProcess:
+        """A stub service instance (tests/support/stub_service.py) named ``service``."""
+        return self.track(
+            start_stub_service(
+                self.redis_url,
+                log_dir=self.log_dir,
+                service=service,
+                instance=self.name(f"stub-{service}"),
+                env=env,
+                wait=wait,
+            )
+        )
+
+    def stop_all(self) -> None:
+        for process in self.processes:
+            process.stop()
+        self.processes.clear()
+
+
+_Processes = TypeVar("_Processes", bound=ModuleProcesses)
+
+
+@contextmanager
+def module_processes(
+    kind: type[_Processes], request: pytest.FixtureRequest, bus_url: str, log_dir: Path
+) -> Iterator[_Processes]:
+    """The body of a module-scoped fixture: processes named after the module, all stopped."""
+    prefix = request.module.__name__.rsplit(".", 1)[-1].removeprefix("test_")
+    started = kind(bus_url, log_dir, prefix)
+    try:
+        yield started
+    finally:
+        started.stop_all()
