@@ -96,7 +96,8 @@ class Router:
             user=connection.user,
             noreply=True,
         )
-        self._producer.send(service, request.id, pack_bus(request.to_wire()))
+        # Kept and sent again if Redis is unreachable: a lost one would leave the service wrong.
+        self._producer.send(service, request.id, pack_bus(request.to_wire()), retry=True)
 
     def on_message(self, body: bytes) -> None:
         """Handle one message from this gateway's reply channel."""
@@ -130,7 +131,6 @@ class Router:
         pending.on_reply(None, f"service {pending.service!r} {why}")
 
     def _failed(self, request_ids: list[str], exc: BaseException) -> None:
-        # Notifications are not pending: a failed one is only counted and logged.
         self._metrics.bus_errors.inc()
         logger.warning("could not append requests", extra={"error": repr(exc)})
         for request_id in request_ids:

@@ -173,3 +173,34 @@ async def test_aclose_waits_for_the_batch_in_flight(redis: CountingRedis) -> Non
     await asyncio.wait_for(producer.aclose(), 10)
     assert len(await _entries(redis, "chat")) == 1
     await producer.aclose()  # nothing in flight: returns at once
+
+
+async def test_a_notification_sent_while_redis_is_down_is_appended_once_it_is_back(
+    redis: CountingRedis, redis_server: RedisServer
+) -> None:
+    """A notification (retry=True) is not reported failed but kept, and appended after a restart."""
+    failures = Failures()
+    producer = RequestProducer(redis, maxlen=1000, on_failure=failures)
+    await redis.ping()  # a pooled connection that the stop will break
+    kept = Request(
+        "drop", {"channels": ["chat:r"], "seq": 3}, "gw-test", "c-1", "alice", noreply=True
+    )
+    lost = _request("chat", 2)
+    redis_server.stop()
+    try:
+        producer.send("presence", kept.id, pack_bus(kept.to_wire()), retry=True)
+        _send(producer, "chat", lost)
+        await eventually(lambda: bool(failures.calls), "on_failure", within=30.0)
+    finally:
+        redis_server.start()
+    # Only the request whose client waits for an answer was reported.
+    assert failures.ids == [lost.id]
+
+    async def appended() -> bool:
+        return len(await _entries(redis, "presence")) == 1
+
+    await eventually(appended, "the notification appended after the restart", within=30.0)
+    entries = await _entries(redis, "presence")
+    assert [parse_envelope(load_bus(fields[b"e"])) for _, fields in entries] == [kept]
+    assert await _entries(redis, "chat") == []
+    await producer.aclose()
