@@ -93,6 +93,24 @@ async def test_oversized_frame_closes_1009(gateway: ManagedProcess) -> None:
     assert code == 1009
 
 
+async def test_invalid_utf8_closes_1007_without_a_traceback_in_the_log(
+    gateway: ManagedProcess,
+) -> None:
+    """A text frame that is not UTF-8 closes with 1007, counted, and logs no traceback."""
+    before = await gateway.metric("rt_gateway_closes_total", {"code": "1007"})
+    async with await connect_user(gateway.ws_url, "mallory") as ws:
+        await ws.send(b'{"type":"ping","ref":"\xff\xfe"}', text=True)
+        code, _ = await expect_close(ws)
+    assert code == 1007
+
+    async def counted() -> bool:
+        return await gateway.metric("rt_gateway_closes_total", {"code": "1007"}) == before + 1
+
+    await wait_for(counted, what="the 1007 close counted")
+    # The client's fault is not the gateway's error: no traceback per bad frame.
+    assert "Invalid UTF-8" not in gateway.log_path.read_text(errors="replace")
+
+
 async def test_burst_beyond_the_rate_gets_rate_limited(gateway: ManagedProcess) -> None:
     """Messages beyond RT_RATE_BURST get rate_limited errors, and the connection stays open."""
     async with await connect_user(gateway.ws_url, "alice") as ws:
