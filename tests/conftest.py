@@ -39,6 +39,16 @@ def redis_url(redis_server: RedisServer) -> str:
     return _emptied(redis_server)
 
 
+@pytest.fixture(name="redis")
+async def redis_client(redis_url: str) -> AsyncIterator[Redis]:
+    """An asyncio client of the session's Redis, emptied for this test."""
+    client = Redis.from_url(redis_url)
+    try:
+        yield client
+    finally:
+        await client.aclose()
+
+
 @pytest.fixture(scope="module")
 def bus_url(redis_server: RedisServer) -> str:
     """The session's Redis, emptied once for this module, for tests that run processes."""

@@ -3,26 +3,14 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from typing import cast
 
-import pytest
 from redis.asyncio import Redis
 
 from bids_service.rules import PlaceCommand, parse_auction_spec
 from bids_service.store import BidStore, auction_key, history_key
 from common.codec import load_bus, pack_bus
 from loadtests.invariants import Accepted, check_invariants
-
-
-@pytest.fixture
-async def redis(redis_url: str) -> AsyncIterator[Redis]:
-    """A client on the session's Redis, emptied for this test."""
-    client = Redis.from_url(redis_url)
-    try:
-        yield client
-    finally:
-        await client.aclose()
 
 
 async def _auction_with_bids(redis: Redis) -> list[Accepted]:

@@ -6,10 +6,8 @@ calls, outcomes); the bus worker and the gateway are left out.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from typing import Any
 
-import pytest
 from redis.asyncio import Redis
 
 from chat_service.app import ChatService
@@ -19,16 +17,6 @@ from common.codec import load_bus
 from common.envelope import Event, Reply, Request
 from common.errors import ServiceError
 from tests.support.client import DEADLINE
-
-
-@pytest.fixture
-async def redis(redis_url: str) -> AsyncIterator[Redis]:
-    """An asyncio client of the emptied test Redis."""
-    client = Redis.from_url(redis_url)
-    try:
-        yield client
-    finally:
-        await client.aclose()
 
 
 async def _service(redis: Redis, **settings: Any) -> ChatService:

@@ -48,16 +48,6 @@ StartListener = Callable[..., Running]
 
 
 @pytest.fixture
-async def redis(redis_url: str) -> AsyncIterator[Redis]:
-    """An asyncio client of the session's (emptied) Redis, configured like the gateway's."""
-    client = Redis.from_url(redis_url, socket_keepalive=True)
-    try:
-        yield client
-    finally:
-        await client.aclose()
-
-
-@pytest.fixture
 async def start_listener(redis_url: str) -> AsyncIterator[StartListener]:
     """Starts listeners, each on a client of its own, as tasks; cancels them at the end."""
     running: list[Running] = []

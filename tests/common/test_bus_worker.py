@@ -107,16 +107,6 @@ StartWorker = Callable[..., Running]
 
 
 @pytest.fixture
-async def redis(redis_url: str) -> AsyncIterator[Redis]:
-    """An asyncio client of the session's (emptied) Redis, configured like the services'."""
-    client = Redis.from_url(redis_url, socket_keepalive=True)
-    try:
-        yield client
-    finally:
-        await client.aclose()
-
-
-@pytest.fixture
 async def start_worker(redis: Redis, redis_url: str) -> AsyncIterator[StartWorker]:
     """Starts workers of the chat service as tasks; cancels them all at the end of the test."""
     running: list[Running] = []

@@ -24,16 +24,6 @@ _seq = itertools.count(1)
 
 
 @pytest.fixture
-async def redis(redis_url: str) -> AsyncIterator[Redis]:
-    """An asyncio client on the test's freshly emptied Redis."""
-    client = Redis.from_url(redis_url)
-    try:
-        yield client
-    finally:
-        await client.aclose()
-
-
-@pytest.fixture
 async def store(redis: Redis) -> PresenceStore:
     """A store with a short restart grace and its scripts loaded."""
     store = PresenceStore(redis, grace=GRACE, tombstone_ttl=600, batch=3)
