@@ -26,22 +26,27 @@ import asyncio
 import contextlib
 import math
 import os
-import resource
-import socket
-import subprocess
 import sys
-import tempfile
 import time
 from array import array
-from collections import Counter
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass, field, fields
-from pathlib import Path
+from dataclasses import dataclass, field
 from typing import TypeVar
 
 import uvloop
 from redis.asyncio import Redis
 
+from bench.report import TARGET_IDLE_KB, Meter, Totals, report_phase, summary, verdict
+from bench.system import (
+    CAN_PIN,
+    GATEWAY_CPU,
+    LOADGEN_CPU,
+    BenchError,
+    GatewayProcess,
+    out,
+    progress,
+    raise_open_files_limit,
+)
 from bench.wsclient import WsClient, connect
 from common.auth import issue_token
 from common.bus.publisher import event_message
@@ -52,12 +57,9 @@ from common.settings import Secret
 
 
 CHANNEL = "presence:bench"
-GATEWAY_CPU, LOADGEN_CPU = 0, 1
 CONNECT_TIMEOUT = 10.0
 #: Concurrent upgrades while opening connections (the gateway's listen backlog is 4096).
 CONNECT_CONCURRENCY = 256
-READY_TIMEOUT = 20.0
-SETTLE_TIMEOUT = 10.0
 CLOSE_TIMEOUT = 10.0
 #: How long a phase waits for its last deliveries after its last publish.
 DRAIN_TIMEOUT = 30.0
@@ -67,178 +69,7 @@ STALL_TIMEOUT = 10.0
 BURST_TIMEOUT = 180.0
 WARMUP_EVENTS = 5
 
-TARGET_CPU_US = 14.0
-TARGET_P99_MS = 50.0
-TARGET_IDLE_KB = 20.0
-REFERENCES = (
-    "CPU per delivery: Node socket.io + Redis adapter 16.4 µs, websockets broadcast() 17.5 µs,",
-    "  plain Starlette on websockets-sansio 21.7 µs;",
-    "memory per idle connection: websockets 15.4 KB, plain Starlette 26 KB",
-)
-
-_CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 _Client = TypeVar("_Client", bound=WsClient)
-
-
-class BenchError(Exception):
-    """The benchmark could not run (a process failed, connections were refused...)."""
-
-
-def progress(message: str) -> None:
-    print(f"[bench] {message}", file=sys.stderr, flush=True)
-
-
-def out(line: str = "") -> None:
-    print(line, flush=True)
-
-
-# Processes.
-
-
-def process_times(pid: int) -> tuple[float, float]:
-    """User and system CPU seconds of a process, all its threads (``/proc/<pid>/stat``)."""
-    stat = Path(f"/proc/{pid}/stat").read_text()
-    fields = stat[stat.rindex(")") + 2 :].split()
-    return int(fields[11]) / _CLOCK_TICKS, int(fields[12]) / _CLOCK_TICKS
-
-
-def cpu_times(cpu: int) -> tuple[float, float]:
-    """Busy and softirq seconds of one CPU, whatever ran on it (``/proc/stat``)."""
-    for line in Path("/proc/stat").read_text().splitlines():
-        if line.startswith(f"cpu{cpu} "):
-            user, nice, system, _, _, irq, softirq = (int(v) for v in line.split()[1:8])
-            return (user + nice + system + irq + softirq) / _CLOCK_TICKS, softirq / _CLOCK_TICKS
-    raise BenchError(f"no cpu{cpu} in /proc/stat")
-
-
-def rss_bytes(pid: int) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) * 1024
-    raise BenchError(f"no VmRSS for pid {pid}")
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind((LOOPBACK, 0))
-        port: int = probe.getsockname()[1]
-        return port
-
-
-#: Whether both CPUs are ours to pin to (decided before this process pins itself).
-CAN_PIN = {GATEWAY_CPU, LOADGEN_CPU} <= os.sched_getaffinity(0)
-
-
-class GatewayProcess:
-    """``python -m realtime_gateway`` on a free port, pinned with taskset, logging to a file."""
-
-    def __init__(self, redis_url: str, secret: Secret, *, max_connections: int) -> None:
-        self.port = free_port()
-        # Only the variables set here: an RT_* of the caller must not change what is measured.
-        env = {key: value for key, value in os.environ.items() if not key.startswith("RT_")}
-        env.update(
-            RT_REDIS_URL=redis_url,
-            RT_JWT_SECRET=secret.reveal(),
-            RT_HOST=LOOPBACK,
-            RT_PORT=str(self.port),
-            RT_GATEWAY_ID="gw-bench",
-            RT_LOG_LEVEL="warning",
-            RT_LOG_FORMAT="console",
-            RT_MAX_CONNECTIONS=str(max_connections),
-            RT_RATE_LIMIT="100000",
-            RT_RATE_BURST="100000",
-            RT_OUTBOX_MAX_MESSAGES="100000",
-            RT_OUTBOX_MAX_BYTES=str(256 * 1024 * 1024),
-            RT_SHUTDOWN_GRACE="2",
-        )
-        # Kept open for the process's lifetime and closed in stop(), so no `with`.
-        self._log = tempfile.NamedTemporaryFile(prefix="bench-gateway-", suffix=".log")  # noqa: SIM115
-        command = [sys.executable, "-m", "realtime_gateway"]
-        if CAN_PIN:
-            command = ["taskset", "-c", str(GATEWAY_CPU), *command]
-        # A session of its own: a Ctrl-C reaches only this process, which stops the gateway.
-        self._process = subprocess.Popen(
-            command,
-            env=env,
-            stdin=subprocess.DEVNULL,
-            stdout=self._log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-        self.pid = self._process.pid
-
-    async def wait_ready(self) -> None:
-        """Poll ``/readyz`` until it answers 200."""
-        deadline = time.monotonic() + READY_TIMEOUT
-        while time.monotonic() < deadline:
-            if self._process.poll() is not None:
-                raise BenchError(
-                    f"the gateway exited with {self._process.returncode}:\n"
-                    + "\n".join(self.log_tail())
-                )
-            with contextlib.suppress(OSError, TimeoutError):
-                async with asyncio.timeout(2.0):
-                    reader, writer = await asyncio.open_connection(LOOPBACK, self.port)
-                    try:
-                        writer.write(b"GET /readyz HTTP/1.1\r\nHost: bench\r\n\r\n")
-                        status = await reader.readline()
-                    finally:
-                        writer.close()
-                if status.startswith(b"HTTP/1.1 200"):
-                    return
-            await asyncio.sleep(0.05)
-        raise BenchError(f"the gateway was not ready within {READY_TIMEOUT} s")
-
-    def cpu_seconds(self) -> float:
-        return sum(process_times(self.pid))
-
-    def rss_bytes(self) -> int:
-        return rss_bytes(self.pid)
-
-    def log_tail(self, lines: int = 10) -> list[str]:
-        return Path(self._log.name).read_text(errors="replace").splitlines()[-lines:]
-
-    async def settle(self) -> None:
-        """Return once the gateway used at most one clock tick of CPU in 0.25 s (or 10 s)."""
-        deadline = time.monotonic() + SETTLE_TIMEOUT
-        before = self.cpu_seconds()
-        while time.monotonic() < deadline:
-            await asyncio.sleep(0.25)
-            now = self.cpu_seconds()
-            if now - before <= 1.0 / _CLOCK_TICKS:
-                return
-            before = now
-
-    def stop(self) -> None:
-        """SIGTERM, then SIGKILL after 15 s. Idempotent; prints the gateway's log if any."""
-        process = self._process
-        if process.poll() is None:
-            process.terminate()
-            try:
-                process.wait(timeout=15.0)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(timeout=5.0)
-        tail = self.log_tail(20)
-        if tail:
-            progress(f"gateway log (last {len(tail)} lines):\n  " + "\n  ".join(tail))
-        self._log.close()
-
-
-def raise_open_files_limit(needed: int) -> int:
-    """Raise this process's RLIMIT_NOFILE (children inherit it) to at least ``needed``."""
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if soft >= needed:
-        return soft
-    if hard != resource.RLIM_INFINITY and hard < needed:
-        with contextlib.suppress(ValueError, OSError):  # needs CAP_SYS_RESOURCE
-            resource.setrlimit(resource.RLIMIT_NOFILE, (needed, needed))
-            return needed
-    target = needed if hard == resource.RLIM_INFINITY else hard
-    resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
-    if target < needed:
-        raise BenchError(f"need {needed} open files, the hard limit is {hard}: raise it")
-    return target
 
 
 # Load generation.
@@ -429,124 +260,6 @@ async def open_client(client: _Client, port: int, subscribe: bool) -> _Client:
     return client
 
 
-# Measurement.
-
-
-@dataclass(frozen=True, slots=True)
-class Usage:
-    """Seconds of wall and CPU time over a phase."""
-
-    wall: float
-    gateway_user: float
-    gateway_system: float
-    own: float
-    #: Everything that ran on the gateway's CPU, softirq included (which the kernel may
-    #: charge to no process), other processes too.
-    cpu_busy: float
-    cpu_softirq: float
-
-    @property
-    def gateway(self) -> float:
-        return self.gateway_user + self.gateway_system
-
-
-class Meter:
-    """Wall time and CPU use of the gateway, its CPU and this process, since construction."""
-
-    def __init__(self, gateway: GatewayProcess) -> None:
-        self._pid = gateway.pid
-        self._start = self._sample()
-
-    def _sample(self) -> Usage:
-        user, system = process_times(self._pid)
-        busy, softirq = cpu_times(GATEWAY_CPU) if CAN_PIN else (math.nan, math.nan)
-        own = time.process_time()
-        return Usage(time.monotonic(), user, system, own, busy, softirq)
-
-    def stop(self) -> Usage:
-        end, start = self._sample(), self._start
-        return Usage(*(getattr(end, f.name) - getattr(start, f.name) for f in fields(Usage)))
-
-
-def percentile(ordered: Sequence[int], q: float) -> int:
-    """Nearest-rank percentile of sorted values."""
-    return ordered[max(0, math.ceil(q * len(ordered)) - 1)]
-
-
-def verdict(ok: bool) -> str:
-    return "PASS" if ok else "FAIL"
-
-
-@dataclass(slots=True)
-class Totals:
-    lost: int = 0
-    cpu_us: float | None = None
-    p99_ms: float | None = None
-    idle_kb: float | None = None
-
-
-def report_phase(
-    title: str,
-    phase: Phase,
-    subscribers: Sequence[Subscriber],
-    usage: Usage,
-    gateway: GatewayProcess,
-    totals: Totals,
-    *,
-    p99_target: bool,
-) -> None:
-    gateway_cpu, own_cpu, wall = usage.gateway, usage.own, usage.wall
-    n = len(subscribers)
-    expected = phase.published * n
-    lost = expected - phase.received
-    totals.lost += lost
-    span_s = max(phase.last_receive_ns - phase.first_publish_ns, 1) / 1e9
-    ordered = sorted(phase.latencies)
-    out(title)
-    out(f"  events published        {phase.published:,} ({n:,} subscribers each)")
-    out(
-        f"  deliveries              {phase.received:,} of {expected:,}: lost {lost:,}, "
-        f"duplicates {phase.duplicates:,}, out of order {phase.reordered:,}, "
-        f"strays {phase.strays:,}   target 0 lost: {verdict(lost == 0)}"
-    )
-    out(f"  delivered/s             {phase.received / span_s:,.0f} (over {span_s:.2f} s)")
-    if ordered:
-        p50, p99, top = (percentile(ordered, q) / 1e6 for q in (0.50, 0.99, 1.0))
-        line = f"  latency                 p50 {p50:.2f} ms   p99 {p99:.2f} ms   max {top:.2f} ms"
-        if p99_target:
-            totals.p99_ms = p99
-            line += f"   target p99 < {TARGET_P99_MS:.0f} ms: {verdict(p99 < TARGET_P99_MS)}"
-        out(line)
-        complete = [i for i in range(phase.published) if phase.first_rx[i]]
-        hops = sorted(phase.first_rx[i] - phase.sent[i] for i in complete)
-        spans = sorted(phase.last_rx[i] - phase.first_rx[i] for i in complete)
-        out(
-            f"  per event               first delivery p50 {percentile(hops, 0.5) / 1e6:.2f} ms "
-            f"max {hops[-1] / 1e6:.2f} ms; last minus first p50 "
-            f"{percentile(spans, 0.5) / 1e6:.2f} ms max {spans[-1] / 1e6:.2f} ms"
-        )
-    per_delivery = gateway_cpu / phase.received * 1e6 if phase.received else math.nan
-    # /proc counts whole clock ticks: below ~10 the figure is mostly rounding.
-    coarse = "  (too few clock ticks to be precise)" if gateway_cpu < 10 / _CLOCK_TICKS else ""
-    out(
-        f"  gateway CPU             {gateway_cpu:.2f} s in {wall:.1f} s "
-        f"({gateway_cpu / wall:.0%} of a core) = {per_delivery:.2f} µs per delivery"
-        f"   target ≤ {TARGET_CPU_US:.0f} µs: {verdict(per_delivery <= TARGET_CPU_US)}{coarse}"
-    )
-    out(
-        f"  gateway CPU split       user {usage.gateway_user:.2f} s, "
-        f"system {usage.gateway_system:.2f} s; CPU {GATEWAY_CPU} busy {usage.cpu_busy:.2f} s "
-        f"of which softirq {usage.cpu_softirq:.2f} s (all processes)"
-    )
-    out(f"  gateway RSS             {gateway.rss_bytes() / 2**20:.1f} MiB")
-    load = own_cpu / wall
-    note = "  (saturated: the load generator may be the bottleneck)" if load > 0.9 else ""
-    out(f"  load generator CPU      {own_cpu:.2f} s ({load:.0%} of a core){note}")
-    closes = Counter(s.close_code or s.error or "?" for s in subscribers if s.closed.done())
-    if closes:
-        out(f"  connections lost        {sum(closes.values())}: {dict(closes)}")
-
-
 # The phases.
 
 
@@ -705,43 +418,6 @@ async def idle(args: argparse.Namespace, redis_url: str, secret: Secret, totals:
     )
     if lost:
         out(f"  connections lost        {lost:,}")
-
-
-def summary(args: argparse.Namespace, totals: Totals) -> None:
-    out("targets")
-
-    def row(name: str, value: str, ok: bool | None, condition: str) -> None:
-        result = "n/a" if ok is None else verdict(ok)
-        out(f"  {name:<40}{value:<14}{result:<6}{condition}")
-
-    cpu, p99, kb = totals.cpu_us, totals.p99_ms, totals.idle_kb
-    at = f"measured with {args.subscribers:,} subscribers"
-    row(
-        f"CPU per delivery ≤ {TARGET_CPU_US:.0f} µs (max rate)",
-        "-" if cpu is None else f"{cpu:.2f} µs",
-        None if cpu is None else cpu <= TARGET_CPU_US,
-        "" if args.subscribers == 1000 else f"(target for 1,000 subscribers; {at})",
-    )
-    row(
-        f"p99 < {TARGET_P99_MS:.0f} ms at 10,000 deliveries/s",
-        "-" if p99 is None else f"{p99:.2f} ms",
-        None if p99 is None else p99 < TARGET_P99_MS,
-        ""
-        if args.rate * args.subscribers == 10_000
-        else f"(measured at {args.rate * args.subscribers:,.0f} deliveries/s)",
-    )
-    row(
-        f"≤ {TARGET_IDLE_KB:.0f} KB per idle connection",
-        "-" if kb is None else f"{kb:.1f} KB",
-        None if kb is None else kb <= TARGET_IDLE_KB,
-        ""
-        if kb is None or args.idle_connections == 10_000
-        else f"(target at 10,000; measured at {args.idle_connections:,})",
-    )
-    row("0 lost", f"{totals.lost:,}", totals.lost == 0, "")
-    out("references")
-    for line in REFERENCES:
-        out(f"  {line}")
 
 
 async def run(args: argparse.Namespace, redis_url: str) -> None:

@@ -1,0 +1,197 @@
+"""The machine side of the fan-out benchmark: the gateway process, CPU pinning, /proc."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import resource
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from common.redis_server import LOOPBACK
+from common.settings import Secret
+
+
+__all__ = [
+    "CAN_PIN",
+    "GATEWAY_CPU",
+    "LOADGEN_CPU",
+    "BenchError",
+    "GatewayProcess",
+    "cpu_times",
+    "free_port",
+    "out",
+    "process_times",
+    "progress",
+    "raise_open_files_limit",
+    "rss_bytes",
+]
+
+GATEWAY_CPU, LOADGEN_CPU = 0, 1
+READY_TIMEOUT = 20.0
+SETTLE_TIMEOUT = 10.0
+
+_CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+class BenchError(Exception):
+    """The benchmark could not run (a process failed, connections were refused...)."""
+
+
+def progress(message: str) -> None:
+    print(f"[bench] {message}", file=sys.stderr, flush=True)
+
+
+def out(line: str = "") -> None:
+    print(line, flush=True)
+
+
+def process_times(pid: int) -> tuple[float, float]:
+    """User and system CPU seconds of a process, all its threads (``/proc/<pid>/stat``)."""
+    stat = Path(f"/proc/{pid}/stat").read_text()
+    fields = stat[stat.rindex(")") + 2 :].split()
+    return int(fields[11]) / _CLOCK_TICKS, int(fields[12]) / _CLOCK_TICKS
+
+
+def cpu_times(cpu: int) -> tuple[float, float]:
+    """Busy and softirq seconds of one CPU, whatever ran on it (``/proc/stat``)."""
+    for line in Path("/proc/stat").read_text().splitlines():
+        if line.startswith(f"cpu{cpu} "):
+            user, nice, system, _, _, irq, softirq = (int(v) for v in line.split()[1:8])
+            return (user + nice + system + irq + softirq) / _CLOCK_TICKS, softirq / _CLOCK_TICKS
+    raise BenchError(f"no cpu{cpu} in /proc/stat")
+
+
+def rss_bytes(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) * 1024
+    raise BenchError(f"no VmRSS for pid {pid}")
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind((LOOPBACK, 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+#: Whether both CPUs are ours to pin to (decided before this process pins itself).
+CAN_PIN = {GATEWAY_CPU, LOADGEN_CPU} <= os.sched_getaffinity(0)
+
+
+class GatewayProcess:
+    """``python -m realtime_gateway`` on a free port, pinned with taskset, logging to a file."""
+
+    def __init__(self, redis_url: str, secret: Secret, *, max_connections: int) -> None:
+        self.port = free_port()
+        # Only the variables set here: an RT_* of the caller must not change what is measured.
+        env = {key: value for key, value in os.environ.items() if not key.startswith("RT_")}
+        env.update(
+            RT_REDIS_URL=redis_url,
+            RT_JWT_SECRET=secret.reveal(),
+            RT_HOST=LOOPBACK,
+            RT_PORT=str(self.port),
+            RT_GATEWAY_ID="gw-bench",
+            RT_LOG_LEVEL="warning",
+            RT_LOG_FORMAT="console",
+            RT_MAX_CONNECTIONS=str(max_connections),
+            RT_RATE_LIMIT="100000",
+            RT_RATE_BURST="100000",
+            RT_OUTBOX_MAX_MESSAGES="100000",
+            RT_OUTBOX_MAX_BYTES=str(256 * 1024 * 1024),
+            RT_SHUTDOWN_GRACE="2",
+        )
+        # Kept open for the process's lifetime and closed in stop(), so no `with`.
+        self._log = tempfile.NamedTemporaryFile(prefix="bench-gateway-", suffix=".log")  # noqa: SIM115
+        command = [sys.executable, "-m", "realtime_gateway"]
+        if CAN_PIN:
+            command = ["taskset", "-c", str(GATEWAY_CPU), *command]
+        # A session of its own: a Ctrl-C reaches only this process, which stops the gateway.
+        self._process = subprocess.Popen(
+            command,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        self.pid = self._process.pid
+
+    async def wait_ready(self) -> None:
+        """Poll ``/readyz`` until it answers 200."""
+        deadline = time.monotonic() + READY_TIMEOUT
+        while time.monotonic() < deadline:
+            if self._process.poll() is not None:
+                raise BenchError(
+                    f"the gateway exited with {self._process.returncode}:\n"
+                    + "\n".join(self.log_tail())
+                )
+            with contextlib.suppress(OSError, TimeoutError):
+                async with asyncio.timeout(2.0):
+                    reader, writer = await asyncio.open_connection(LOOPBACK, self.port)
+                    try:
+                        writer.write(b"GET /readyz HTTP/1.1\r\nHost: bench\r\n\r\n")
+                        status = await reader.readline()
+                    finally:
+                        writer.close()
+                if status.startswith(b"HTTP/1.1 200"):
+                    return
+            await asyncio.sleep(0.05)
+        raise BenchError(f"the gateway was not ready within {READY_TIMEOUT} s")
+
+    def cpu_seconds(self) -> float:
+        return sum(process_times(self.pid))
+
+    def rss_bytes(self) -> int:
+        return rss_bytes(self.pid)
+
+    def log_tail(self, lines: int = 10) -> list[str]:
+        return Path(self._log.name).read_text(errors="replace").splitlines()[-lines:]
+
+    async def settle(self) -> None:
+        """Return once the gateway used at most one clock tick of CPU in 0.25 s (or 10 s)."""
+        deadline = time.monotonic() + SETTLE_TIMEOUT
+        before = self.cpu_seconds()
+        while time.monotonic() < deadline:
+            await asyncio.sleep(0.25)
+            now = self.cpu_seconds()
+            if now - before <= 1.0 / _CLOCK_TICKS:
+                return
+            before = now
+
+    def stop(self) -> None:
+        """SIGTERM, then SIGKILL after 15 s. Idempotent; prints the gateway's log if any."""
+        process = self._process
+        if process.poll() is None:
+            process.terminate()
+            try:
+                process.wait(timeout=15.0)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait(timeout=5.0)
+        tail = self.log_tail(20)
+        if tail:
+            progress(f"gateway log (last {len(tail)} lines):\n  " + "\n  ".join(tail))
+        self._log.close()
+
+
+def raise_open_files_limit(needed: int) -> int:
+    """Raise this process's RLIMIT_NOFILE (children inherit it) to at least ``needed``."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft >= needed:
+        return soft
+    if hard != resource.RLIM_INFINITY and hard < needed:
+        with contextlib.suppress(ValueError, OSError):  # needs CAP_SYS_RESOURCE
+            resource.setrlimit(resource.RLIMIT_NOFILE, (needed, needed))
+            return needed
+    target = needed if hard == resource.RLIM_INFINITY else hard
+    resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+    if target < needed:
+        raise BenchError(f"need {needed} open files, the hard limit is {hard}: raise it")
+    return target
