@@ -46,7 +46,7 @@ async def cancel_and_wait(
     """Cancel ``tasks`` and wait until they have ended, whatever they ended with.
 
     A task that swallowed a cancellation (redis-py can, inside a blocking command; see
-    test_bus_worker) is cancelled again, up to ``rounds`` times, so that one test's cleanup
+    test_bus_worker_recovery) is cancelled again, up to ``rounds`` times, so that one test's cleanup
     does not hang the next.
 
     Raises:
