@@ -20,6 +20,7 @@ from bids_service.store import BidStore
 from common.bus.backoff import Backoff
 from common.envelope import Reply, Request
 from common.service import Service
+from common.tasks import raise_if_cancelled
 
 
 __all__ = ["CLOSE_BATCH", "BidsService"]
@@ -78,6 +79,7 @@ class BidsService(Service):
         backoff = Backoff()
         interval = self._settings.close_interval
         while True:
+            raise_if_cancelled()
             try:
                 await self._seed()
                 due = await self.store.due(CLOSE_BATCH)

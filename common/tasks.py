@@ -8,7 +8,7 @@ from collections.abc import Iterable
 from typing import Any
 
 
-__all__ = ["cancel_and_wait"]
+__all__ = ["cancel_and_wait", "raise_if_cancelled"]
 
 logger = logging.getLogger(__name__)
 
@@ -31,3 +31,16 @@ async def cancel_and_wait(tasks: Iterable[asyncio.Task[Any]], within: float = 5.
         logger.error(
             "tasks did not stop in time", extra={"tasks": [t.get_name() for t in remaining]}
         )
+
+
+def raise_if_cancelled() -> None:
+    """Raise CancelledError if this task was asked to stop: call it once per loop turn.
+
+    On Python 3.11, redis-py's timed I/O (``asyncio.timeout`` or ``wait_for`` around a read
+    or write) can lose a cancellation that lands as the I/O completes (redis-py #2028): the
+    Redis call returns as if nothing happened, and a ``while True`` loop would go on for
+    ever. The request stays counted on the task, so it is checked here.
+    """
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError

@@ -20,6 +20,7 @@ from common.bus.worker import Outcome
 from common.envelope import Request, now_ms
 from common.errors import ErrorCode, ServiceError
 from common.service import Service
+from common.tasks import raise_if_cancelled
 from presence_service.handlers import (
     NOTIFICATIONS,
     QUERIES,
@@ -132,7 +133,7 @@ class PresenceService(Service):
         backoff = Backoff(maximum=max(2.0, self.settings.sweep_interval))
         loop = asyncio.get_running_loop()
         while True:
-            _raise_if_cancelled()
+            raise_if_cancelled()
             started = loop.time()
             try:
                 await self.sweep()
@@ -146,7 +147,7 @@ class PresenceService(Service):
                 await asyncio.sleep(delay)
                 continue
             backoff.reset()
-            _raise_if_cancelled()
+            raise_if_cancelled()
             elapsed = loop.time() - started
             await asyncio.sleep(max(0.0, self.settings.sweep_interval - elapsed))
 
@@ -171,16 +172,3 @@ class PresenceService(Service):
                     "seconds": round(time.perf_counter() - started, 4),
                 },
             )
-
-
-def _raise_if_cancelled() -> None:
-    """Raise CancelledError if this task was asked to stop.
-
-    On Python 3.11, ``asyncio.wait_for`` (which redis-py wraps around every socket write)
-    loses a cancellation that arrives as the write completes: the Redis call returns as if
-    nothing happened, and a loop would go on for ever. The request stays counted on the
-    task, so it is checked here.
-    """
-    task = asyncio.current_task()
-    if task is not None and task.cancelling():
-        raise asyncio.CancelledError

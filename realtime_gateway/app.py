@@ -28,7 +28,7 @@ from common.keys import EVENT_CHANNEL_PREFIX, GATEWAY_LEASES, reply_channel
 from common.log import connection_id
 from common.redis_client import check_redis_at_start, connect_redis
 from common.settings import GatewaySettings
-from common.tasks import cancel_and_wait
+from common.tasks import cancel_and_wait, raise_if_cancelled
 from realtime_gateway.connection import Connection
 from realtime_gateway.gateway import Gateway
 from realtime_gateway.hub import Hub
@@ -130,6 +130,7 @@ class GatewayApp:
         settings = self.settings
         ttl_ms = int(settings.lease_ttl * 1000)
         while True:
+            raise_if_cancelled()
             try:
                 await redis.zadd(GATEWAY_LEASES, {settings.gateway_id: now_ms() + ttl_ms})
             except (RedisError, OSError) as exc:

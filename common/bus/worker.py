@@ -30,6 +30,7 @@ from common.keys import reply_channel, request_stream
 from common.log import trace_id
 from common.redis_client import MAX_BLOCK
 from common.settings import ServiceSettings
+from common.tasks import raise_if_cancelled
 
 
 __all__ = ["BatchHandler", "Outcome", "RequestHandler", "ServiceWorker", "WorkerObserver"]
@@ -112,7 +113,7 @@ class ServiceWorker:
                         count=self._settings.batch,
                         block=block_ms,
                     )
-                    _raise_if_cancelled()
+                    raise_if_cancelled()
                     backoff.reset()
                     for _stream, entries in cast("list[Any]", response or []):
                         await self._process(entries)
@@ -244,14 +245,6 @@ class ServiceWorker:
 #: Failures after which an entry is left unacknowledged, to be handled again later. A
 #: ResponseError is not among them: it is a bug that a retry would only repeat.
 _RETRYABLE = (RedisConnectionError, RedisTimeoutError, OSError)
-
-
-def _raise_if_cancelled() -> None:
-    # redis-py runs a timed read under asyncio.timeout, which can swallow a cancellation
-    # that lands as the read completes (redis-py #2028): honour it here instead.
-    task = asyncio.current_task()
-    if task is not None and task.cancelling():
-        raise asyncio.CancelledError
 
 
 def _packed_reply(request: Request, outcome: Outcome) -> bytes:
