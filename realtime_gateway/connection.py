@@ -58,6 +58,24 @@ class Connection:
     Outbound frames all go through :attr:`outbox`, in the order they are produced.
     """
 
+    # Slots: ten thousand idle connections are ten thousand of these.
+    __slots__ = (
+        "_auth_failures",
+        "_awaiting",
+        "_deadline",
+        "_presence_seq",
+        "_refilled",
+        "_rejected_in_row",
+        "_tokens",
+        "_tracked",
+        "gateway",
+        "id",
+        "inflight",
+        "outbox",
+        "subscriptions",
+        "user",
+    )
+
     def __init__(self, gateway: Gateway, outbox: Outbox) -> None:
         self.gateway = gateway
         self.outbox = outbox
