@@ -1,10 +1,11 @@
 """uvicorn's sans-I/O WebSocket protocol, with a bounded outbox written to the transport.
 
 The ASGI ``send`` path costs an await, a websockets frame object and a copy per message.
-For fan-out the gateway instead writes prebuilt frames (see :mod:`realtime_gateway.frames`)
-straight to each connection's transport through an :class:`Outbox`, which bounds what a
-slow reader may hold and closes it with 4408 when it overflows. Incoming frames, the
-handshake, pings and the close handshake stay uvicorn's and websockets'.
+For fan-out the gateway instead queues prebuilt frames (see :mod:`realtime_gateway.frames`)
+to each connection's :class:`Outbox`, which writes them to the transport once per
+event-loop pass (:class:`WriteBatcher`), bounds what a slow reader may hold and closes it
+with 4408 when it overflows. Incoming frames, the handshake, pings and the close handshake
+stay uvicorn's and websockets', with a lighter receive queue and writable flag.
 """
 
 from __future__ import annotations
