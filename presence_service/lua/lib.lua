@@ -113,6 +113,20 @@ local function admit(key, conn, gw, user, ts)
   return true
 end
 
+-- The ordering rule of track and untrack: a notification of (connection, channel) is applied
+-- only if its `seq` is newer than the last one applied there. Returns that last seq (positive:
+-- in the channel, negative: out of it, 0: never seen) when it is to be applied, else nil.
+local function newer(key, conn, gw, user, ts, field, seq)
+  if not admit(key, conn, gw, user, ts) then
+    return nil
+  end
+  local last = tonumber(redis.call('HGET', key, field) or '0')
+  if seq <= math.abs(last) then
+    return nil
+  end
+  return last
+end
+
 -- Turn a connection's record into a tombstone stamped `dt`, kept `ttl` seconds.
 local function bury(key, conn, gw, dt, ttl)
   redis.call('DEL', key)

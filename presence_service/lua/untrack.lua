@@ -13,12 +13,9 @@
 local key, conn, gw, user = KEYS[1], ARGV[5], ARGV[6], ARGV[7]
 local seq, ts, channel = tonumber(ARGV[8]), tonumber(ARGV[9]), ARGV[10]
 
-if not admit(key, conn, gw, user, ts) then
-  return {0, 0, 0}
-end
 local field = 'c:' .. channel
-local last = tonumber(redis.call('HGET', key, field) or '0')
-if seq <= math.abs(last) then
+local last = newer(key, conn, gw, user, ts, field, seq)
+if last == nil then
   return {0, 0, 0}
 end
 redis.call('HSET', key, field, -seq)
