@@ -25,6 +25,7 @@ from realtime_gateway.protocol import (
     ok_reply,
     parse_message,
     parse_ref,
+    replayed_event,
 )
 from realtime_gateway.tasks import spawn
 from realtime_gateway.wsproto import Outbox
@@ -431,15 +432,7 @@ class Connection:
         """Send the replayed events of an owner's answer; return the answer's position."""
         for event in answer.get("events") or ():
             if isinstance(event, dict):
-                self.send(
-                    {
-                        "type": "event",
-                        "channel": channel,
-                        "event": event.get("event"),
-                        "position": event.get("position"),
-                        "data": event.get("data"),
-                    }
-                )
+                self.send(replayed_event(channel, event))
         position = answer.get("position")
         return position if isinstance(position, str) else None
 

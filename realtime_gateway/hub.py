@@ -29,6 +29,7 @@ from common.keys import event_channel
 from common.namespaces import parse_channel
 from realtime_gateway.frames import text_frame
 from realtime_gateway.metrics import GatewayMetrics
+from realtime_gateway.protocol import replayed_event
 from realtime_gateway.routing import Router
 from realtime_gateway.wsproto import Outbox
 
@@ -212,9 +213,7 @@ def _replayed(channel: str, since: str, answer: dict[str, Any]) -> tuple[str, li
         if key is None or key <= (_key(newest) or ()):
             continue
         newest = item["position"]
-        event = {"type": "event", "channel": channel, "event": item.get("event")}
-        event.update(position=newest, data=item.get("data"))
-        frames.append(text_frame(dump_client(event)))
+        frames.append(text_frame(dump_client(replayed_event(channel, item))))
     position = answer.get("position")
     if isinstance(position, str) and (_key(position) or ()) > (_key(newest) or ()):
         newest = position

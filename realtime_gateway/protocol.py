@@ -26,6 +26,7 @@ __all__ = [
     "ok_reply",
     "parse_message",
     "parse_ref",
+    "replayed_event",
 ]
 
 #: Services a ``<service>.<action>`` request may name.
@@ -129,6 +130,17 @@ def parse_message(frame: dict[str, Any], ref: Ref) -> ClientMessage:
         raise ProtocolError(ErrorCode.UNKNOWN_TYPE, f"unknown message type {shown!r}")
     data = {key: value for key, value in frame.items() if key not in ("type", "ref")}
     return ServiceCall(ref, kind, service, data)
+
+
+def replayed_event(channel: str, item: dict[str, Any]) -> dict[str, Any]:
+    """The client frame of one event of an owner's replay (``{event, position, data}``)."""
+    return {
+        "type": "event",
+        "channel": channel,
+        "event": item.get("event"),
+        "position": item.get("position"),
+        "data": item.get("data"),
+    }
 
 
 def ok_reply(ref: Ref, data: dict[str, Any]) -> dict[str, Any]:
