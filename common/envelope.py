@@ -73,6 +73,21 @@ def _channel_list(wire: dict[str, Any], name: str) -> tuple[str, ...]:
     return tuple(channels)
 
 
+def _is_notification(item: object) -> bool:
+    return (
+        isinstance(item, dict)
+        and isinstance(item.get("type"), str)
+        and isinstance(item.get("data"), dict)
+    )
+
+
+def _prior(wire: dict[str, Any]) -> tuple[dict[str, Any], ...]:
+    prior = wire.get("prior", [])
+    if not isinstance(prior, list) or not all(_is_notification(item) for item in prior):
+        raise ProtocolError(ErrorCode.BAD_REQUEST, "bus envelope field 'prior' is invalid")
+    return tuple(prior)
+
+
 @dataclass(frozen=True, slots=True)
 class Request:
     """A gateway asks a service to act for one connection.
@@ -91,6 +106,11 @@ class Request:
     ts: int = field(default_factory=now_ms)
     #: A notification: the service handles it and publishes no reply.
     noreply: bool = False
+    #: Notifications of this connection the service must have applied before it handles
+    #: this request, each ``{"type", "data"}`` as it was sent: the gateway's way to let a
+    #: read see the connection's own writes, whichever instance handled (or will handle)
+    #: the notifications themselves.
+    prior: tuple[dict[str, Any], ...] = ()
 
     def to_wire(self) -> dict[str, Any]:
         wire = {
@@ -107,6 +127,8 @@ class Request:
         }
         if self.noreply:
             wire["noreply"] = True
+        if self.prior:
+            wire["prior"] = list(self.prior)
         return wire
 
     @classmethod
@@ -124,6 +146,7 @@ class Request:
             id=_field(wire, "id", str),
             ts=_field(wire, "ts", int),
             noreply=wire.get("noreply") is True,
+            prior=_prior(wire),
         )
 
 

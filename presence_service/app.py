@@ -27,6 +27,7 @@ from presence_service.handlers import (
     count_reply,
     list_reply,
     parse_change,
+    parse_prior,
     parse_query,
     subscribe_reply,
 )
@@ -66,15 +67,21 @@ class PresenceService(Service):
             logger.warning("could not load the presence scripts", extra={"error": repr(exc)})
 
     async def handle_batch(self, requests: list[Request]) -> list[Outcome]:
-        """Handle one read's requests in one pipeline; one outcome per request, in order."""
+        """Handle one read's requests in one pipeline; one outcome per request, in order.
+
+        A query's prior notifications run just before it, in the same pipeline.
+        """
         outcomes: list[Outcome | None] = [None] * len(requests)
         operations: list[Change | Query] = []
-        places: list[int] = []
+        #: For each operation, the request it answers; None for a prior notification.
+        places: list[int | None] = []
         for index, request in enumerate(requests):
             try:
                 if request.type in NOTIFICATIONS:
+                    prior: list[Change] = []
                     operation: Change | Query = parse_change(request)
                 elif request.type in QUERIES:
+                    prior = parse_prior(request)
                     operation = parse_query(request, self.settings.list_limit)
                 else:
                     raise ServiceError(
@@ -88,32 +95,39 @@ class PresenceService(Service):
                     )
                 outcomes[index] = exc
                 continue
+            operations += prior
+            places += [None] * len(prior)
             operations.append(operation)
             places.append(index)
         results = await self.store.run(operations)
         applied_at = now_ms()
-        for index, operation, result in zip(places, operations, results, strict=True):
-            outcomes[index] = self._outcome(requests[index], operation, result, applied_at)
+        for place, operation, result in zip(places, operations, results, strict=True):
+            if place is None:
+                self._outcome(operation, result)
+            else:
+                request = requests[place]
+                outcomes[place] = self._outcome(operation, result, request)
+                if isinstance(operation, Change):
+                    self.metrics.lag.observe(max(0.0, (applied_at - request.ts) / 1000))
         return [outcome if outcome is not None else {} for outcome in outcomes]
 
     def _outcome(
         self,
-        request: Request,
         operation: Change | Query,
         result: Applied | Listing | ResponseError,
-        applied_at: int,
+        request: Request | None = None,
     ) -> Outcome:
+        """The outcome of one operation; ``request`` is None for a prior notification."""
+        kind = request.type if request is not None else "prior"
         if isinstance(result, ResponseError):
-            logger.error(
-                "a presence script failed", extra={"type": request.type, "error": str(result)}
-            )
+            logger.error("a presence script failed", extra={"type": kind, "error": str(result)})
             return ServiceError(ErrorCode.INTERNAL_ERROR, "internal error")
         if isinstance(operation, Query):
             assert isinstance(result, Listing)
             try:
-                if request.type == "presence.list":
+                if kind == "presence.list":
                     return list_reply(operation, result)
-                if request.type == "subscribe":
+                if kind == "subscribe":
                     return subscribe_reply(operation, result)
                 return count_reply(operation, result)
             except ServiceError as exc:
@@ -123,7 +137,6 @@ class PresenceService(Service):
             operation.kind, "applied" if result.applied else "stale"
         ).inc()
         self.metrics.published(result.joins, result.leaves)
-        self.metrics.lag.observe(max(0.0, (applied_at - request.ts) / 1000))
         return {}
 
     # The sweeper.

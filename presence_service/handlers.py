@@ -7,6 +7,7 @@ get no reply. Client requests (``presence.list``, ``presence.count``) read it.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any, Literal
 
 from common.envelope import Request
@@ -21,6 +22,7 @@ __all__ = [
     "count_reply",
     "list_reply",
     "parse_change",
+    "parse_prior",
     "parse_query",
     "subscribe_reply",
 ]
@@ -82,6 +84,23 @@ def parse_change(request: Request) -> Change:
         channel=channel,
         restart=restart,
     )
+
+
+def parse_prior(request: Request) -> list[Change]:
+    """The track and untrack notifications a read must see applied first (``prior``).
+
+    They come from the gateway, stamped like the read; the same notification handled from
+    the stream, before or after, is refused as stale.
+
+    Raises:
+        ServiceError: one of them is malformed or of another type (a gateway bug).
+    """
+    changes = []
+    for item in request.prior:
+        if item["type"] not in ("track", "untrack"):
+            raise ServiceError(ErrorCode.BAD_REQUEST, f"{item['type']!r} cannot come before a read")
+        changes.append(parse_change(replace(request, type=item["type"], data=item["data"])))
+    return changes
 
 
 def parse_query(request: Request, list_limit: int) -> Query:

@@ -38,6 +38,12 @@ logger = logging.getLogger(__name__)
 #: Failed ``auth`` messages before the connection is closed with 4401.
 MAX_AUTH_FAILURES = 3
 
+#: The service told of subscriptions (``track``, ``untrack``, ``drop``), owner of ``presence:``.
+PRESENCE = "presence"
+
+#: Untracked channels whose last notification a connection remembers (see ``_prior``).
+MAX_REMEMBERED_UNTRACKS = 32
+
 
 def _error(code: ErrorCode, message: str) -> dict[str, Any]:
     return {"code": code.value, "message": message}
@@ -45,7 +51,9 @@ def _error(code: ErrorCode, message: str) -> dict[str, Any]:
 
 def _watched_channel(channel: str) -> str | None:
     """For ``presence:<channel>``: ``<channel>`` when its owner decides who may see it."""
-    watched = channel.partition(":")[2]
+    name, _, watched = channel.partition(":")
+    if name != PRESENCE:
+        return None
     try:
         namespace = parse_channel(watched)
     except ProtocolError:
@@ -64,11 +72,11 @@ class Connection:
         "_auth_failures",
         "_awaiting",
         "_deadline",
+        "_presence",
         "_presence_seq",
         "_refilled",
         "_rejected_in_row",
         "_tokens",
-        "_tracked",
         "gateway",
         "id",
         "inflight",
@@ -82,14 +90,17 @@ class Connection:
         self.outbox = outbox
         self.id = gateway.next_connection_id()
         self.user: str | None = None
-        #: Channel -> whether live (False while the owner's answer to subscribe is awaited).
+        #: Channel -> whether granted (False while the owner's answer is awaited). A granted
+        #: subscription counts (towards presence, for watching it) before the client hears
+        #: of it; its events may still be held while a catch-up is on the way.
         self.subscriptions: dict[str, bool] = {}
         #: Channel -> the token of the owner's answer it awaits; an unsubscribe (or a new
         #: subscribe) in the meantime replaces it, so a stale answer is recognised.
         self._awaiting: dict[str, object] = {}
         self.inflight = 0
-        #: Channels the presence service was told this connection is in.
-        self._tracked: set[str] = set()
+        #: Channel -> seq of the last notification presence was told about it, positive for
+        #: a track, negative for an untrack; empty once the connection's drop is sent.
+        self._presence: dict[str, int] = {}
         self._presence_seq = 0
         self._auth_failures = 0
         settings = gateway.settings
@@ -114,11 +125,14 @@ class Connection:
 
     def finish(self, close_code: int | None = None) -> None:
         """Release everything the connection holds, once it is gone."""
-        if self._tracked:
+        if self._presence:
+            # Even with no channel left: presence keeps a record of every connection it was
+            # told of, which the drop ends now rather than when the gateway's lease would.
             code = self.outbox.close_code or close_code
             restart = code == CloseCode.SERVICE_RESTART
-            self._tell_presence("drop", {"channels": sorted(self._tracked), "restart": restart})
-            self._tracked.clear()
+            tracked = sorted(channel for channel, seq in self._presence.items() if seq > 0)
+            self._tell_presence("drop", {"channels": tracked, "restart": restart})
+            self._presence.clear()
         self.outbox.lost()
         if self._deadline is not None:
             self._deadline.cancel()
@@ -258,7 +272,26 @@ class Connection:
             else:
                 self._deliver(reply, ref)
 
-        self.gateway.router.request(self, message.service, message.type, message.data, on_reply)
+        self.gateway.router.request(
+            self, message.service, message.type, message.data, on_reply, prior=self._prior(message)
+        )
+
+    def _prior(self, message: ServiceCall) -> tuple[dict[str, Any], ...]:
+        """For a presence read: this connection's last notification about its channel.
+
+        The notification went to the presence stream before the read, but another presence
+        instance may handle it later than this read: carried along, it is applied first
+        (presence refuses it as stale wherever it was already applied), so the read sees
+        every subscribe and unsubscribe this connection has had a reply to.
+        """
+        if message.service != PRESENCE:
+            return ()
+        channel = message.data.get("channel")
+        seq = self._presence.get(channel) if isinstance(channel, str) else None
+        if seq is None:
+            return ()
+        kind = "track" if seq > 0 else "untrack"
+        return ({"type": kind, "data": {"channel": channel, "seq": abs(seq)}},)
 
     def _leave_for(self, service: str, channel: str) -> None:
         """A server-side unsubscribe (``chat.leave``), only from the service's own channels."""
@@ -282,7 +315,7 @@ class Connection:
         have passed in between: live events are held while the owner is asked for those
         after the position the reply names, exactly as for a subscribe with ``since``.
         """
-        channels = []
+        joining: list[tuple[str, bool, object]] = []
         for channel in reply.subscribe:
             try:
                 namespace = parse_channel(channel)
@@ -297,23 +330,27 @@ class Connection:
             if len(self.subscriptions) >= self.gateway.settings.max_subscriptions:
                 break
             self.subscriptions[channel] = False
-            channels.append((channel, namespace.history))
+            token = self._awaiting[channel] = object()
+            joining.append((channel, namespace.history, token))
             await self.gateway.hub.join(channel, self, pending=True)
         if self.closed:
             self.finish()
             return
+        # The client's unsubscribe handled while the gateway joined came after the join: it
+        # stands, and the channel is not granted behind its back.
+        granted = [item for item in joining if self._awaiting.get(item[0]) is item[2]]
+        for channel, _, _ in granted:
+            self._grant(channel)
         self._deliver(reply, ref)
-        data = reply.data or {}
-        for channel, history in channels:
-            since = data.get("position") if len(channels) == 1 else None
+        since = (reply.data or {}).get("position") if len(joining) == 1 else None
+        for channel, history, token in granted:
             if not history or not isinstance(since, str):
+                del self._awaiting[channel]
                 self._go_live(channel, None)
-                continue
-            self._catch_up(service, channel, since)
+            else:
+                self._catch_up(service, channel, since, token)
 
-    def _catch_up(self, service: str, channel: str, since: str) -> None:
-        token = self._awaiting[channel] = object()
-
+    def _catch_up(self, service: str, channel: str, since: str, token: object) -> None:
         def on_reply(answer: Reply | None, why: str) -> None:
             if self.closed or self._awaiting.get(channel) is not token:
                 return
@@ -329,19 +366,37 @@ class Connection:
         request = {"channel": channel, "since": since}
         self.gateway.router.request(self, service, "subscribe", request, on_reply)
 
-    def _go_live(self, channel: str, after: str | None) -> None:
-        self.subscriptions[channel] = True
-        self.gateway.hub.activate(channel, self, after=after)
-        if parse_channel(channel).presence:
-            self._tracked.add(channel)
-            self._tell_presence("track", {"channel": channel})
+    def _grant(self, channel: str) -> None:
+        """The owner admitted the subscription: it counts from now, before the reply is sent.
 
-    def _tell_presence(self, kind: str, data: dict[str, Any]) -> None:
+        Presence is told first, so that whatever the client asks once it holds the reply
+        (who is here, watching who comes and goes) already sees it.
+        """
+        self.subscriptions[channel] = True
+        if parse_channel(channel).presence:
+            self._remember(channel, self._tell_presence("track", {"channel": channel}))
+
+    def _go_live(self, channel: str, after: str | None) -> None:
+        """Deliver the channel's events: first those held newer than ``after``."""
+        self.gateway.hub.activate(channel, self, after=after)
+
+    def _tell_presence(self, kind: str, data: dict[str, Any]) -> int:
         # The sequence lets several presence instances apply one connection's changes in
         # the order they happened, whichever instance reads which.
         self._presence_seq += 1
         data["seq"] = self._presence_seq
-        self.gateway.router.notify(self, "presence", kind, data)
+        self.gateway.router.notify(self, PRESENCE, kind, data)
+        return self._presence_seq
+
+    def _remember(self, channel: str, seq: int) -> None:
+        """Keep ``seq`` (negative for an untrack) as the channel's last notification."""
+        self._presence.pop(channel, None)
+        self._presence[channel] = seq
+        if seq < 0 and len(self._presence) > MAX_REMEMBERED_UNTRACKS + len(self.subscriptions):
+            # Bounded memory for a long-lived connection that visits many channels: the
+            # oldest untracks have long been handled by presence.
+            oldest = next(c for c, last in self._presence.items() if last < 0)
+            del self._presence[oldest]
 
     # Subscriptions.
 
@@ -382,8 +437,14 @@ class Connection:
         if self.closed:
             self.finish()
             return
+        if watched is not None and self.subscriptions.get(watched) is not True:
+            # The guarded channel was left (chat.leave) while the bus subscription was made.
+            self._drop_subscription(channel)
+            error = _error(ErrorCode.FORBIDDEN, f"subscribe to {watched!r} first")
+            self.send(error_reply(ref, error))
+            return
         if not ask_owner:
-            self._go_live(channel, None)
+            self._grant(channel)
             data: dict[str, Any] = {"channel": channel, "position": None}
             if message.since is not None:
                 data["recovered"] = False
@@ -424,6 +485,7 @@ class Connection:
         data: dict[str, Any] = {"channel": channel, "position": position}
         if since is not None:
             data["recovered"] = bool(answer.get("recovered", False))
+        self._grant(channel)
         self.send(ok_reply(ref, data))
         self._send_replay(channel, answer)
         self._go_live(channel, position)
@@ -448,6 +510,11 @@ class Connection:
         del self.subscriptions[channel]
         self._awaiting.pop(channel, None)
         self.gateway.hub.leave(channel, self)
-        if channel in self._tracked:
-            self._tracked.discard(channel)
-            self._tell_presence("untrack", {"channel": channel})
+        if self._presence.get(channel, 0) > 0:
+            self._remember(channel, -self._tell_presence("untrack", {"channel": channel}))
+        watch = f"{PRESENCE}:{channel}"
+        if watch in self.subscriptions and _watched_channel(watch) == channel:
+            # Who comes and goes in a guarded channel is for its subscribers only.
+            self._drop_subscription(watch)
+            reason = f"no longer subscribed to {channel!r}"
+            self.send({"type": "unsubscribed", "channel": watch, "reason": reason})

@@ -68,14 +68,20 @@ class Router:
         request_type: str,
         data: dict[str, Any],
         on_reply: ReplyCallback,
+        *,
+        prior: tuple[dict[str, Any], ...] = (),
     ) -> None:
-        """Send a request to ``service``; ``on_reply`` is called exactly once."""
+        """Send a request to ``service``; ``on_reply`` is called exactly once.
+
+        ``prior``: notifications the service must have applied before it handles this one.
+        """
         request = Request(
             type=request_type,
             data=data,
             gateway=self.gateway_id,
             connection=connection.id,
             user=connection.user,
+            prior=prior,
         )
         loop = asyncio.get_running_loop()
         timer = loop.call_later(self._timeout, self._expire, request.id, "did not answer in time")

@@ -53,6 +53,23 @@ def test_anonymous_request_round_trips() -> None:
     assert parsed == request
 
 
+def test_prior_notifications_round_trip() -> None:
+    """A request's prior notifications survive the bus, and a request without any has none."""
+    request = _request(prior=({"type": "track", "data": {"channel": "chat:x", "seq": 3}},))
+    assert _through_the_bus(request.to_wire()) == request
+    assert "prior" not in _request().to_wire()
+
+
+@pytest.mark.parametrize(
+    "prior",
+    [{"type": "track"}, ["track"], [{"type": 1, "data": {}}], [{"type": "track", "data": []}]],
+)
+def test_malformed_prior_is_refused(prior: object) -> None:
+    """A 'prior' that is not a list of {type, data} maps is a malformed envelope."""
+    with pytest.raises(ProtocolError, match="'prior'"):
+        _through_the_bus({**_request().to_wire(), "prior": prior})
+
+
 def test_noreply_request_round_trips() -> None:
     """A notification keeps its noreply flag, and an ordinary request does not gain one."""
     notification = _request(noreply=True)

@@ -12,6 +12,7 @@ from presence_service.handlers import (
     count_reply,
     list_reply,
     parse_change,
+    parse_prior,
     parse_query,
     subscribe_reply,
 )
@@ -26,6 +27,39 @@ def test_track_becomes_a_change_of_its_connection() -> None:
     """A track names the connection, gateway, user, seq, stamp and channel of the change."""
     change = parse_change(request("track", {"channel": "chat:lobby", "seq": 3}))
     assert change == Change("track", "gw-1.7", "gw-1", "alice", 3, 1234, channel="chat:lobby")
+
+
+def test_prior_notifications_are_changes_stamped_like_their_read() -> None:
+    """A read's prior track and untrack become changes of its connection, with its stamp."""
+    read = request("presence.list", {"channel": "chat:lobby"})
+    prior = (
+        {"type": "track", "data": {"channel": "chat:lobby", "seq": 3}},
+        {"type": "untrack", "data": {"channel": "chat:side", "seq": 4}},
+    )
+    changes = parse_prior(Request(**{**_fields(read), "prior": prior}))
+    assert changes == [
+        Change("track", "gw-1.7", "gw-1", "alice", 3, 1234, channel="chat:lobby"),
+        Change("untrack", "gw-1.7", "gw-1", "alice", 4, 1234, channel="chat:side"),
+    ]
+
+
+@pytest.mark.parametrize(
+    "item",
+    [
+        {"type": "drop", "data": {"channels": [], "seq": 2}},
+        {"type": "presence.list", "data": {"channel": "chat:lobby"}},
+        {"type": "track", "data": {"channel": "chat:lobby"}},
+    ],
+)
+def test_a_prior_that_is_not_a_valid_track_or_untrack_is_refused(item: dict[str, Any]) -> None:
+    """Only a well-formed track or untrack may come before a read: a drop never does."""
+    read = request("presence.list", {"channel": "chat:lobby"})
+    with pytest.raises(ServiceError):
+        parse_prior(Request(**{**_fields(read), "prior": (item,)}))
+
+
+def _fields(value: Request) -> dict[str, Any]:
+    return {name: getattr(value, name) for name in Request.__slots__}
 
 
 def test_drop_keeps_its_restart_flag() -> None:

@@ -15,7 +15,8 @@ went nowhere. Request types (``<service>`` is the name given with ``--service``)
 ``<service>.fail``
     Refuses with ``ServiceError(code, message, detail=...)`` (code default ``refused``).
 ``<service>.join``
-    Replies ``{"joined": <channel>}`` with a server-side subscription to ``channel``.
+    Replies ``{"joined": <channel>}`` with a server-side subscription to ``channel``, or
+    to each of ``channels`` (a list) when given.
 ``subscribe``
     Answers a channel subscription from the channel's script, a JSON object stored in
     ``<service>:channel:<channel>`` (see :func:`channel_key`), all fields optional:
@@ -87,11 +88,12 @@ def make_handler(service: str) -> Callable[[Redis], RequestHandler]:
                 raise ServiceError(code, "refused by the stub", detail=42)
             if action == "join":
                 channel = str(request.data.get("channel"))
+                channels = request.data.get("channels") or [channel]
                 return Reply(
                     request.id,
                     request.connection,
                     data={"joined": channel},
-                    subscribe=(channel,),
+                    subscribe=tuple(map(str, channels)),
                 )
             raise ServiceError(ErrorCode.UNKNOWN_TYPE, f"the stub has no {request.type!r}")
 
