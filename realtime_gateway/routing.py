@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from common.bus.producer import RequestProducer
 from common.codec import load_bus, pack_bus
-from common.envelope import Reply, Request, parse_envelope
+from common.envelope import Reply, ReplyAddress, Request, parse_envelope
 from common.errors import ErrorCode, ProtocolError, ServiceError
 from realtime_gateway.metrics import GatewayMetrics
 
@@ -80,6 +80,7 @@ class Router:
         loop = asyncio.get_running_loop()
         try:
             body = pack_bus(request.to_wire())
+            reply_to = pack_bus(ReplyAddress.of(request).to_wire())
         except (TypeError, ValueError, OverflowError) as exc:
             # Protocol checks keep client data packable (depth, JSON types); should one slip
             # through, the client still gets its one reply, and at once.
@@ -93,7 +94,7 @@ class Router:
         self._pending[request.id] = _Pending(
             connection, service, on_reply, timer, time.perf_counter()
         )
-        self._producer.send(service, request.id, body)
+        self._producer.send(service, request.id, body, reply_to=reply_to)
 
     def notify(
         self, connection: Connection, service: str, request_type: str, data: dict[str, Any]
