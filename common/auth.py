@@ -1,7 +1,13 @@
-"""JWT (HS256) tokens: ``sub`` names the user, ``exp`` is required and checked."""
+"""JWT (HS256) tokens: ``sub`` names the user, ``exp`` is required and checked.
+
+Claims of the wrong type are refused: ``exp``, ``nbf`` and ``iat`` must be finite numbers and
+``sub`` a non-empty string. PyJWT alone passes ``"exp": "4000000000"`` (it converts with
+``int()``) and ``"nbf": true``, so those checks are made here after it.
+"""
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass
 
@@ -15,6 +21,7 @@ __all__ = ["Identity", "issue_token", "verify_token"]
 
 _ALGORITHM = "HS256"
 _MAX_USER_LENGTH = 128
+_TIME_CLAIMS = ("exp", "nbf", "iat")
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,7 +57,22 @@ def verify_token(secret: Secret, token: object) -> Identity:
         raise ProtocolError(ErrorCode.UNAUTHENTICATED, "the token has expired") from None
     except jwt.InvalidTokenError:
         raise ProtocolError(ErrorCode.UNAUTHENTICATED, "the token is not valid") from None
+    for name in _TIME_CLAIMS:
+        if name in claims and not _is_numeric_date(claims[name]):
+            raise ProtocolError(
+                ErrorCode.UNAUTHENTICATED, f"the token's {name!r} claim must be a number"
+            )
     user = claims["sub"]
     if not isinstance(user, str) or not 0 < len(user) <= _MAX_USER_LENGTH:
         raise ProtocolError(ErrorCode.UNAUTHENTICATED, "the token's subject is not valid")
     return Identity(user=user, expires_at=float(claims["exp"]))
+
+
+def _is_numeric_date(value: object) -> bool:
+    """Whether a claim is a JWT NumericDate: a JSON number (not a bool) that is a finite float."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return False
+    try:
+        return math.isfinite(float(value))
+    except OverflowError:  # an integer beyond any float, which PyJWT compares happily
+        return False

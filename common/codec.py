@@ -25,7 +25,9 @@ def load_bus(data: bytes) -> dict[str, Any]:
     try:
         value = msgpack.unpackb(data, raw=False, strict_map_key=True)
     except (ValueError, msgpack.ExtraData, msgpack.FormatError, msgpack.StackError) as exc:
-        raise ProtocolError(ErrorCode.BAD_REQUEST, f"undecodable bus entry: {exc}") from exc
+        # StackError (nested too deep) says nothing of itself.
+        reason = str(exc) or type(exc).__name__
+        raise ProtocolError(ErrorCode.BAD_REQUEST, f"undecodable bus entry: {reason}") from exc
     if not isinstance(value, dict):
         raise ProtocolError(ErrorCode.BAD_REQUEST, "a bus entry must be a map")
     return value

@@ -19,6 +19,7 @@ __all__ = [
     "BUS_VERSION",
     "Event",
     "Reply",
+    "ReplyAddress",
     "Request",
     "new_id",
     "now_ms",
@@ -214,6 +215,30 @@ class Reply:
             id=_field(wire, "id", str),
             ts=_field(wire, "ts", int),
         )
+
+
+@dataclass(frozen=True, slots=True)
+class ReplyAddress:
+    """Where the reply to a request goes, written beside it so that it survives a bad ``e``.
+
+    Not an envelope: the stream field ``r`` of a request entry (see ``docs/bus.md``). A
+    service reads it only when the request itself cannot be decoded, to refuse it.
+    """
+
+    gateway: str
+    connection: str
+    request_id: str
+
+    @classmethod
+    def of(cls, request: Request) -> ReplyAddress:
+        return cls(request.gateway, request.connection, request.id)
+
+    def to_wire(self) -> dict[str, Any]:
+        return {"gw": self.gateway, "conn": self.connection, "re": self.request_id}
+
+    @classmethod
+    def from_wire(cls, wire: dict[str, Any]) -> ReplyAddress:
+        return cls(_field(wire, "gw", str), _field(wire, "conn", str), _field(wire, "re", str))
 
 
 @dataclass(frozen=True, slots=True)

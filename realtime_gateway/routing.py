@@ -17,8 +17,8 @@ from typing import TYPE_CHECKING, Any
 
 from common.bus.producer import RequestProducer
 from common.codec import load_bus, pack_bus
-from common.envelope import Reply, Request, parse_envelope
-from common.errors import ProtocolError
+from common.envelope import Reply, ReplyAddress, Request, parse_envelope
+from common.errors import ErrorCode, ProtocolError, ServiceError
 from realtime_gateway.metrics import GatewayMetrics
 
 
@@ -84,11 +84,23 @@ class Router:
             prior=prior,
         )
         loop = asyncio.get_running_loop()
+        try:
+            body = pack_bus(request.to_wire())
+            reply_to = pack_bus(ReplyAddress.of(request).to_wire())
+        except (TypeError, ValueError, OverflowError) as exc:
+            # Protocol checks keep client data packable (depth, JSON types); should one slip
+            # through, the client still gets its one reply, and at once.
+            logger.error("a request could not be encoded", extra={"error": repr(exc)})
+            self._metrics.requests(service, "error").inc()
+            error = ServiceError(ErrorCode.BAD_REQUEST, "the request cannot be encoded")
+            reply = Reply(request.id, connection.id, error=error.to_error())
+            loop.call_soon(on_reply, reply, "")
+            return
         timer = loop.call_later(self._timeout, self._expire, request.id, "did not answer in time")
         self._pending[request.id] = _Pending(
             connection, service, on_reply, timer, time.perf_counter()
         )
-        self._producer.send(service, request.id, pack_bus(request.to_wire()))
+        self._producer.send(service, request.id, body, reply_to=reply_to)
 
     def notify(
         self, connection: Connection, service: str, request_type: str, data: dict[str, Any]

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
+from redis.typing import EncodableT, FieldT
 
 from common.bus.backoff import Backoff
 from common.keys import request_stream
@@ -50,9 +51,24 @@ class RequestProducer:
         self._retrier: asyncio.Task[None] | None = None
         self.dropped = 0
 
-    def send(self, service: str, request_id: str, body: bytes, *, retry: bool = False) -> None:
-        """Queue one request; it is appended within this loop turn, or reported or retried."""
-        self._queue(_Entry(request_stream(service), request_id, body, retry))
+    def send(
+        self,
+        service: str,
+        request_id: str,
+        body: bytes,
+        *,
+        retry: bool = False,
+        reply_to: bytes | None = None,
+    ) -> None:
+        """Queue one request; it is appended within this loop turn, or reported or retried.
+
+        ``reply_to``, a packed :class:`~common.envelope.ReplyAddress`, goes in field ``r``
+        beside ``e``: a service that cannot decode ``e`` can still refuse the request.
+        """
+        fields: dict[FieldT, EncodableT] = {b"e": body}
+        if reply_to is not None:
+            fields[b"r"] = reply_to
+        self._queue(_Entry(request_stream(service), request_id, fields, retry))
 
     def _queue(self, entry: _Entry) -> None:
         self._batch.append(entry)
@@ -65,9 +81,7 @@ class RequestProducer:
                 batch, self._batch = self._batch, []
                 pipe = self._redis.pipeline(transaction=False)
                 for entry in batch:
-                    pipe.xadd(
-                        entry.stream, {b"e": entry.body}, maxlen=self._maxlen, approximate=True
-                    )
+                    pipe.xadd(entry.stream, entry.fields, maxlen=self._maxlen, approximate=True)
                 try:
                     results = await pipe.execute(raise_on_error=False)
                 except (RedisError, OSError) as exc:
@@ -130,5 +144,5 @@ class RequestProducer:
 class _Entry:
     stream: str
     request_id: str
-    body: bytes
+    fields: dict[FieldT, EncodableT]
     retry: bool

@@ -24,7 +24,7 @@ from redis.exceptions import (
 
 from common.bus.backoff import Backoff
 from common.codec import load_bus, pack_bus
-from common.envelope import Reply, Request, parse_envelope
+from common.envelope import Reply, ReplyAddress, Request, parse_envelope
 from common.errors import ErrorCode, ServiceError
 from common.keys import reply_channel, request_stream
 from common.log import trace_id
@@ -171,13 +171,16 @@ class ServiceWorker:
     async def _process(self, entries: list[Any]) -> None:
         entry_ids = []
         requests = []
+        refusals = []
         for entry_id, fields in entries:
             entry_ids.append(entry_id)
             if fields is None:  # trimmed from the stream while pending
                 continue
-            request = self._decode(fields)
-            if request is not None:
-                requests.append(request)
+            decoded = self._decode(fields)
+            if isinstance(decoded, Request):
+                requests.append(decoded)
+            elif decoded is not None:
+                refusals.append(decoded)
         # A lost connection propagates from here: nothing is acknowledged, and the entries
         # are claimed again once idle, which idempotent handlers make harmless.
         if self._batch_handler is not None:
@@ -192,22 +195,38 @@ class ServiceWorker:
         for request, outcome in zip(requests, outcomes, strict=True):
             if not request.noreply:
                 pipe.publish(reply_channel(request.gateway), _packed_reply(request, outcome))
+        for channel, body in refusals:
+            pipe.publish(channel, body)
         pipe.xack(self.stream, self.group, *entry_ids)
         await pipe.execute()
 
-    def _decode(self, fields: dict[bytes, bytes]) -> Request | None:
+    def _decode(self, fields: dict[bytes, bytes]) -> Request | _Refusal | None:
+        """The entry's request; else the refusal to publish, or None when nobody can get one.
+
+        Either way an entry that is not a request is acknowledged, so that it is not retried
+        forever, and logged once.
+        """
         try:
             request = parse_envelope(load_bus(fields[b"e"]))
         except Exception as exc:  # whatever a stranger wrote must not stop the worker
-            # Nobody to answer: acknowledge, so that it is not retried forever.
-            logger.error("dropping an undecodable request", extra={"error": str(exc)})
+            problem = str(exc) or repr(exc)
+        else:
+            if isinstance(request, Request):
+                return request
+            problem = f"a {type(request).__name__.lower()} on the request stream"
+        address = _reply_address(fields.get(b"r"))
+        if address is None:
+            logger.error("dropping an undecodable request", extra={"error": problem})
             self._observer.handled("undecodable", "dropped", 0.0)
             return None
-        if not isinstance(request, Request):
-            logger.error("dropping a non-request on the request stream")
-            self._observer.handled("undecodable", "dropped", 0.0)
-            return None
-        return request
+        logger.error(
+            "refusing an undecodable request",
+            extra={"error": problem, "gateway": address.gateway, "request": address.request_id},
+        )
+        self._observer.handled("undecodable", ErrorCode.BAD_REQUEST, 0.0)
+        error = ServiceError(ErrorCode.BAD_REQUEST, "the service could not decode the request")
+        reply = Reply(address.request_id, address.connection, error=error.to_error())
+        return reply_channel(address.gateway), pack_bus(reply.to_wire())
 
     async def _run_one(self, request: Request) -> Outcome:
         token = trace_id.set(request.trace)
@@ -245,6 +264,20 @@ class ServiceWorker:
 #: Failures after which an entry is left unacknowledged, to be handled again later. A
 #: ResponseError is not among them: it is a bug that a retry would only repeat.
 _RETRYABLE = (RedisConnectionError, RedisTimeoutError, OSError)
+
+
+#: A reply to an entry that is not a request: the reply channel, and the packed reply.
+_Refusal = tuple[str, bytes]
+
+
+def _reply_address(field: bytes | None) -> ReplyAddress | None:
+    """The ``r`` field of an entry, or None when it is absent or not a valid address."""
+    if field is None:
+        return None
+    try:
+        return ReplyAddress.from_wire(load_bus(field))
+    except Exception:  # as untrusted as the rest of the entry
+        return None
 
 
 def _packed_reply(request: Request, outcome: Outcome) -> bytes:

@@ -71,6 +71,7 @@ def test_token_signed_with_another_secret_is_unauthenticated() -> None:
         pytest.param({"sub": "alice"}, id="no-exp"),
         pytest.param({"exp": 4_000_000_000}, id="no-sub"),
         pytest.param({"sub": "alice", "exp": "tomorrow"}, id="exp-not-a-number"),
+        pytest.param({"sub": "alice", "exp": True}, id="exp-bool"),
         pytest.param({"sub": 42, "exp": 4_000_000_000}, id="sub-not-a-string"),
         pytest.param({"sub": "", "exp": 4_000_000_000}, id="sub-empty"),
         pytest.param({"sub": "u" * 129, "exp": 4_000_000_000}, id="sub-too-long"),
@@ -80,6 +81,44 @@ def test_token_signed_with_another_secret_is_unauthenticated() -> None:
 def test_token_with_bad_claims_is_unauthenticated(claims: dict[str, Any]) -> None:
     """A correctly signed token without a valid sub and exp is refused."""
     assert _refusal(_sign(claims)).code is ErrorCode.UNAUTHENTICATED
+
+
+_LATER = 4_000_000_000
+
+
+@pytest.mark.parametrize(
+    "claims",
+    [
+        pytest.param({"sub": "alice", "exp": str(_LATER)}, id="exp-numeric-string"),
+        pytest.param({"sub": "alice", "exp": 10**400}, id="exp-beyond-float"),
+        pytest.param({"sub": "alice", "exp": _LATER, "nbf": "0"}, id="nbf-numeric-string"),
+        pytest.param({"sub": "alice", "exp": _LATER, "nbf": True}, id="nbf-bool"),
+        pytest.param({"sub": "alice", "exp": _LATER, "nbf": -(10**400)}, id="nbf-beyond-float"),
+        pytest.param({"sub": "alice", "exp": _LATER, "iat": "0"}, id="iat-numeric-string"),
+        pytest.param({"sub": "alice", "exp": _LATER, "iat": True}, id="iat-bool"),
+        pytest.param({"sub": "alice", "exp": _LATER, "iat": -(10**400)}, id="iat-beyond-float"),
+    ],
+)
+def test_token_with_a_time_claim_of_the_wrong_type_is_unauthenticated(
+    claims: dict[str, Any],
+) -> None:
+    """A validly signed token whose exp, nbf or iat is not a finite number is refused."""
+    error = _refusal(_sign(claims))
+    assert error.code is ErrorCode.UNAUTHENTICATED
+    assert "must be a number" in error.message
+
+
+@pytest.mark.parametrize(
+    "claims",
+    [
+        pytest.param({"sub": "alice", "exp": _LATER + 0.5}, id="fractional-exp"),
+        pytest.param({"sub": "alice", "exp": _LATER, "nbf": 0.5, "iat": 1.5}, id="fractional"),
+        pytest.param({"sub": "alice", "exp": _LATER, "nbf": 0, "iat": 0}, id="integers"),
+    ],
+)
+def test_token_with_numeric_time_claims_is_accepted(claims: dict[str, Any]) -> None:
+    """NumericDate claims may be integers or fractions (RFC 7519), and exp is kept exactly."""
+    assert verify_token(SECRET, _sign(claims)) == Identity("alice", float(claims["exp"]))
 
 
 def test_subject_of_128_characters_is_accepted() -> None:

@@ -13,7 +13,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError, ResponseEr
 
 from common.bus.producer import RequestProducer
 from common.codec import load_bus, pack_bus
-from common.envelope import Request, parse_envelope
+from common.envelope import ReplyAddress, Request, parse_envelope
 from common.keys import request_stream
 from common.redis_server import RedisServer
 from tests.common import eventually
@@ -87,6 +87,23 @@ async def test_requests_of_one_loop_turn_go_out_in_one_batch(redis: CountingRedi
         entries = await _entries(redis, service)
         assert [list(fields) for _, fields in entries] == [[b"e"]] * len(sent)
         assert [parse_envelope(load_bus(fields[b"e"])) for _, fields in entries] == sent
+
+
+async def test_a_reply_address_is_written_beside_the_request(redis: CountingRedis) -> None:
+    """With reply_to, an entry holds e and r (the packed address); without, e alone."""
+    producer = RequestProducer(redis, maxlen=1000, on_failure=Failures())
+    answered, notified = _request("chat", 1), _request("chat", 2)
+    address = ReplyAddress.of(answered)
+    reply_to = pack_bus(address.to_wire())
+    producer.send("chat", answered.id, pack_bus(answered.to_wire()), reply_to=reply_to)
+    _send(producer, "chat", notified)
+    await producer.aclose()
+    (_, first), (_, second) = await _entries(redis, "chat")
+    assert sorted(first) == [b"e", b"r"]
+    assert parse_envelope(load_bus(first[b"e"])) == answered
+    assert ReplyAddress.from_wire(load_bus(first[b"r"])) == address
+    assert address == ReplyAddress(answered.gateway, answered.connection, answered.id)
+    assert list(second) == [b"e"]
 
 
 async def test_a_request_sent_in_a_later_turn_goes_out_in_the_next_batch(

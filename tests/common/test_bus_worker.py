@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import pytest
 from redis.asyncio import Redis
 
 from common.bus.worker import Outcome
 from common.codec import pack_bus
-from common.envelope import Event, Reply, Request
+from common.envelope import Event, Reply, ReplyAddress, Request
 from common.errors import ServiceError
 from tests.common import eventually
 from tests.common.worker_support import (
@@ -158,6 +159,90 @@ async def test_an_entry_with_an_unhashable_kind_is_dropped_without_crashing(
     await _add(redis, after)
     await replies.wait(running, after)
     await eventually(lambda: _is_acked(redis), "XPENDING to be empty")
+
+
+# Undecodable entries with a reply address (field r).
+
+
+def _nested(levels: int) -> list[Any]:
+    value: list[Any] = []
+    for _ in range(levels - 1):
+        value = [value]
+    return value
+
+
+def _bodies_that_do_not_decode(request: Request) -> list[bytes | None]:
+    """Values of ``e`` a worker cannot turn into ``request``; None for an entry without ``e``."""
+    wire = request.to_wire()
+    return [
+        b"\xc1 not msgpack",
+        # One level more than msgpack unpacks: what a 1,024-deep client message became.
+        pack_bus({**wire, "data": {"deep": _nested(1023)}}),
+        pack_bus({**wire, "v": 99}),
+        pack_bus({**wire, "ts": "yesterday"}),
+        pack_bus(Event("chat:a", "message", {}).to_wire()),
+        None,
+    ]
+
+
+async def test_an_undecodable_entry_with_a_reply_address_gets_bad_request(
+    redis: Redis, replies: Replies, start_worker: StartWorker
+) -> None:
+    """Each entry whose e does not decode but whose r does is refused to r's gateway, and acked."""
+    handler = Handler()
+    running = start_worker(handler)
+    requests = [_request(n=n) for n in range(len(_bodies_that_do_not_decode(_request())))]
+    for request, body in zip(requests, _bodies_that_do_not_decode(_request()), strict=True):
+        fields = {b"r": pack_bus(ReplyAddress.of(request).to_wire())}
+        if body is not None:
+            fields[b"e"] = body
+        await redis.xadd(STREAM, fields)  # type: ignore[arg-type]
+    answers = await replies.wait(running, *requests)
+    for request, reply in zip(requests, answers, strict=True):
+        assert reply.connection == request.connection
+        assert reply.error is not None
+        assert reply.error["code"] == "bad_request"
+    assert handler.requests == []
+    await eventually(lambda: _is_acked(redis), "XPENDING to be empty")
+    assert running.observer.results == [("undecodable", "bad_request")] * len(requests)
+
+
+@pytest.mark.parametrize(
+    "address",
+    [
+        pytest.param(b"\xc1", id="not-msgpack"),
+        pytest.param(pack_bus({"gw": GATEWAY, "conn": "conn-1"}), id="no-re"),
+        pytest.param(pack_bus({"gw": GATEWAY, "conn": "conn-1", "re": 7}), id="re-not-a-string"),
+        pytest.param(pack_bus({"gw": [GATEWAY], "conn": "c", "re": "x"}), id="gw-not-a-string"),
+    ],
+)
+async def test_an_undecodable_entry_with_a_bad_reply_address_is_dropped(
+    redis: Redis, replies: Replies, start_worker: StartWorker, address: bytes
+) -> None:
+    """An r that is no valid address leaves nobody to answer: acked, dropped, work goes on."""
+    running = start_worker(Handler())
+    await redis.xadd(STREAM, {b"e": b"\xc1", b"r": address})
+    after = _request(n=1)
+    await _add(redis, after)
+    await replies.wait(running, after)
+    assert [reply.request_id for reply in replies.received] == [after.id]
+    await eventually(lambda: _is_acked(redis), "XPENDING to be empty")
+    assert running.observer.results == [("undecodable", "dropped"), ("chat.echo", "ok")]
+
+
+async def test_a_decodable_entry_is_answered_where_e_says_whatever_r_says(
+    redis: Redis, replies: Replies, start_worker: StartWorker
+) -> None:
+    """e is the source of truth: a valid request is handled and answered as e says, r unread."""
+    handler = Handler()
+    running = start_worker(handler)
+    request = _request(n=1)
+    elsewhere = ReplyAddress("gw-elsewhere", "conn-9", "not-this-request")
+    fields = {b"e": pack_bus(request.to_wire()), b"r": pack_bus(elsewhere.to_wire())}
+    await redis.xadd(STREAM, fields)  # type: ignore[arg-type]
+    (reply,) = await replies.wait(running, request)
+    assert (reply.ok, reply.connection) == (True, request.connection)
+    assert handler.requests == [request]
 
 
 # Batch handlers.

@@ -218,6 +218,27 @@ async def test_token_without_exp_is_unauthenticated(gateway: ManagedProcess) -> 
         await assert_open(ws)
 
 
+@pytest.mark.parametrize(
+    "claims",
+    [
+        pytest.param({"exp": "4000000000"}, id="exp-string"),
+        pytest.param({"exp": 4_000_000_000, "nbf": True}, id="nbf-bool"),
+        pytest.param({"exp": 4_000_000_000, "iat": "0"}, id="iat-string"),
+    ],
+)
+async def test_token_with_a_claim_of_the_wrong_type_is_unauthenticated(
+    gateway: ManagedProcess, claims: dict[str, Any]
+) -> None:
+    """A validly signed token whose time claim is not a number gets unauthenticated, no welcome."""
+    token = jwt.encode({"sub": "alice", **claims}, JWT_SECRET, algorithm="HS256")
+    async with await connect(gateway.ws_url) as ws:
+        reply = await _error_of(ws, {"type": "auth", "token": token, "ref": "typed"})
+        assert (reply["ref"], reply["error"]["code"]) == ("typed", "unauthenticated")
+        # Still unauthenticated: a request is refused as such rather than routed.
+        reply = await _error_of(ws, {"type": "subscribe", "channel": "presence:x", "ref": "s"})
+        assert (reply["ref"], reply["error"]["code"]) == ("s", "unauthenticated")
+
+
 async def test_expired_token_is_unauthenticated(gateway: ManagedProcess) -> None:
     """An expired token gets unauthenticated saying so, and the connection stays open."""
     async with await connect(gateway.ws_url) as ws:

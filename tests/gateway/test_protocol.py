@@ -8,6 +8,7 @@ import pytest
 
 from common.errors import ErrorCode, ProtocolError
 from realtime_gateway.protocol import (
+    MAX_DEPTH,
     SERVICES,
     Auth,
     Ping,
@@ -189,6 +190,55 @@ def test_bad_ref_is_reported_before_the_type() -> None:
     """parse_ref runs first, so a frame with a bad ref fails on the ref, whatever its type."""
     with pytest.raises(ProtocolError, match="ref"):
         parse_ref({"type": "no-such-type", "ref": True})
+
+
+# Nesting depth.
+
+
+def _nest(levels: int, *, inner: Any = None, key: str | None = None) -> Any:
+    """``inner`` wrapped in ``levels`` containers: arrays, or objects under ``key``."""
+    value = inner
+    for _ in range(levels):
+        value = [value] if key is None else {key: value}
+    return value
+
+
+def _frame_of_depth(depth: int, **wrap: Any) -> dict[str, Any]:
+    """A chat request whose deepest value makes it ``depth`` levels deep, its object level 1."""
+    return {"type": "chat.send", "ref": "d", "room": "r", "deep": _nest(depth - 1, **wrap)}
+
+
+@pytest.mark.parametrize("wrap", [{}, {"key": "k"}], ids=["arrays", "objects"])
+def test_a_frame_at_the_depth_limit_is_parsed(wrap: dict[str, Any]) -> None:
+    """A frame exactly MAX_DEPTH levels deep, through arrays or objects, is a service call."""
+    frame = _frame_of_depth(MAX_DEPTH, **wrap)
+    message = parse_message(frame, "d")
+    assert isinstance(message, ServiceCall)
+    assert message.data["deep"] == frame["deep"]
+
+
+@pytest.mark.parametrize("depth", [MAX_DEPTH + 1, 100, 1024])
+@pytest.mark.parametrize("wrap", [{}, {"key": "k"}], ids=["arrays", "objects"])
+def test_a_frame_beyond_the_depth_limit_is_a_bad_request(depth: int, wrap: dict[str, Any]) -> None:
+    """One level more than MAX_DEPTH, through arrays or objects, is refused as bad_request."""
+    error = _error(_frame_of_depth(depth, **wrap))
+    assert error.code is ErrorCode.BAD_REQUEST
+    assert f"deeper than {MAX_DEPTH} levels" in error.message
+
+
+def test_depth_counts_the_deepest_path_not_the_first() -> None:
+    """A deep value after many shallow ones, in a list inside an object, is found."""
+    deep: list[Any] = [[] for _ in range(50)] + [{"a": _nest(MAX_DEPTH - 3)}]
+    assert _error({"type": "chat.send", "x": 1, "y": {"z": deep}}).code is ErrorCode.BAD_REQUEST
+    shallow: list[Any] = [[] for _ in range(50)] + [{"a": _nest(MAX_DEPTH - 4)}]
+    assert isinstance(parse_message({"type": "chat.send", "y": {"z": shallow}}, None), ServiceCall)
+
+
+@pytest.mark.parametrize("kind", ["ping", "auth", "subscribe", "no-such-type"])
+def test_the_depth_limit_applies_to_every_message(kind: str) -> None:
+    """Any message too deep is bad_request, even in fields its type ignores."""
+    frame = {"type": kind, "channel": "presence:x", "extra": _nest(MAX_DEPTH)}
+    assert _error(frame).code is ErrorCode.BAD_REQUEST
 
 
 # Replies.
