@@ -66,24 +66,40 @@ class Report:
         return "\n".join(lines)
 
 
-def _history(client: redis.Redis, auction: str) -> list[tuple[int, dict[str, Any], str | None]]:
-    """Every entry of an auction's history: (position, envelope, idempotency key or None)."""
-    entries: list[tuple[int, dict[str, Any], str | None]] = []
+_Entry = tuple[int, dict[str, Any], str | None]
+
+
+def _entry(entry_id: bytes, fields: dict[bytes, bytes]) -> _Entry:
+    """A history entry as (position, envelope, idempotency key or None)."""
+    key = fields.get(b"k")
+    return (
+        int(entry_id.split(b"-")[0]),
+        load_bus(fields[b"e"]),
+        None if key is None else key.decode(),
+    )
+
+
+def _read_auction(client: redis.Redis, auction: str) -> tuple[dict[str, str], list[_Entry]]:
+    """An auction's hash and every entry of its history, as of one instant.
+
+    The history is read in chunks, and its tail in one transaction with the hash: a bid that
+    lands while the check reads (a request that timed out client-side may still commit) is then
+    in both or in neither, never seen as a gap or a stale highest bid.
+    """
+    entries: list[_Entry] = []
     start = "-"
     while True:
         chunk = cast("list[Any]", client.xrange(history_key(auction), start, "+", count=_CHUNK))
-        for entry_id, fields in chunk:
-            key = fields.get(b"k")
-            entries.append(
-                (
-                    int(entry_id.split(b"-")[0]),
-                    load_bus(fields[b"e"]),
-                    None if key is None else key.decode(),
-                )
-            )
         if len(chunk) < _CHUNK:
-            return entries
+            break
+        entries += [_entry(entry_id, fields) for entry_id, fields in chunk]
         start = "(" + chunk[-1][0].decode()
+    with client.pipeline(transaction=True) as pipeline:
+        pipeline.hgetall(auction_key(auction))
+        pipeline.xrange(history_key(auction), start, "+")
+        state, tail = pipeline.execute()
+    entries += [_entry(entry_id, fields) for entry_id, fields in tail]
+    return {k.decode(): v.decode() for k, v in state.items()}, entries
 
 
 def check_invariants(
@@ -95,13 +111,10 @@ def check_invariants(
     placed: dict[tuple[str, int], tuple[int, str, str | None]] = {}
     with redis.Redis.from_url(redis_url) as client:
         for auction in auctions:
-            state = {
-                k.decode(): v.decode() for k, v in client.hgetall(auction_key(auction)).items()
-            }
+            state, history = _read_auction(client, auction)
             if not state:
                 bad(f"{auction}: the auction does not exist")
                 continue
-            history = _history(client, auction)
             positions = [position for position, _, _ in history]
             if positions != list(range(1, len(history) + 1)):
                 bad(f"{auction}: history positions are not 1..{len(history)} without gaps")

@@ -9,43 +9,48 @@ some bids are sent twice on purpose and must get the same verdict. Locust's stat
 ``bid.placed delay``      from a bid's commit (its ``placed_at``) to its event reaching
                           another bidder, in ms (the clocks are the same: one machine)
 
-At the end the invariants of loadtests/invariants.py are checked against Redis; a violation,
-or a retry that got another verdict, makes locust exit non-zero. The run is configured by a
-JSON file (``--bids-config``, written by loadtests/run.py): gateway URL, JWT secret, Redis URL,
-auctions, and where to write the results.
+At the end (the time limit, Ctrl-C or SIGTERM) bidders stop sending; the check waits, at
+most ``settle_seconds``, for the verdicts of the requests still in flight and for the request
+stream to drain, then checks the invariants of loadtests/invariants.py against Redis. A
+violation, or a retry that got another verdict, makes locust exit non-zero; requests that got
+no verdict (timed out, or still in flight at the bound) are counted and said, never called
+lost. The run is configured by a JSON file (``--bids-config``, written by loadtests/run.py):
+gateway URL, JWT secret, Redis URL, auctions, where to write the results, and optionally the
+think time and ``settle_seconds``.
 """
 
 from __future__ import annotations
 
 import json
-import logging
 import random
+import signal
 import threading
 import time
 import uuid
 from collections import Counter
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
-import redis
+import gevent  # type: ignore[import-untyped]
 from locust import User, events, task
 from locust.env import Environment
 
 from common.auth import issue_token
-from common.keys import request_stream
 from common.settings import Secret
 from loadtests.client import BidsWebSocket, ReplyError
 from loadtests.invariants import Accepted, check_invariants
+from loadtests.settle import InFlight, wait_for_stream
 
-
-logger = logging.getLogger("loadtests")
 
 #: Share of answered bids sent again with the same key, to check idempotency under load.
 RETRY_SHARE = 0.05
 #: Auctions each bidder follows (subscribes to and bids on).
 FOLLOWED = 2
-#: How long the end-of-run check waits for the stream to drain.
-DRAIN_SECONDS = 15.0
+#: Seconds a bidder waits for the reply to one request before it counts as without a verdict.
+REQUEST_TIMEOUT = 10.0
+#: How long, by default, the end-of-run check waits for verdicts in flight and for the request
+#: stream to drain: past the request timeout, by when every request has ended one way or another.
+SETTLE_SECONDS = REQUEST_TIMEOUT + 5.0
 
 
 class _Run:
@@ -57,6 +62,9 @@ class _Run:
         self.accepted: list[Accepted] = []
         self.verdicts: Counter[str] = Counter()
         self.retry_mismatches: list[str] = []
+        #: Requests that ended without a verdict: timed out, connection closed, or stopped.
+        self.unanswered = 0
+        self.in_flight = InFlight()
         self.closed: set[str] = set()
         self.started = time.monotonic()
 
@@ -76,6 +84,19 @@ def _arguments(parser: Any) -> None:
         default="",
         help="JSON file written by loadtests/run.py (gateway, secret, Redis, auctions)",
     )
+
+
+@events.init.add_listener  # type: ignore[untyped-decorator]
+def _init(environment: Environment, **kwargs: Any) -> None:
+    # Python raises Ctrl-C's KeyboardInterrupt in whichever greenlet runs when it comes: in a
+    # connection's reader it kills the connection and fails the bids in flight on it. gevent's
+    # handler runs in a greenlet of its own and hands the interrupt to the main greenlet, where
+    # locust expects it and shuts down (running the check).
+    gevent.signal_handler(signal.SIGINT, _interrupt)
+
+
+def _interrupt() -> None:
+    gevent.get_hub().handle_system_error(KeyboardInterrupt, KeyboardInterrupt())
 
 
 @events.test_start.add_listener  # type: ignore[untyped-decorator]
@@ -103,7 +124,9 @@ class Bidder(User):
         self.user = f"bidder-{uuid.uuid4().hex[:10]}"
         self.minimum: dict[str, int] = {}
         self.increment = {a["id"]: int(a["increment"]) for a in config["auctions"]}
-        self.client = BidsWebSocket(config["gateway_ws"], self.environment, on_event=self._on_event)
+        self.client = BidsWebSocket(
+            config["gateway_ws"], self.environment, on_event=self._on_event, timeout=REQUEST_TIMEOUT
+        )
         token = issue_token(Secret(config["jwt_secret"]), self.user)
         welcome = self.client.request({"type": "auth", "token": token}, name="auth")
         if welcome.get("type") != "welcome":
@@ -145,6 +168,23 @@ class Bidder(User):
 
     @task
     def place(self) -> None:
+        if not RUN.in_flight.admit():
+            return  # the run is stopping: send nothing the check would not wait for
+        try:
+            self._place()
+        except gevent.GreenletExit:
+            # Locust stopped this bidder mid-request: the bid may be committed all the same.
+            self._unanswered()
+            raise
+        finally:
+            RUN.in_flight.done()
+
+    def _unanswered(self) -> None:
+        """Count a request that ended without a verdict: its bid, if committed, is no loss."""
+        with RUN.lock:
+            RUN.unanswered += 1
+
+    def _place(self) -> None:
         open_ones = [a for a in self.following if a not in RUN.closed]
         if not open_ones:
             others = [a for a in RUN.config["auctions"] if a["id"] not in RUN.closed]
@@ -170,7 +210,7 @@ class Bidder(User):
                     with RUN.lock:
                         RUN.retry_mismatches.append(f"{message}: {reply} then {again}")
         except ReplyError:
-            return  # already reported to locust as a failure
+            self._unanswered()  # and already a locust failure
 
     def _judge(self, message: dict[str, Any], reply: dict[str, Any]) -> None:
         auction = message["auction"]
@@ -204,38 +244,47 @@ class Bidder(User):
             )
 
 
-def _drain(url: str) -> None:
-    """Wait (bounded) until every request in the stream has been handled and acknowledged."""
-    deadline = time.monotonic() + DRAIN_SECONDS
-    with redis.Redis.from_url(url) as client:
-        while time.monotonic() < deadline:
-            groups = cast("list[dict[str, Any]]", client.xinfo_groups(request_stream("bids")))
-            if all(int(g["pending"]) == 0 and int(g.get("lag") or 0) == 0 for g in groups):
-                return
-            time.sleep(0.2)
-    logger.warning("the request stream did not drain in %s s", DRAIN_SECONDS)
-
-
 @events.quitting.add_listener  # type: ignore[untyped-decorator]
 def _check(environment: Environment, **kwargs: Any) -> None:
     if not RUN.config:
         return
     elapsed = max(1e-9, time.monotonic() - RUN.started)
-    _drain(RUN.config["redis_url"])
+    settle = float(RUN.config.get("settle_seconds", SETTLE_SECONDS))
+    deadline = time.monotonic() + settle
+    # Ctrl-C and SIGTERM fire this before locust stops the bidders: they may still be bidding.
+    unsettled = RUN.in_flight.close_and_wait(deadline)
+    with RUN.lock:
+        # Frozen before Redis is read: a verdict arriving later may be for a bid committed after
+        # its auction was read, and would look lost.
+        accepted = list(RUN.accepted)
+        mismatches = list(RUN.retry_mismatches)
+        verdicts = Counter(RUN.verdicts)
+        unanswered = RUN.unanswered
+    drained = wait_for_stream(RUN.config["redis_url"], "bids", deadline)
     auctions = [a["id"] for a in RUN.config["auctions"]]
-    report = check_invariants(RUN.config["redis_url"], auctions, RUN.accepted)
-    for mismatch in RUN.retry_mismatches:
+    report = check_invariants(RUN.config["redis_url"], auctions, accepted)
+    for mismatch in mismatches:
         report.violations.append(f"a retry got another verdict: {mismatch}")
-    verdicts = ", ".join(f"{name} {count}" for name, count in sorted(RUN.verdicts.items()))
-    print(f"\nbids.place verdicts: {verdicts}")
-    print(f"accepted bids: {RUN.verdicts['accepted'] / elapsed:.0f}/s over {elapsed:.1f} s")
+    counts = ", ".join(f"{name} {count}" for name, count in sorted(verdicts.items()))
+    print(f"\nbids.place verdicts: {counts}; without a verdict: {unanswered}")
+    print(f"accepted bids: {verdicts['accepted'] / elapsed:.0f}/s over {elapsed:.1f} s")
+    if unsettled:
+        print(
+            f"{unsettled} requests still had no verdict {settle:g} s after the stop: their bids "
+            "are not checked (not counted as lost)"
+        )
+    if not drained:
+        print(f"the bids request stream had not drained {settle:g} s after the stop")
     print(report.summary())
     results = RUN.config.get("results")
     if results:
         Path(results).write_text(
             json.dumps(
                 {
-                    "verdicts": dict(RUN.verdicts),
+                    "verdicts": dict(verdicts),
+                    "unanswered": unanswered,
+                    "unsettled": unsettled,
+                    "drained": drained,
                     "elapsed": elapsed,
                     "invariants_ok": report.ok,
                     "violations": report.violations[:20],

@@ -3,7 +3,8 @@
 Starts Redis, one gateway and ``--instances`` bids instances on loopback, creates the
 auctions (most outlive the run; ``--closing`` of them end halfway through it, so that closing
 is under load too), then runs locust for ``--time`` seconds with ``--users`` bidders and
-prints its summary and the invariant check. Exits with locust's status: non-zero when a
+prints its summary and the invariant check (run once the verdicts still in flight are in, or
+``--settle`` seconds have passed). Exits with locust's status: non-zero when a
 request failed or an invariant was violated.
 """
 
@@ -55,6 +56,7 @@ def run_load(
     closing: int,
     work_dir: Path,
     think_time: tuple[float, float] = (0.0, 0.05),
+    settle_seconds: float | None = None,
     quiet: bool = False,
 ) -> LoadResult:
     """One locust run against a fresh stack; locust's output goes to stdout unless ``quiet``."""
@@ -74,7 +76,7 @@ def run_load(
                     extend_by=5,
                 )
             )
-        config = {
+        config: dict[str, Any] = {
             "gateway_ws": f"ws://127.0.0.1:{stack.gateways[0].port}/ws",
             "jwt_secret": stack.jwt_secret,
             "redis_url": stack.redis.url,
@@ -85,6 +87,8 @@ def run_load(
             "results": str(work_dir / "results.json"),
             "think_time": think_time,
         }
+        if settle_seconds is not None:
+            config["settle_seconds"] = settle_seconds
         config_path = work_dir / "config.json"
         config_path.write_text(json.dumps(config))
         csv_prefix = work_dir / "locust"
@@ -166,6 +170,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         metavar=("LOW", "HIGH"),
         help="seconds a bidder waits between bids, uniform in [LOW, HIGH]",
     )
+    parser.add_argument(
+        "--settle",
+        type=float,
+        default=None,
+        metavar="SECONDS",
+        help="at the end, wait at most this long for verdicts in flight (default: request "
+        "timeout + 5 s)",
+    )
     parser.add_argument("--work-dir", default=None, help="logs, CSV and results (default: tmp)")
     options = parser.parse_args(argv)
     if not 1 <= options.users <= 500 or not 1 <= options.time <= 600:
@@ -194,6 +206,7 @@ def main(argv: list[str] | None = None) -> int:
         closing=options.closing,
         work_dir=work_dir,
         think_time=tuple(options.think),
+        settle_seconds=options.settle,
     )
     print(result.cpu_line())
     print(f"locust exited with {result.exit_code}")

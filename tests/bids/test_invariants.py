@@ -41,6 +41,12 @@ async def test_a_consistent_auction_passes(redis: Redis, redis_url: str) -> None
     assert await _check(redis_url, accepted) == []
 
 
+async def test_a_bid_no_client_saw_accepted_is_no_violation(redis: Redis, redis_url: str) -> None:
+    """A bid in the history whose verdict never reached its client (timed out) is not lost."""
+    accepted = await _auction_with_bids(redis)
+    assert await _check(redis_url, accepted[:1]) == []
+
+
 async def test_a_lost_or_altered_bid_is_caught(redis: Redis, redis_url: str) -> None:
     """An accepted verdict missing from the history, or different there, is a violation."""
     accepted = await _auction_with_bids(redis)
