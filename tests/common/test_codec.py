@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from typing import Any
 
 import msgpack
@@ -121,3 +122,28 @@ def test_load_bus_rejects_an_extension_value() -> None:
     """A msgpack extension value at the top level is not a map and is refused."""
     with pytest.raises(ProtocolError):
         load_bus(msgpack.packb(msgpack.ExtType(5, b"x")))
+
+
+def test_a_value_that_cannot_be_packed_leaves_the_next_one_intact() -> None:
+    """The reused packer starts afresh after a failure: no bytes of the failed value leak."""
+    with pytest.raises(TypeError):
+        pack_bus({"a": 1, "b": {1, 2}})
+    assert load_bus(pack_bus({"k": "v"})) == {"k": "v"}
+
+
+def test_each_thread_packs_with_its_own_packer() -> None:
+    """Threads packing at once each get exactly their own values back."""
+    values = [{"thread": n, "payload": "x" * (100 + n)} for n in range(8)]
+    results: list[list[bytes]] = [[] for _ in values]
+
+    def pack_many(index: int) -> None:
+        results[index] = [pack_bus(values[index]) for _ in range(2000)]
+
+    threads = [threading.Thread(target=pack_many, args=(n,)) for n in range(len(values))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=30)
+    for value, packed in zip(values, results, strict=True):
+        assert {load_bus(item)["thread"] for item in packed} == {value["thread"]}
+        assert all(load_bus(item) == value for item in packed)
