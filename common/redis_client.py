@@ -5,6 +5,12 @@ a 5 s blocking XREADGROUP then raced), so nothing is left to them: connecting fa
 a command that gets no answer fails after ``COMMAND_TIMEOUT``, and blocking reads on the
 bus block for at most ``MAX_BLOCK`` seconds, well inside it. Pub/sub reads block without a
 timeout (redis-py's ``listen``); keepalive finds a dead peer there.
+
+A command that meets a connection error is tried again ``RETRIES`` times on a new connection
+(redis-py's default, from a URL, is never): after a Redis restart every connection the pool
+kept is dead, and each one's next command would fail otherwise. Timeouts are not retried: the
+command may have run. A retried command may also have run once already, which the bus allows
+(requests are at least once, see docs/bus.md).
 """
 
 from __future__ import annotations
@@ -12,7 +18,9 @@ from __future__ import annotations
 import logging
 
 from redis.asyncio import Redis
-from redis.exceptions import RedisError
+from redis.asyncio.retry import Retry
+from redis.backoff import ExponentialWithJitterBackoff, NoBackoff
+from redis.exceptions import ConnectionError, RedisError
 
 from common.redis_server import check_server_info
 from common.settings import BusSettings
@@ -22,6 +30,7 @@ __all__ = [
     "COMMAND_TIMEOUT",
     "CONNECT_TIMEOUT",
     "MAX_BLOCK",
+    "RETRIES",
     "check_redis_at_start",
     "connect_redis",
 ]
@@ -32,21 +41,34 @@ CONNECT_TIMEOUT = 2.0
 COMMAND_TIMEOUT = 10.0
 #: The longest a blocking bus read (XREADGROUP BLOCK) may wait, in seconds.
 MAX_BLOCK = 2.0
+#: Further tries of a command after a connection error, each on a new connection. Small,
+#: and with short pauses (at most 40 then 80 ms, also between connection attempts), so
+#: that with Redis down a command still fails well within a second.
+RETRIES = 2
 
 
-def connect_redis(settings: BusSettings, name: str) -> Redis:
+def connect_redis(settings: BusSettings, name: str, *, retry: bool = True) -> Redis:
     """A client (with its connection pool) for the bus and the process's own state.
 
     Args:
         name: the CLIENT SETNAME of every connection (a gateway or consumer id), so that
             ``CLIENT LIST`` tells which process holds which connection.
+        retry: False for a pub/sub listener. It must see every lost connection, because
+            what was published meanwhile has to be replayed; a retrying client would
+            reconnect and subscribe again under it without a word.
     """
+    policy = (
+        Retry(ExponentialWithJitterBackoff(cap=0.25, base=0.02), RETRIES, (ConnectionError,))
+        if retry
+        else Retry(NoBackoff(), 0)
+    )
     return Redis.from_url(
         settings.redis_url.reveal(),
         client_name=name,
         socket_keepalive=True,
         socket_connect_timeout=CONNECT_TIMEOUT,
         socket_timeout=COMMAND_TIMEOUT,
+        retry=policy,
     )
 
 

@@ -226,11 +226,13 @@ def _free_loopback_port() -> int:
 
 
 class RedisServer:
-    """A private, non-persistent server on 127.0.0.1, owned by this process.
+    """A private server on 127.0.0.1, owned by this process, non-persistent by default.
 
     The port is fixed at construction (a free one unless given), so ``stop()`` then ``start()``
     brings the server back where its clients expect it. Each start gets a fresh temporary
-    directory, and nothing is saved: a restart starts empty.
+    directory, and nothing is saved: a restart starts empty. With ``appendonly=True`` the
+    server keeps an append-only file in one directory across restarts, so a restart keeps
+    the data, as a production Redis would; :meth:`remove_data` deletes it.
 
     Usage::
 
@@ -245,9 +247,11 @@ class RedisServer:
         binary: Path | None = None,
         start_timeout: float = 10.0,
         stop_timeout: float = 5.0,
+        appendonly: bool = False,
     ) -> None:
         self._port = port if port is not None else _free_loopback_port()
         self._binary = binary
+        self._appendonly = appendonly
         self._start_timeout = start_timeout
         self._stop_timeout = stop_timeout
         self._process: subprocess.Popen[bytes] | None = None
@@ -294,14 +298,15 @@ class RedisServer:
             raise RedisStartError(f"the server on port {self._port} is already running")
         self.stop()  # clears what a server that died on its own left behind
         binary = self.binary
-        self._workdir = Path(tempfile.mkdtemp(prefix=f"redis-{self._port}-"))
-        self._log = (self._workdir / "server.log").open("wb")
+        if self._workdir is None:
+            self._workdir = Path(tempfile.mkdtemp(prefix=f"redis-{self._port}-"))
+        self._log = (self._workdir / "server.log").open("ab")
         command = [
             str(binary),
             "--port", str(self._port),
             "--bind", LOOPBACK,
             "--save", "",
-            "--appendonly", "no",
+            "--appendonly", "yes" if self._appendonly else "no",
             "--dir", str(self._workdir),
             "--daemonize", "no",
             "--logfile", "",  # stdout, which is the log file above
@@ -378,9 +383,14 @@ class RedisServer:
             if self._log is not None:
                 self._log.close()
                 self._log = None
-            if self._workdir is not None:
-                shutil.rmtree(self._workdir, ignore_errors=True)
-                self._workdir = None
+            if not self._appendonly:
+                self.remove_data()
+
+    def remove_data(self) -> None:
+        """Delete the server's directory (its data, with ``appendonly``); it must be stopped."""
+        if self._workdir is not None and not self.is_running:
+            shutil.rmtree(self._workdir, ignore_errors=True)
+            self._workdir = None
 
     def __enter__(self) -> RedisServer:
         self.start()
@@ -393,6 +403,7 @@ class RedisServer:
         traceback: TracebackType | None,
     ) -> None:
         self.stop()
+        self.remove_data()
 
     def __repr__(self) -> str:
         state = f"pid {self.pid}" if self.is_running else "stopped"

@@ -80,6 +80,7 @@ class GatewayApp:
     async def _lifespan(self, app: Starlette) -> AsyncIterator[None]:
         settings = self.settings
         redis = connect_redis(settings.bus, settings.gateway_id)
+        bus = connect_redis(settings.bus, settings.gateway_id, retry=False)
         await check_redis_at_start(redis)
         replies = reply_channel(settings.gateway_id)
 
@@ -100,7 +101,7 @@ class GatewayApp:
                 hub.on_event(channel[len(EVENT_CHANNEL_PREFIX) :], body)
 
         listener = PubSubListener(
-            redis,
+            bus,
             on_message,
             [replies],
             on_error=self.metrics.bus_errors.inc,
@@ -122,6 +123,7 @@ class GatewayApp:
             # The producer first: connections closed during shutdown still tell presence.
             await router.aclose()
             await cancel_and_wait(tasks)
+            await bus.aclose()
             await redis.aclose()
             logger.info("gateway stopped", extra={"gateway": settings.gateway_id})
 

@@ -10,17 +10,22 @@ answer arrives, so that replay and live events meet with no gap and no duplicate
 
 Pub/sub is at most once: events published while the bus connection is down never arrive.
 So after a reconnect the hub asks the owner of each channel with history to replay what
-came after the last position it saw, putting the channel's connections back in pending
-for the time of that request.
+came after the newest position its connections are known to have (of an event, or of the
+owner's answer to their subscribe), putting the channel's connections back in pending for
+the time of that request. A request that fails is asked again until it succeeds or
+:data:`RECOVERY_DEADLINE` passes; a recovery that cannot be exact (history trimmed, no
+position known, the owner unreachable) is told to the client with a ``recovery`` message
+saying ``recovered: false``, as for a subscribe with ``since``.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from common.bus.backoff import Backoff
 from common.bus.listener import PubSubListener
 from common.codec import dump_client, load_bus
 from common.envelope import Event, Reply, position_key
@@ -29,7 +34,7 @@ from common.keys import event_channel
 from common.namespaces import parse_channel
 from realtime_gateway.frames import text_frame
 from realtime_gateway.metrics import GatewayMetrics
-from realtime_gateway.protocol import replayed_event
+from realtime_gateway.protocol import recovery_notice, replayed_event
 from realtime_gateway.routing import Router
 from realtime_gateway.wsproto import Outbox
 
@@ -43,6 +48,31 @@ logger = logging.getLogger(__name__)
 
 #: Live events a pending subscription may hold while its replay is prepared.
 PENDING_LIMIT = 1000
+#: Seconds a recovery after a bus outage goes on asking the owner before giving up.
+RECOVERY_DEADLINE = 30.0
+
+
+class _Held(list[tuple[str | None, bytes]]):
+    """The live events held for one pending subscription, with their positions."""
+
+    __slots__ = ("size", "stale")
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.size = 0
+        #: The bus reconnected since the owner was asked: its answer may predate the gap.
+        self.stale = False
+
+
+@dataclass(slots=True)
+class _Recovery:
+    """One replay asked of a channel's owner for some of its connections after an outage."""
+
+    channel: str
+    connections: list[Connection]
+    since: str
+    deadline: float
+    backoff: Backoff = field(default_factory=lambda: Backoff(initial=0.1, maximum=2.0))
 
 
 class Hub:
@@ -52,9 +82,10 @@ class Hub:
         self._metrics = metrics
         #: Channel -> its live subscribers, by outbox (the fan-out loop needs only that).
         self._live: dict[str, dict[Outbox, Connection]] = {}
-        #: Channel -> the newest position an event of it had, for recovery after an outage.
+        #: Channel -> the newest position its live connections all have (of an event, or of
+        #: the owner's answer to a subscribe), from which to replay after an outage.
         self._last: dict[str, str] = {}
-        self._pending: dict[str, dict[Connection, list[tuple[str | None, bytes]]]] = {}
+        self._pending: dict[str, dict[Connection, _Held]] = {}
         self._members: dict[str, int] = {}
         self._ready: dict[str, asyncio.Future[None]] = {}
 
@@ -68,7 +99,7 @@ class Hub:
     async def join(self, channel: str, connection: Connection, *, pending: bool) -> None:
         """Add a connection; return once the bus delivers the channel's events here."""
         if pending:
-            self._pending.setdefault(channel, {})[connection] = []
+            self._pending.setdefault(channel, {})[connection] = _Held()
         else:
             self._live.setdefault(channel, {})[connection.outbox] = connection
         self._members[channel] = self._members.get(channel, 0) + 1
@@ -89,14 +120,25 @@ class Hub:
 
     def activate(self, channel: str, connection: Connection, after: str | None) -> None:
         """Make a pending subscription live: first the held events newer than ``after``."""
-        held = self._pending.get(channel, {}).pop(connection, None)
+        waiting = self._pending.get(channel, {})
+        held = waiting.get(connection)
         if held is None:
             return
+        if held.stale and after is not None:
+            # Asked before the bus reconnected: what was published in the gap comes first.
+            held.stale = False
+            self._ask(_Recovery(channel, [connection], after, self._deadline()))
+            return
+        del waiting[connection]
         cutoff = _key(after)
         for position, frame in held:
             if cutoff is None or (key := _key(position)) is None or key > cutoff:
                 connection.outbox.send(frame)
         self._live.setdefault(channel, {})[connection.outbox] = connection
+        if after is not None and cutoff is not None:
+            last = _key(self._last.get(channel))
+            if last is None or cutoff > last:
+                self._last[channel] = after
 
     def leave(self, channel: str, connection: Connection) -> None:
         """Remove a connection; the last one out unsubscribes the gateway (in the background)."""
@@ -153,53 +195,91 @@ class Hub:
         if pending is not None:
             for connection, held in pending.items():
                 held.append((event.position, frame))
-                if len(held) > PENDING_LIMIT:
+                held.size += len(frame)
+                if len(held) > PENDING_LIMIT or held.size > connection.outbox.max_bytes:
                     connection.outbox.close(CloseCode.SLOW_CONSUMER, "slow consumer")
         self._metrics.deliveries.inc(delivered)
         self._metrics.messages_out.inc(delivered)
 
     def recover(self) -> None:
         """After a bus reconnect: replay, per channel with history, what may have been missed."""
-        for channel, since in list(self._last.items()):
-            live = self._live.pop(channel, None)
-            if not live:
+        for waiting in self._pending.values():
+            for held in waiting.values():
+                held.stale = True
+        deadline = self._deadline()
+        for channel, live in list(self._live.items()):
+            if not parse_channel(channel).history:
                 continue
-            namespace = parse_channel(channel)
+            del self._live[channel]
             connections = list(live.values())
             pending = self._pending.setdefault(channel, {})
             for connection in connections:
-                pending[connection] = []
-            # Asked as one of the subscribers: the owner authorizes a replay per user.
-            self._router.request(
-                connections[0],
-                namespace.service,
-                "subscribe",
-                {"channel": channel, "since": since},
-                self._recovered(channel, since, connections),
-            )
-
-    def _recovered(
-        self, channel: str, since: str, connections: list[Connection]
-    ) -> Callable[[Reply | None, str], None]:
-        def on_reply(reply: Reply | None, why: str) -> None:
-            answer = reply.data if reply is not None and reply.data is not None else None
-            if answer is None:
-                # Nothing better to do than go on: the held live events still follow.
-                self._metrics.recoveries("failed").inc()
-                logger.warning("recovery after a bus outage failed", extra={"channel": channel})
-                position: str | None = since
-                frames: list[bytes] = []
+                pending[connection] = _Held()
+            since = self._last.get(channel)
+            if since is None:
+                # No position to replay from: the client must reload, as after since.
+                self._settle(channel, connections, None, [], recovered=False)
             else:
-                self._metrics.recoveries("ok").inc()
-                position, frames = _replayed(channel, since, answer)
-            waiting = self._pending.get(channel, {})
-            for connection in connections:
-                if connection in waiting:
-                    for frame in frames:
-                        connection.outbox.send(frame)
-                    self.activate(channel, connection, after=position)
+                self._ask(_Recovery(channel, connections, since, deadline))
 
-        return on_reply
+    def _deadline(self) -> float:
+        return asyncio.get_running_loop().time() + RECOVERY_DEADLINE
+
+    def _ask(self, recovery: _Recovery) -> None:
+        """Ask the owner for the replay, as one of the subscribers still waiting for it."""
+        waiting = self._pending.get(recovery.channel, {})
+        recovery.connections = [c for c in recovery.connections if c in waiting]
+        if not recovery.connections:
+            return
+        # The owner authorizes a replay per user: every subscriber here was authorized.
+        self._router.request(
+            recovery.connections[0],
+            parse_channel(recovery.channel).service,
+            "subscribe",
+            {"channel": recovery.channel, "since": recovery.since},
+            lambda reply, why: self._answered(recovery, reply),
+        )
+
+    def _answered(self, recovery: _Recovery, reply: Reply | None) -> None:
+        channel = recovery.channel
+        loop = asyncio.get_running_loop()
+        if reply is None and loop.time() < recovery.deadline:
+            # The owner is restarting too, or the request or its reply was lost.
+            self._metrics.recoveries("retried").inc()
+            loop.call_later(recovery.backoff.next_delay(), self._ask, recovery)
+            return
+        if reply is None or reply.error is not None or reply.data is None:
+            # Given up, or refused: what the gap held is unknown.
+            self._metrics.recoveries("failed").inc()
+            logger.warning("recovery after a bus outage failed", extra={"channel": channel})
+            self._settle(channel, recovery.connections, None, [], recovered=False)
+            return
+        answer = reply.data
+        recovered = answer.get("recovered") is True
+        self._metrics.recoveries("ok" if recovered else "inexact").inc()
+        position, frames = _replayed(channel, recovery.since, answer)
+        self._settle(channel, recovery.connections, position, frames, recovered=recovered)
+
+    def _settle(
+        self,
+        channel: str,
+        connections: list[Connection],
+        position: str | None,
+        frames: list[bytes],
+        *,
+        recovered: bool,
+    ) -> None:
+        """Send a replay's outcome to the connections still waiting, then make them live."""
+        notice = None if recovered else text_frame(dump_client(recovery_notice(channel, position)))
+        waiting = self._pending.get(channel, {})
+        for connection in connections:
+            if connection not in waiting:
+                continue
+            if notice is not None:
+                connection.outbox.send(notice)
+            for frame in frames:
+                connection.outbox.send(frame)
+            self.activate(channel, connection, after=position)
 
 
 def _replayed(channel: str, since: str, answer: dict[str, Any]) -> tuple[str, list[bytes]]:

@@ -54,7 +54,8 @@ class GatewayMetrics:
         self.recoveries = Children(
             Counter(
                 "rt_gateway_recoveries",
-                "Channel replays asked of owners after a bus reconnect, by outcome (ok, failed).",
+                "Answers to channel replays asked after a bus reconnect, by outcome "
+                "(ok, inexact, retried, failed).",
                 ["outcome"],
             )
         )

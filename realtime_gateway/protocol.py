@@ -28,6 +28,7 @@ __all__ = [
     "ok_reply",
     "parse_message",
     "parse_ref",
+    "recovery_notice",
     "replayed_event",
 ]
 
@@ -168,6 +169,11 @@ def replayed_event(channel: str, item: dict[str, Any]) -> dict[str, Any]:
         "position": item.get("position"),
         "data": item.get("data"),
     }
+
+
+def recovery_notice(channel: str, position: str | None) -> dict[str, Any]:
+    """What a client is told when events it may have missed in a bus outage are not replayed."""
+    return {"type": "recovery", "channel": channel, "position": position, "recovered": False}
 
 
 def ok_reply(ref: Ref, data: dict[str, Any]) -> dict[str, Any]:

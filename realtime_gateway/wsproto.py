@@ -15,6 +15,7 @@ from typing import Any
 
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
 from websockets.exceptions import InvalidState
+from websockets.frames import Frame
 
 from common.errors import CloseCode
 
@@ -58,14 +59,16 @@ class Outbox:
 
     Frames queued during one event-loop pass go to the transport together at its end. While
     the transport's buffer is past its high-water mark, frames wait instead, at most
-    ``max_messages`` frames and ``max_bytes`` bytes, and go out in one write when it drains.
-    Past either bound the reader is too slow: what waits is dropped and the connection
-    closed with 4408 (slow consumer), which costs the other connections nothing.
+    ``max_messages`` frames, and go out in one write when it drains. Bytes are bounded over
+    everything the gateway holds for the connection: the frames waiting here plus what the
+    transport's buffer kept of earlier writes (the socket took the rest), at most
+    ``max_bytes``. Past either bound the reader is too slow: what waits is dropped and the
+    connection closed with 4408 (slow consumer), which costs the other connections nothing.
     """
 
     __slots__ = (
         "_batcher",
-        "_max_bytes",
+        "_buffered",
         "_max_messages",
         "_paused",
         "_protocol",
@@ -75,6 +78,7 @@ class Outbox:
         "_write",
         "close_code",
         "closed",
+        "max_bytes",
     )
 
     def __init__(
@@ -87,13 +91,19 @@ class Outbox:
     ) -> None:
         self._protocol = protocol
         self._batcher = batcher
-        self._write = protocol.transport.write
+        transport = protocol.transport
+        self._write = transport.write
+        self._buffered = transport.get_write_buffer_size
+        # Below the high-water mark frames go to the transport uncounted: it may not be
+        # more than the bound.
+        if transport.get_write_buffer_limits()[1] > max_bytes:
+            transport.set_write_buffer_limits(high=max_bytes)
         # A list, not a deque: an empty deque costs 600 bytes more, times every connection.
         self._queue: list[bytes] = []
         self._queued_bytes = 0
         self._scheduled = False
         self._max_messages = max_messages
-        self._max_bytes = max_bytes
+        self.max_bytes = max_bytes
         self._paused = False
         self.closed = False
         self.close_code: int | None = None
@@ -105,11 +115,14 @@ class Outbox:
             return False
         self._queue.append(frame)
         if self._paused:
+            # What one pass wrote (a burst of replies, a replay) may be past the bound on its
+            # own: what the socket has not taken of it counts as much as what waits here.
             self._queued_bytes += len(frame)
-            if len(self._queue) > self._max_messages or self._queued_bytes > self._max_bytes:
-                self._queue = []
-                self._queued_bytes = 0
-                self.close(CloseCode.SLOW_CONSUMER, "slow consumer")
+            if (
+                len(self._queue) > self._max_messages
+                or self._queued_bytes + self._buffered() > self.max_bytes
+            ):
+                self._overflow()
                 return False
         elif not self._scheduled:
             self._scheduled = True
@@ -149,6 +162,11 @@ class Outbox:
         if not self.closed:
             self._write_queue()
             self.closed = True
+
+    def _overflow(self) -> None:
+        self._queue = []
+        self._queued_bytes = 0
+        self.close(CloseCode.SLOW_CONSUMER, "slow consumer")
 
     def _write_queue(self) -> None:
         queue = self._queue
@@ -253,6 +271,21 @@ class GatewayWebSocketProtocol(WebSocketsSansIOProtocol):
         if self.outbox is not None:
             self.outbox.resume()
 
+    def keepalive_timeout(self) -> None:
+        # uvicorn sends 1011 and closes the transport, which waits for its buffer to drain:
+        # a peer that stopped reading never drains it, and the app never hears of the close.
+        if self.close_sent or self.transport.is_closing():
+            return
+        if self.outbox is not None:
+            self.outbox.lost()  # nothing may follow the close frame
+        super().keepalive_timeout()
+        self._closing(CloseCode.INTERNAL_ERROR, "keepalive ping timeout")
+
+    def handle_close(self, event: Frame) -> None:
+        # The peer started the close: uvicorn echoes it and waits for the buffer to drain.
+        super().handle_close(event)
+        self._abort_later()
+
     def connection_lost(self, exc: Exception | None) -> None:
         if self.outbox is not None:
             self.outbox.lost()
@@ -272,7 +305,10 @@ class GatewayWebSocketProtocol(WebSocketsSansIOProtocol):
         # A frame too big (1009), invalid UTF-8 (1007), a protocol error (1002).
         if self.conn.close_sent is not None:
             self.server_close_code = self.conn.close_sent.code
+        if self.outbox is not None:
+            self.outbox.lost()
         super().handle_parser_exception()
+        self._abort_later()
 
     def forget_handshake(self) -> None:
         """Drop what only the handshake needed: at 10,000 idle connections it adds up."""
@@ -288,6 +324,9 @@ class GatewayWebSocketProtocol(WebSocketsSansIOProtocol):
         buffered and aborts the transport if the peer has not answered in time.
         """
         if self.close_sent or self.transport.is_closing():
+            # A close went out already (a keepalive timeout, a protocol error): it too must
+            # end in bounded time.
+            self._abort_later()
             return
         try:
             self.conn.send_close(code, reason)
@@ -295,9 +334,19 @@ class GatewayWebSocketProtocol(WebSocketsSansIOProtocol):
             return
         self.transport.write(b"".join(self.conn.data_to_send()))
         self.close_sent = True
+        self._closing(code, reason)
+
+    def _closing(self, code: int, reason: str) -> None:
+        """A close frame went out: the app is done with the connection, the peer has a while."""
         self.server_close_code = code
         self.queue.put_nowait({"type": "websocket.disconnect", "code": code, "reason": reason})
         if self.read_paused:
             self.read_paused = False
             self.transport.resume_reading()
-        self.close_timer = self.loop.call_later(self.close_timeout, self.transport.abort)
+        self._abort_later()
+
+    def _abort_later(self) -> None:
+        # transport.close() waits until the buffer drains, which a peer that stopped reading
+        # never lets happen: abort instead once the peer had its close timeout.
+        if self.close_timer is None and not self.disconnected:
+            self.close_timer = self.loop.call_later(self.close_timeout, self.transport.abort)

@@ -14,13 +14,14 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
+from redis.asyncio import Redis
 from websockets.asyncio.client import ClientConnection
 
 from tests.support.client import DEADLINE, Frame, connect_user, recv_json, send_json
 from tests.support.processes import ManagedProcess, start_process
 
 
-__all__ = ["ChatClient", "is_message", "name", "position_key", "start_chat"]
+__all__ = ["ChatClient", "cut_pubsub", "is_message", "name", "position_key", "start_chat"]
 
 _refs = itertools.count(1)
 
@@ -42,6 +43,17 @@ def start_chat(
         **(env or {}),
     }
     return start_process(instance, "chat_service", log_dir=log_dir, env=settings, wait=wait)
+
+
+async def cut_pubsub(redis: Redis, gateway_id: str) -> None:
+    """Kill the pub/sub connection (and only it) of the gateway whose id is ``gateway_id-*``."""
+    listeners = [
+        client
+        for client in await redis.client_list(_type="pubsub")
+        if client["name"].startswith(gateway_id + "-")
+    ]
+    assert len(listeners) == 1, listeners
+    await redis.client_kill_filter(_id=listeners[0]["id"])
 
 
 def name(prefix: str) -> str:

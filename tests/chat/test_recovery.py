@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from redis.asyncio import Redis
 
-from tests.chat.support import ChatClient, name, start_chat
+from tests.chat.support import ChatClient, cut_pubsub, name, start_chat
 from tests.support.client import wait_for
 from tests.support.processes import (
     ManagedProcess,
@@ -151,13 +151,7 @@ async def test_a_gateway_whose_bus_connection_drops_recovers_what_was_posted_mea
         assert [e["data"]["text"] for e in await bob.messages(channel, 1)] == ["before"]
         # Cut the first gateway's pub/sub connection (and only it); Redis keeps running, so
         # the posts below are published while that gateway is reconnecting.
-        listeners = [
-            client
-            for client in await redis.client_list(_type="pubsub")
-            if client["name"].startswith("gw-recovery-1-")
-        ]
-        assert len(listeners) == 1
-        await redis.client_kill_filter(_id=listeners[0]["id"])
+        await cut_pubsub(redis, "gw-recovery-1")
         texts = [f"gap {n}" for n in range(10)]
         for n, text in enumerate(texts):
             await alice.post(room, text, f"c-gap-{n}")

@@ -6,6 +6,7 @@ Every wait has a deadline: :data:`DEADLINE` seconds unless the caller gives anot
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import socket
 import time
@@ -44,6 +45,7 @@ __all__ = [
 
 #: Seconds one expected frame (or condition) may take to arrive before a test fails.
 DEADLINE = 5.0
+_ESTABLISHED = "01"  # the TCP state in /proc/net/tcp
 
 Frame = dict[str, Any]
 
@@ -237,6 +239,48 @@ class StalledClient:
             sock.close()
             raise AssertionError(f"handshake failed: {protocol.handshake_exc!r}")
         return client
+
+    @property
+    def local_port(self) -> int:
+        """The client's end of the TCP connection, to find the server's end by."""
+        port: int = self._sock.getsockname()[1]
+        return port
+
+    def server_end(self, server_port: int) -> tuple[bool, int] | None:
+        """The server's end of this (loopback) connection: open, and bytes its kernel holds.
+
+        Not open once the server closed its socket (the kernel may keep an orphan that still
+        tries to send its data); None once the kernel forgot it. Read from /proc/net/tcp.
+        """
+        wanted = (f"{server_port:04X}", f"{self.local_port:04X}")
+        for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+            with contextlib.suppress(FileNotFoundError), open(table) as lines:
+                for line in list(lines)[1:]:
+                    fields = line.split()
+                    local, remote = fields[1].rsplit(":", 1)[1], fields[2].rsplit(":", 1)[1]
+                    if (local, remote) == wanted:
+                        return fields[3] == _ESTABLISHED, int(fields[4].split(":")[0], 16)
+        return None
+
+    async def fill_server_kernel(
+        self, server_port: int, send_more: Callable[[], Awaitable[None]], *, limit: int = 10_000
+    ) -> int:
+        """Call ``send_more`` until the server's kernel holds no more for this client.
+
+        The kernel's send buffer grows to megabytes on loopback; once it is full, what the
+        server sends stays in the server process. ``send_more`` makes the server write this
+        client one frame more, returning once it has; returns how many calls it took.
+        """
+        held = -1
+        for calls in range(1, limit + 1):
+            await send_more()
+            end = await asyncio.to_thread(self.server_end, server_port)
+            assert end is not None, "the server's end is gone"
+            assert end[0], "the server closed its end"
+            if end[1] == held:
+                return calls
+            held = end[1]
+        raise AssertionError(f"the server's kernel took {limit} frames and more")
 
     async def _flush(self) -> None:
         data = b"".join(self._protocol.data_to_send())

@@ -152,6 +152,21 @@ class ManagedProcess:
             raise ProcessError(f"/metrics answered {status}: {body[:200]}\n{self.describe()}")
         return metric_value(body, name, labels)
 
+    async def metric_reaches(
+        self,
+        name: str,
+        value: float,
+        labels: Mapping[str, str] | None = None,
+        *,
+        within: float = 5.0,
+    ) -> None:
+        """Wait until one sample of /metrics is at least ``value``; fail after ``within`` s."""
+        deadline = time.monotonic() + within
+        while (now := await self.metric(name, labels)) < value:
+            if time.monotonic() >= deadline:
+                raise AssertionError(f"{name} {labels or ''} still {now} after {within} s")
+            await asyncio.sleep(_POLL)
+
     def ready(self) -> bool:
         return self.get("/readyz", timeout=1.0)[0] == 200
 
