@@ -343,28 +343,12 @@ class Connection:
             self._grant(channel)
         self._deliver(reply, ref)
         since = (reply.data or {}).get("position") if len(joining) == 1 else None
-        for channel, history, token in granted:
-            if not history or not isinstance(since, str):
-                del self._awaiting[channel]
-                self._go_live(channel, None)
-            else:
-                self._catch_up(service, channel, since, token)
-
-    def _catch_up(self, service: str, channel: str, since: str, token: object) -> None:
-        def on_reply(answer: Reply | None, why: str) -> None:
-            if self.closed or self._awaiting.get(channel) is not token:
-                return
+        for channel, history, _ in granted:
             del self._awaiting[channel]
-            if answer is None or answer.error is not None:
-                # Nothing better to do than go live: the client can resubscribe with since.
-                logger.warning("catch-up after a server-side subscription failed")
-                self._go_live(channel, since)
-                return
-            position = self._send_replay(channel, answer.data or {})
-            self._go_live(channel, position or since)
-
-        request = {"channel": channel, "since": since}
-        self.gateway.router.request(self, service, "subscribe", request, on_reply)
+            if history and isinstance(since, str):
+                self.gateway.hub.catch_up(channel, self, since)
+            else:
+                self._go_live(channel, None)
 
     def _grant(self, channel: str) -> None:
         """The owner admitted the subscription: it counts from now, before the reply is sent.

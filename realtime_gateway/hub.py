@@ -66,10 +66,14 @@ class _Held(list[tuple[str | None, bytes]]):
 
 @dataclass(slots=True)
 class _Recovery:
-    """One replay asked of a channel's owner for some of its connections after an outage."""
+    """One replay asked of a channel's owner for some of its pending connections.
+
+    Each connection's pending entry is kept: a connection that unsubscribed and subscribed
+    again meanwhile waits for another answer, which this one must not settle.
+    """
 
     channel: str
-    connections: list[Connection]
+    waiting: dict[Connection, _Held]
     since: str
     deadline: float
     backoff: Backoff = field(default_factory=lambda: Backoff(initial=0.1, maximum=2.0))
@@ -127,7 +131,7 @@ class Hub:
         if held.stale and after is not None:
             # Asked before the bus reconnected: what was published in the gap comes first.
             held.stale = False
-            self._ask(_Recovery(channel, [connection], after, self._deadline()))
+            self._ask(_Recovery(channel, {connection: held}, after, self._deadline()))
             return
         del waiting[connection]
         cutoff = _key(after)
@@ -139,6 +143,17 @@ class Hub:
             last = _key(self._last.get(channel))
             if last is None or cutoff > last:
                 self._last[channel] = after
+
+    def catch_up(self, channel: str, connection: Connection, since: str) -> None:
+        """Replay to a pending connection what the channel published after ``since``, then
+        make it live: a server-side subscription, made after its owner read the state.
+
+        Asked again while the owner does not answer, and told to the client with a
+        ``recovery`` message when it cannot be exact, as after a bus outage.
+        """
+        held = self._pending.get(channel, {}).get(connection)
+        if held is not None:
+            self._ask(_Recovery(channel, {connection: held}, since, self._deadline()))
 
     def leave(self, channel: str, connection: Connection) -> None:
         """Remove a connection; the last one out unsubscribes the gateway (in the background)."""
@@ -211,29 +226,28 @@ class Hub:
             if not parse_channel(channel).history:
                 continue
             del self._live[channel]
-            connections = list(live.values())
             pending = self._pending.setdefault(channel, {})
-            for connection in connections:
-                pending[connection] = _Held()
+            waiting = {connection: _Held() for connection in live.values()}
+            pending.update(waiting)
             since = self._last.get(channel)
             if since is None:
                 # No position to replay from: the client must reload, as after since.
-                self._settle(channel, connections, None, [], recovered=False)
+                self._settle(channel, waiting, None, [], recovered=False)
             else:
-                self._ask(_Recovery(channel, connections, since, deadline))
+                self._ask(_Recovery(channel, waiting, since, deadline))
 
     def _deadline(self) -> float:
         return asyncio.get_running_loop().time() + RECOVERY_DEADLINE
 
     def _ask(self, recovery: _Recovery) -> None:
         """Ask the owner for the replay, as one of the subscribers still waiting for it."""
-        waiting = self._pending.get(recovery.channel, {})
-        recovery.connections = [c for c in recovery.connections if c in waiting]
-        if not recovery.connections:
+        pending = self._pending.get(recovery.channel, {})
+        recovery.waiting = {c: h for c, h in recovery.waiting.items() if pending.get(c) is h}
+        if not recovery.waiting:
             return
         # The owner authorizes a replay per user: every subscriber here was authorized.
         self._router.request(
-            recovery.connections[0],
+            next(iter(recovery.waiting)),
             parse_channel(recovery.channel).service,
             "subscribe",
             {"channel": recovery.channel, "since": recovery.since},
@@ -251,19 +265,19 @@ class Hub:
         if reply is None or reply.error is not None or reply.data is None:
             # Given up, or refused: what the gap held is unknown.
             self._metrics.recoveries("failed").inc()
-            logger.warning("recovery after a bus outage failed", extra={"channel": channel})
-            self._settle(channel, recovery.connections, None, [], recovered=False)
+            logger.warning("a replay by the channel's owner failed", extra={"channel": channel})
+            self._settle(channel, recovery.waiting, None, [], recovered=False)
             return
         answer = reply.data
         recovered = answer.get("recovered") is True
         self._metrics.recoveries("ok" if recovered else "inexact").inc()
         position, frames = _replayed(channel, recovery.since, answer)
-        self._settle(channel, recovery.connections, position, frames, recovered=recovered)
+        self._settle(channel, recovery.waiting, position, frames, recovered=recovered)
 
     def _settle(
         self,
         channel: str,
-        connections: list[Connection],
+        waiting: dict[Connection, _Held],
         position: str | None,
         frames: list[bytes],
         *,
@@ -271,9 +285,9 @@ class Hub:
     ) -> None:
         """Send a replay's outcome to the connections still waiting, then make them live."""
         notice = None if recovered else text_frame(dump_client(recovery_notice(channel, position)))
-        waiting = self._pending.get(channel, {})
-        for connection in connections:
-            if connection not in waiting:
+        pending = self._pending.get(channel, {})
+        for connection, held in waiting.items():
+            if pending.get(connection) is not held:
                 continue
             if notice is not None:
                 connection.outbox.send(notice)

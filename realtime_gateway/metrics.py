@@ -54,8 +54,8 @@ class GatewayMetrics:
         self.recoveries = Children(
             Counter(
                 "rt_gateway_recoveries",
-                "Answers to channel replays asked after a bus reconnect, by outcome "
-                "(ok, inexact, retried, failed).",
+                "Answers to channel replays asked after a bus reconnect or a server-side "
+                "join, by outcome (ok, inexact, retried, failed).",
                 ["outcome"],
             )
         )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import Callable
 
@@ -15,6 +16,7 @@ from tests.e2e.conftest import Launcher
 from tests.support.client import (
     DEADLINE,
     Frame,
+    assert_open,
     call,
     connect_user,
     gateway_id_of,
@@ -23,6 +25,7 @@ from tests.support.client import (
     send_json,
 )
 from tests.support.processes import ManagedProcess, wait_all_ready
+from tests.support.stub_service import channel_key
 
 
 @pytest.fixture(scope="module")
@@ -90,6 +93,39 @@ async def test_server_side_subscription_precedes_the_reply(
         assert (event["channel"], event["data"]) == (channel, {"text": "hi"})
         reply = await call(ws, {"type": "unsubscribe", "channel": channel, "ref": "u"})
         assert reply["ok"] is True
+
+
+async def test_a_join_catches_up_from_the_position_of_its_reply(
+    gateways: tuple[ManagedProcess, ManagedProcess], bus: Redis
+) -> None:
+    """Events the owner had after the join's position follow its reply, in order, once."""
+    channel = _name("chat:caught")
+    history = [{"event": "said", "position": str(n), "data": {"n": n}} for n in range(5, 9)]
+    await bus.set(channel_key("chat", channel), json.dumps({"position": "8", "events": history}))
+    async with await connect_user(gateways[0].ws_url, "alice") as ws:
+        await send_json(ws, {"type": "chat.join", "channel": channel, "position": "6", "ref": "j"})
+        frames = [await recv_json(ws) for _ in range(3)]
+        assert frames[0]["ref"] == "j", frames
+        assert [(f["type"], f["position"]) for f in frames[1:]] == [("event", "7"), ("event", "8")]
+        await assert_open(ws)
+
+
+async def test_a_join_whose_catch_up_cannot_be_exact_says_so(
+    gateways: tuple[ManagedProcess, ManagedProcess], bus: Redis
+) -> None:
+    """An owner whose history no longer reaches the join's position makes a recovery notice."""
+    channel = _name("chat:trimmed")
+    await bus.set(channel_key("chat", channel), json.dumps({"position": "9", "recovered": False}))
+    async with await connect_user(gateways[0].ws_url, "alice") as ws:
+        await send_json(ws, {"type": "chat.join", "channel": channel, "position": "6", "ref": "j"})
+        reply, notice = await recv_json(ws), await recv_json(ws)
+        assert reply["ref"] == "j", reply
+        assert notice == {
+            "type": "recovery",
+            "channel": channel,
+            "position": "9",
+            "recovered": False,
+        }
 
 
 async def test_event_reaches_subscribers_on_both_gateways(

@@ -16,12 +16,14 @@ went nowhere. Request types (``<service>`` is the name given with ``--service``)
     Refuses with ``ServiceError(code, message, detail=...)`` (code default ``refused``).
 ``<service>.join``
     Replies ``{"joined": <channel>}`` with a server-side subscription to ``channel``, or
-    to each of ``channels`` (a list) when given.
+    to each of ``channels`` (a list) when given; with ``position``, the reply says it, so
+    that the gateway catches up from there (a ``subscribe`` with ``since``).
 ``subscribe``
     Answers a channel subscription from the channel's script, a JSON object stored in
     ``<service>:channel:<channel>`` (see :func:`channel_key`), all fields optional:
     ``delay`` (seconds to wait before answering), ``deny`` (refuse with ``forbidden``),
-    ``position`` (the reply's position, default ``"0"``), ``events`` (the history, as
+    ``position`` (the reply's position, default ``"0"``), ``recovered`` (false: the
+    history no longer reaches back to ``since``, no events), ``events`` (the history, as
     ``{event, position, data}`` in order: those after ``since`` are replayed), ``live``
     (events published on the bus before the reply, to test that the gateway holds them
     and drops those not newer than ``position``).
@@ -89,11 +91,11 @@ def make_handler(service: str) -> Callable[[Redis], RequestHandler]:
             if action == "join":
                 channel = str(request.data.get("channel"))
                 channels = request.data.get("channels") or [channel]
+                data = {"joined": channel}
+                if "position" in request.data:
+                    data["position"] = str(request.data["position"])
                 return Reply(
-                    request.id,
-                    request.connection,
-                    data={"joined": channel},
-                    subscribe=tuple(map(str, channels)),
+                    request.id, request.connection, data=data, subscribe=tuple(map(str, channels))
                 )
             raise ServiceError(ErrorCode.UNKNOWN_TYPE, f"the stub has no {request.type!r}")
 
@@ -116,12 +118,16 @@ async def _subscribe(redis: Redis, service: str, request: Request) -> dict[str, 
     since = request.data.get("since")
     if since is not None:
         after = position_key(str(since))
-        answer["recovered"] = True
-        answer["events"] = [
-            event
-            for event in script.get("events", [])
-            if position_key(str(event["position"])) > after
-        ]
+        answer["recovered"] = script.get("recovered", True)
+        answer["events"] = (
+            []
+            if not answer["recovered"]
+            else [
+                event
+                for event in script.get("events", [])
+                if position_key(str(event["position"])) > after
+            ]
+        )
     return answer
 
 
