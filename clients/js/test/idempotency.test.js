@@ -81,3 +81,22 @@ test("the caller's own key is sent as is and its object is not modified", async 
   await client.request("bids.place", generated);
   assert.deepEqual(generated, { auction, amount: 110 });
 });
+
+test("a bids.place answered service_unavailable is sent again with its key and resolves with the one verdict", async () => {
+  const auction = unique("a");
+  await createAuction(auction);
+  const { client } = open(unique("bidder"), { requestTimeout: 15_000 });
+  await client.ready;
+  const before = await control.streamLength("bids");
+  const { sent } = await paused(env.bidsPid, async () => {
+    const sent = client.request("bids.place", { auction, amount: 100 });
+    sent.catch(() => {});
+    // The gateway answers service_unavailable after its RT_REQUEST_TIMEOUT (2 s); the resend
+    // is the second entry.
+    await waitFor(async () => (await control.streamLength("bids")) >= before + 2, { timeout: 8000, what: "the resend on the bus" });
+    return { sent };
+  });
+  const verdict = await sent;
+  assert.equal(verdict.accepted, true);
+  assert.equal((await client.request("bids.get", { auction })).bids, 1);
+});
