@@ -47,6 +47,11 @@ __all__ = ["GatewayApp", "create_app"]
 logger = logging.getLogger(__name__)
 
 STATIC = Path(__file__).parent / "static"
+#: The browser client (clients/js/, linked into the package so that wheels carry it).
+CLIENT_FILES = {
+    "realtime.js": "application/javascript",
+    "realtime.d.ts": "application/typescript",
+}
 _DEV_USER = re.compile(r"[A-Za-z0-9_.@-]{1,64}")
 
 
@@ -59,7 +64,11 @@ class GatewayApp:
         self.gateway: Gateway | None = None
         self._listener: PubSubListener | None = None
         self._redis: Redis | None = None
-        routes = [*health_routes(self._ready), Route("/", self._index)]
+        routes = [
+            *health_routes(self._ready),
+            Route("/", self._index),
+            Route("/client/{name}", self._client_file),
+        ]
         if settings.dev:
             routes.append(Route("/dev/token", self._dev_token))
         self.http = Starlette(routes=routes, lifespan=self._lifespan)
@@ -151,6 +160,13 @@ class GatewayApp:
 
     async def _index(self, request: Request) -> Response:
         return FileResponse(STATIC / "index.html")
+
+    async def _client_file(self, request: Request) -> Response:
+        name = request.path_params["name"]
+        media_type = CLIENT_FILES.get(name)
+        if media_type is None:
+            return Response("not found", status_code=404, media_type="text/plain")
+        return FileResponse(STATIC / "client" / name, media_type=media_type)
 
     async def _dev_token(self, request: Request) -> Response:
         user = request.query_params.get("user", "")

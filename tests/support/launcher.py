@@ -45,8 +45,11 @@ class ModuleProcesses:
         self.processes.append(process)
         return process
 
-    def gateway(self, env: Mapping[str, str] | None = None, *, wait: bool = True) -> ManagedProcess:
-        """A gateway (``RT_GATEWAY_ID`` prefix ``gw-<module>-<n>``) with the test settings."""
+    def gateway(
+        self, env: Mapping[str, str] | None = None, *, wait: bool = True, port: int | None = None
+    ) -> ManagedProcess:
+        """A gateway (``RT_GATEWAY_ID`` prefix ``gw-<module>-<n>``) with the test settings,
+        on ``port`` when given (to replace one that was stopped)."""
         return self.track(
             start_gateway(
                 self.redis_url,
@@ -54,6 +57,7 @@ class ModuleProcesses:
                 gateway_id=self.name("gw"),
                 env={**self.gateway_env, **(env or {})},
                 wait=wait,
+                port=port,
             )
         )
 

@@ -249,9 +249,11 @@ def start_process(
     env: Mapping[str, str],
     args: list[str] | None = None,
     wait: bool = True,
+    port: int | None = None,
 ) -> ManagedProcess:
-    """Start ``python -m module`` on a free port (``RT_PORT``), ready unless ``wait=False``."""
-    port = free_port()
+    """Start ``python -m module`` on ``port`` (``RT_PORT``; default a free one), ready unless
+    ``wait=False``. A given port lets a test replace a process it stopped by a new one."""
+    port = port or free_port()
     environment = _environment({"RT_HOST": "127.0.0.1", "RT_PORT": str(port), **env})
     log_path = log_dir / f"{name}-{port}.log"
     process = ManagedProcess(name, module, list(args or []), environment, port, log_path)
@@ -271,6 +273,7 @@ def start_gateway(
     gateway_id: str,
     env: Mapping[str, str] | None = None,
     wait: bool = True,
+    port: int | None = None,
 ) -> ManagedProcess:
     """Start ``python -m realtime_gateway`` with test settings plus ``env`` (``RT_*`` names)."""
     settings = {
@@ -282,7 +285,9 @@ def start_gateway(
         "RT_CLOSE_TIMEOUT": "2",
         **(env or {}),
     }
-    return start_process(gateway_id, "realtime_gateway", log_dir=log_dir, env=settings, wait=wait)
+    return start_process(
+        gateway_id, "realtime_gateway", log_dir=log_dir, env=settings, wait=wait, port=port
+    )
 
 
 def start_stub_service(

@@ -1,0 +1,51 @@
+# shellcheck shell=bash
+# Sourced by scripts/test: makes sure node and npm exist and clients/js/node_modules matches
+# clients/js/package-lock.json (the JavaScript client's test dependencies).
+#
+# Node >= 18 is needed (node --test, fetch). Without node or npm on PATH, Debian's nodejs and
+# npm packages are installed with apt-get (as root, or through sudo). `npm ci` runs when
+# node_modules is missing or the lock file (or this script) changed since the last install,
+# judged by a hash stamp kept inside node_modules; otherwise nothing runs, so later calls
+# cost a hash. Messages go to stderr.
+
+_NODE_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+_NODE_CLIENT="$_NODE_ROOT/clients/js"
+_NODE_STAMP="$_NODE_CLIENT/node_modules/.realtime-install-stamp"
+
+_node_say() { printf '[node] %s\n' "$*" >&2; }
+_node_die() { printf '[node] error: %s\n' "$*" >&2; exit 1; }
+
+_node_as_root() {
+    if [[ $(id -u) -eq 0 ]]; then
+        "$@"
+    elif command -v sudo >/dev/null 2>&1; then
+        sudo "$@"
+    else
+        _node_die "need root to run '$*', and sudo is not installed; install nodejs and npm yourself"
+    fi
+}
+
+_node_install() {
+    command -v apt-get >/dev/null 2>&1 \
+        || _node_die "node and npm are required (>= 18) and there is no apt-get here; install them yourself"
+    _node_say "node or npm is missing; installing nodejs and npm with apt-get"
+    _node_as_root env DEBIAN_FRONTEND=noninteractive apt-get update -qq >&2
+    _node_as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nodejs npm >&2
+}
+
+_node_ensure() {
+    local wanted_hash stamp_hash=""
+    if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
+        _node_install
+    fi
+    node -e 'process.exit(Number(process.versions.node.split(".")[0]) >= 18 ? 0 : 1)' \
+        || _node_die "node >= 18 is required, found $(node --version)"
+    wanted_hash="$(cat "$_NODE_CLIENT/package-lock.json" "${BASH_SOURCE[0]}" | sha256sum | cut -d' ' -f1)"
+    [[ -f $_NODE_STAMP ]] && read -r stamp_hash <"$_NODE_STAMP"
+    [[ $stamp_hash == "$wanted_hash" ]] && return 0
+    _node_say "installing clients/js dependencies (npm ci: package-lock.json changed or first run)"
+    (cd "$_NODE_CLIENT" && npm ci --no-audit --no-fund --loglevel=error >&2)
+    printf '%s\n' "$wanted_hash" >"$_NODE_STAMP"
+}
+
+_node_ensure
