@@ -848,9 +848,25 @@ export class Client extends Emitter {
         return this.#onReply(frame);
       case "unsubscribed":
         return this.#unsubscribed(frame.channel, new RealtimeError("unsubscribed", frame.reason ?? "ended by the gateway"));
+      case "recovery":
+        return this.#onRecovery(frame);
       default:
         return; // pong (any frame keeps the connection alive), and types added later
     }
+  }
+
+  /**
+   * The gateway could not replay exactly what its own bus outage (or a join's catch-up)
+   * missed: the same news as a resubscribe answered `recovered: false`.
+   * @param {any} frame
+   */
+  #onRecovery(frame) {
+    const channel = this.#channels.get(frame.channel);
+    if (!channel) return;
+    channel.position = null; // what follows starts afresh, in order, whatever its positions
+    const data = { position: frame.position ?? null, recovered: false };
+    for (const holder of channel.holders) holder._emit("recovered", false, data);
+    this.emit("recovered", { channel: channel.name, ok: false, data });
   }
 
   /** @param {any} frame */

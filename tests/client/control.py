@@ -11,6 +11,9 @@ Routes (JSON answers):
 ``POST /gateways/<name>/restart``
     Waits for that gateway's process to end (SIGTERM after a grace period if it still runs),
     then starts a new one on its port; answers like ``POST /gateways``.
+``POST /outages/<gateway id>/<room>``
+    A bus outage of that gateway (its pub/sub connection killed) in which the room's history
+    was trimmed past every position, so that its recovery cannot be exact: ``{"killed": n}``.
 ``GET /streams/<service>``
     ``{"length": n}``: the entries in the service's request stream (so a test can wait until
     a request has reached the bus).
@@ -80,6 +83,19 @@ class Control:
         with redis.Redis.from_url(self.redis_url) as client:
             return {"length": int(client.xlen(request_stream(service)))}
 
+    def outage(self, gateway_id: str, room: str) -> dict[str, Any]:
+        with redis.Redis.from_url(self.redis_url, decode_responses=True) as client:
+            # What chat's retention records when it trims (chat_service/lua/send.lua).
+            client.hset(f"chat:room:{room}", "trimmed", "99999999999999-0")
+            listeners = [
+                entry["id"]
+                for entry in client.client_list(_type="pubsub")
+                if entry["name"] == gateway_id
+            ]
+            for listener in listeners:
+                client.client_kill_filter(_id=listener)
+        return {"killed": len(listeners)}
+
     def reset(self) -> None:
         """After a test: resume whatever it paused (SIGSTOP) and stop its private gateways."""
         for process in self.launcher.processes:
@@ -97,6 +113,11 @@ _ROUTES: list[tuple[str, re.Pattern[str], Callable[[Control, re.Match[str]], dic
         "POST",
         re.compile(r"/gateways/(\w+)/restart"),
         lambda control, match: control.restart_gateway(match[1]),
+    ),
+    (
+        "POST",
+        re.compile(r"/outages/([\w.-]+)/([\w.-]+)"),
+        lambda control, match: control.outage(match[1], match[2]),
     ),
     ("GET", re.compile(r"/streams/(\w+)"), lambda control, match: control.stream_length(match[1])),
 ]

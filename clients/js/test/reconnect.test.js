@@ -104,3 +104,25 @@ test("a channel without history reports recovered false after a reconnect, and i
   assert.deepEqual(recovered, [false]);
   assert.equal(subscription.active, true);
 });
+
+test("a bus outage of the gateway whose replay cannot be exact is reported as recovered: false, and events go on", async () => {
+  const room = unique("room");
+  const { client: alice, log } = open(unique("alice"));
+  const { client: bob } = open(unique("bob"));
+  const welcome = await alice.ready;
+  await alice.request("chat.join", { room });
+  await bob.request("chat.join", { room });
+  await bob.request("chat.send", { room, text: "before" });
+  await waitFor(() => texts(log.events, room).length === 1);
+  /** @type {any[]} */
+  const recoveries = [];
+  alice.on("recovered", (recovery) => recoveries.push(recovery));
+
+  const { killed } = await control.outage(welcome.gateway, room);
+  assert.equal(killed, 1);
+  await waitFor(() => recoveries.length === 1, { what: "the recovery notice" });
+  assert.deepEqual([recoveries[0].channel, recoveries[0].ok], [`chat:${room}`, false]);
+  await bob.request("chat.send", { room, text: "after" });
+  await waitFor(() => texts(log.events, room).includes("after"));
+  assert.equal(alice.state, "open");
+});

@@ -113,6 +113,9 @@ export const control = {
   /** Once the gateway's process has ended, a new one on its port. @returns {Promise<Gateway>} */
   restartGateway: (/** @type {Gateway} */ gateway) =>
     call("POST", `${env.controlUrl}/gateways/${gateway.name}/restart`),
+  /** Cut the gateway's bus connection, the room's history trimmed past every position. */
+  outage: (/** @type {string} */ gatewayId, /** @type {string} */ room) =>
+    call("POST", `${env.controlUrl}/outages/${gatewayId}/${room}`),
   /** Entries in a service's request stream. @returns {Promise<number>} */
   streamLength: async (/** @type {string} */ service) =>
     (await call("GET", `${env.controlUrl}/streams/${service}`)).length,
