@@ -90,7 +90,8 @@ export class Subscription extends Emitter<SubscriptionEvents> {
  *   when the reply is read, so that state changes before the next frame is handled.
  * @property {boolean} retry Has an idempotency key: resent after a reconnect.
  * @property {number} deadline
- * @property {ReturnType<typeof setTimeout> | undefined} timer
+ * @property {ReturnType<typeof setTimeout> | undefined} timer Its deadline.
+ * @property {ReturnType<typeof setTimeout> | undefined} resend A resend after `service_unavailable`.
  * @property {number | null} ref
  */
 /**
@@ -326,7 +327,14 @@ export type Call = {
      */
     retry: boolean;
     deadline: number;
+    /**
+     * Its deadline.
+     */
     timer: ReturnType<typeof setTimeout> | undefined;
+    /**
+     * A resend after `service_unavailable`.
+     */
+    resend: ReturnType<typeof setTimeout> | undefined;
     ref: number | null;
 };
 /**

@@ -207,7 +207,7 @@ export class Subscription extends Emitter {
   #release;
   #active = true;
   /** @type {ChannelState} */
-  #state;
+  #channel;
 
   /**
    * @param {ChannelState} channel
@@ -217,7 +217,7 @@ export class Subscription extends Emitter {
     super();
     /** @readonly */
     this.channel = channel.name;
-    this.#state = channel;
+    this.#channel = channel;
     this.#release = release;
     this.ready = new Promise((resolve, reject) => {
       this.#resolve = resolve;
@@ -228,7 +228,7 @@ export class Subscription extends Emitter {
 
   /** The position of the last event delivered on this channel (or of its reply). */
   get position() {
-    return this.#state.position;
+    return this.#channel.position;
   }
 
   /** False once unsubscribed, refused, or ended by the gateway. */
@@ -312,7 +312,8 @@ class ChannelState {
  *   when the reply is read, so that state changes before the next frame is handled.
  * @property {boolean} retry Has an idempotency key: resent after a reconnect.
  * @property {number} deadline
- * @property {ReturnType<typeof setTimeout> | undefined} timer
+ * @property {ReturnType<typeof setTimeout> | undefined} timer Its deadline.
+ * @property {ReturnType<typeof setTimeout> | undefined} resend A resend after `service_unavailable`.
  * @property {number | null} ref
  */
 
@@ -408,7 +409,7 @@ export class Client extends Emitter {
   request(type, data = {}, options = {}) {
     const fields = this.#withIdempotencyKey(type, data);
     return new Promise((resolve, reject) => {
-      const call = this.#call(type, fields, options.timeout, (error, reply) => {
+      this.#call(type, fields, options.timeout, (error, reply) => {
         if (error) {
           error.request = { type, data: fields };
           reject(error);
@@ -417,7 +418,6 @@ export class Client extends Emitter {
           resolve(reply);
         }
       });
-      call.retry = this.#idempotencyFields[type] != null;
     });
   }
 
@@ -658,8 +658,9 @@ export class Client extends Emitter {
    */
   #call(type, fields, timeout, settle) {
     const wait = timeout ?? this.#options.requestTimeout;
+    const retry = this.#idempotencyFields[type] != null;
     /** @type {Call} */
-    const call = { type, fields, settle, retry: false, deadline: Date.now() + wait, timer: undefined, ref: null };
+    const call = { type, fields, settle, retry, deadline: Date.now() + wait, timer: undefined, resend: undefined, ref: null };
     if (this.#state === "closed") {
       settle(new RealtimeError("closed", "the client is closed"), null);
       return call;
@@ -681,7 +682,7 @@ export class Client extends Emitter {
   #internal(type, fields, settle) {
     const timeout = this.#options.requestTimeout;
     /** @type {Call} */
-    const call = { type, fields, settle, retry: false, deadline: Date.now() + timeout, timer: undefined, ref: null };
+    const call = { type, fields, settle, retry: false, deadline: Date.now() + timeout, timer: undefined, resend: undefined, ref: null };
     call.timer = setTimeout(() => this.#expire(call), timeout);
     return call;
   }
@@ -698,6 +699,7 @@ export class Client extends Emitter {
   /** @param {Call} call @param {RealtimeError | null} error @param {any} [data] */
   #settle(call, error, data = null) {
     clearTimeout(call.timer);
+    clearTimeout(call.resend);
     if (call.ref != null) this.#pending.delete(call.ref);
     call.ref = null;
     call.settle(error, data);
@@ -886,7 +888,7 @@ export class Client extends Emitter {
     if (call.ref != null) this.#pending.delete(call.ref);
     call.ref = null;
     this.#queue.push(call);
-    setTimeout(() => {
+    call.resend = setTimeout(() => {
       const queued = this.#queue.indexOf(call);
       if (queued >= 0 && this.#state === "open") {
         this.#queue.splice(queued, 1);

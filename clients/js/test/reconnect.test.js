@@ -89,3 +89,18 @@ test("a request without an idempotency key that was in flight when the connectio
   });
   assert.equal(error.code, "connection_lost");
 });
+
+test("a channel without history reports recovered false after a reconnect, and its subscription goes on", async () => {
+  const gateway = await control.startGateway();
+  const { client } = open(unique("u"), { url: gateway.url });
+  const subscription = client.subscribe(`presence:${unique("lobby")}`);
+  /** @type {boolean[]} */
+  const recovered = [];
+  subscription.on("recovered", (ok) => recovered.push(ok));
+  await subscription.ready;
+  process.kill(gateway.pid, "SIGKILL");
+  await control.restartGateway(gateway);
+  await waitFor(() => recovered.length === 1, { timeout: 10_000 });
+  assert.deepEqual(recovered, [false]);
+  assert.equal(subscription.active, true);
+});
