@@ -42,9 +42,20 @@ function showState(state) {
 
 async function start(user, token) {
   const client = connect(endpoint(), { token });
+  showState(client.state); // "connecting": the first state comes with no event
+  let away = false;
   client.on("state", (state) => {
     showState(state);
-    if (state === "reconnecting") note("Connection lost: reconnecting…", "warning");
+    if (state === "reconnecting" && !away) {
+      away = true;
+      note("Connection lost: reconnecting…", "warning");
+    } else if (state === "open" && away) {
+      // Rooms and auctions say what they recovered after this (their own notes replace it).
+      away = false;
+      note("Reconnected.");
+    } else if (state === "closed") {
+      note("Disconnected for good: reload the page to sign in again.", "error");
+    }
   });
   const welcome = await client.ready;
   const name = (welcome && welcome.user) || user;
