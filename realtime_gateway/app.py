@@ -14,7 +14,7 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import FileResponse, JSONResponse, Response
+from starlette.responses import FileResponse, HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
@@ -52,6 +52,17 @@ CLIENT_FILES = {
     "realtime.js": "application/javascript",
     "realtime.d.ts": "application/typescript",
 }
+#: The browser demo (plain HTML, CSS and ES modules): ``/`` is its page, ``/demo/<file>`` the rest.
+DEMO = STATIC / "demo"
+#: What the demo folder may serve, by suffix; any other file is a 404.
+DEMO_TYPES = {
+    ".js": "text/javascript; charset=utf-8",
+    ".css": "text/css; charset=utf-8",
+    ".html": "text/html; charset=utf-8",
+    ".png": "image/png",
+    ".svg": "image/svg+xml",
+}
+_DEMO_NAME = re.compile(r"[a-z0-9][a-z0-9_-]*\.[a-z0-9]+")
 _DEV_USER = re.compile(r"[A-Za-z0-9_.@-]{1,64}")
 
 
@@ -68,6 +79,7 @@ class GatewayApp:
             *health_routes(self._ready),
             Route("/", self._index),
             Route("/client/{name}", self._client_file),
+            Route("/demo/{name}", self._demo_file),
         ]
         if settings.dev:
             routes.append(Route("/dev/token", self._dev_token))
@@ -159,7 +171,20 @@ class GatewayApp:
     # HTTP.
 
     async def _index(self, request: Request) -> Response:
-        return FileResponse(STATIC / "index.html")
+        # The page learns the mode from its markup, so that it never probes /dev/token (a
+        # 404 there would be an error in the browser's console).
+        page = (DEMO / "index.html").read_text(encoding="utf-8")
+        mode = "dev" if self.settings.dev else "token"
+        return HTMLResponse(page.replace('data-mode="token"', f'data-mode="{mode}"', 1))
+
+    async def _demo_file(self, request: Request) -> Response:
+        """One file of the demo folder: a plain name (no slash, no dot first), a known type."""
+        name: str = request.path_params["name"]
+        media_type = DEMO_TYPES.get(Path(name).suffix)
+        path = DEMO / name
+        if media_type is None or not _DEMO_NAME.fullmatch(name) or not path.is_file():
+            return Response("not found\n", status_code=404, media_type="text/plain")
+        return FileResponse(path, media_type=media_type, headers={"Cache-Control": "no-cache"})
 
     async def _client_file(self, request: Request) -> Response:
         name = request.path_params["name"]

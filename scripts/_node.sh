@@ -1,6 +1,7 @@
 # shellcheck shell=bash
-# Sourced by scripts/test: makes sure node and npm exist and clients/js/node_modules matches
-# clients/js/package-lock.json (the JavaScript client's test dependencies).
+# Sourced by scripts/test: makes sure node and npm exist and that node_modules matches
+# package-lock.json in each of _NODE_PACKAGES: clients/js (the JavaScript client's test
+# dependencies) and tests/wscat (the wscat that replays the README's sessions).
 #
 # Node >= 18 is needed (node --test, fetch). Without node or npm on PATH, Debian's nodejs and
 # npm packages are installed with apt-get (as root, or through sudo). `npm ci` runs when
@@ -9,8 +10,7 @@
 # cost a hash. Messages go to stderr.
 
 _NODE_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-_NODE_CLIENT="$_NODE_ROOT/clients/js"
-_NODE_STAMP="$_NODE_CLIENT/node_modules/.realtime-install-stamp"
+_NODE_PACKAGES=(clients/js tests/wscat)
 
 _node_say() { printf '[node] %s\n' "$*" >&2; }
 _node_die() { printf '[node] error: %s\n' "$*" >&2; exit 1; }
@@ -33,19 +33,28 @@ _node_install() {
     _node_as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nodejs npm >&2
 }
 
+# npm ci in one package folder (relative to the repository) unless its stamp is current.
+_node_install_package() {
+    local folder="$_NODE_ROOT/$1" wanted_hash stamp_hash=""
+    local stamp="$folder/node_modules/.realtime-install-stamp"
+    wanted_hash="$(cat "$folder/package-lock.json" "${BASH_SOURCE[0]}" | sha256sum | cut -d' ' -f1)"
+    [[ -f $stamp ]] && read -r stamp_hash <"$stamp"
+    [[ $stamp_hash == "$wanted_hash" ]] && return 0
+    _node_say "installing $1 dependencies (npm ci: package-lock.json changed or first run)"
+    (cd "$folder" && npm ci --no-audit --no-fund --loglevel=error >&2)
+    printf '%s\n' "$wanted_hash" >"$stamp"
+}
+
 _node_ensure() {
-    local wanted_hash stamp_hash=""
+    local package
     if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
         _node_install
     fi
     node -e 'process.exit(Number(process.versions.node.split(".")[0]) >= 18 ? 0 : 1)' \
         || _node_die "node >= 18 is required, found $(node --version)"
-    wanted_hash="$(cat "$_NODE_CLIENT/package-lock.json" "${BASH_SOURCE[0]}" | sha256sum | cut -d' ' -f1)"
-    [[ -f $_NODE_STAMP ]] && read -r stamp_hash <"$_NODE_STAMP"
-    [[ $stamp_hash == "$wanted_hash" ]] && return 0
-    _node_say "installing clients/js dependencies (npm ci: package-lock.json changed or first run)"
-    (cd "$_NODE_CLIENT" && npm ci --no-audit --no-fund --loglevel=error >&2)
-    printf '%s\n' "$wanted_hash" >"$_NODE_STAMP"
+    for package in "${_NODE_PACKAGES[@]}"; do
+        _node_install_package "$package"
+    done
 }
 
 _node_ensure

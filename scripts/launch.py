@@ -1,5 +1,9 @@
 """Development launcher behind ``scripts/run``: Redis plus every service, output interleaved.
 
+``launch.py [NAME ...]`` starts only the processes named (``gateway``, ``chat``, ``presence``,
+``bids``), for instance a second gateway beside a running system, or the services without
+one; without names it starts them all.
+
 Redis is ``RT_REDIS_URL`` when set (it must be Redis >= 7 or Valkey), else a private server on
 ``RT_REDIS_PORT`` (default 6390). Children get ``RT_REDIS_URL``, ``RT_JWT_SECRET_FILE`` (a
 secret made once in ``.dev/``) and ``RT_DEV=1``. Ctrl-C or SIGTERM stops every child (SIGTERM,
@@ -283,8 +287,21 @@ async def launch(specs: Sequence[ProcessSpec]) -> int:
             output.line(LAUNCHER_NAME, "stopped Redis")
 
 
-def main() -> int:
-    return asyncio.run(launch(PROCESSES))
+def select(names: Sequence[str]) -> tuple[ProcessSpec, ...] | str:
+    """The specs named (all of them for no name), in table order; or an error message."""
+    known = {spec.name for spec in PROCESSES}
+    unknown = [name for name in names if name not in known]
+    if unknown:
+        return f"unknown process {', '.join(unknown)}: choose among {', '.join(sorted(known))}"
+    return tuple(spec for spec in PROCESSES if not names or spec.name in names)
+
+
+def main(argv: Sequence[str] = sys.argv[1:]) -> int:
+    specs = select(argv)
+    if isinstance(specs, str):
+        print(f"launch: {specs}", file=sys.stderr)
+        return 2
+    return asyncio.run(launch(specs))
 
 
 if __name__ == "__main__":

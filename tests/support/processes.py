@@ -88,10 +88,21 @@ def metric_value(text: str, name: str, labels: Mapping[str, str] | None = None) 
 
 
 class ManagedProcess:
-    """One ``python -m`` process listening on ``port``, with its log in ``log_path``."""
+    """One ``python -m`` process listening on ``port``, with its log in ``log_path``.
+
+    ``command``, when given, is run instead of ``python -m <module> <args>``.
+    """
 
     def __init__(
-        self, name: str, module: str, args: list[str], env: dict[str, str], port: int, log: Path
+        self,
+        name: str,
+        module: str,
+        args: list[str],
+        env: dict[str, str],
+        port: int,
+        log: Path,
+        *,
+        command: list[str] | None = None,
     ) -> None:
         self.name = name
         self.module = module
@@ -100,7 +111,7 @@ class ManagedProcess:
         self.log_path = log
         self._log_file = log.open("ab")
         self.process = subprocess.Popen(
-            [sys.executable, "-m", module, *args],
+            command or [sys.executable, "-m", module, *args],
             cwd=REPO_ROOT,
             env=env,
             stdin=subprocess.DEVNULL,

@@ -1,0 +1,172 @@
+"""The whole system started the way ``scripts/run`` starts it: ``scripts/launch.py``.
+
+Each :class:`Launch` is one ``scripts/launch.py [NAME ...]`` process (development mode, the
+repository's ``.dev/`` secrets) on free loopback ports and a Redis of the test's choosing;
+its children are the gateway and the services. :class:`System` holds the services'
+launcher and any number of gateway launchers, so that a test can kill one gateway (SIGKILL
+by PID) and start it again on the same port. Everything is stopped by PID.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import psutil
+
+from tests.support.ports import free_port
+from tests.support.processes import (
+    REPO_ROOT,
+    START_TIMEOUT,
+    STOP_TIMEOUT,
+    ManagedProcess,
+    http_get,
+)
+
+
+__all__ = ["BIDS_ADMIN_TOKEN_PATH", "SERVICES", "Launch", "System"]
+
+LAUNCH_SCRIPT = REPO_ROOT / "scripts" / "launch.py"
+#: Where the launcher keeps the bids admin token (scripts/launch.py makes it once).
+BIDS_ADMIN_TOKEN_PATH = REPO_ROOT / ".dev" / "bids-admin-token"
+#: The service processes launch.py knows, and the variable that sets each one's port.
+SERVICES = {"chat": "RT_CHAT_PORT", "presence": "RT_PRESENCE_PORT", "bids": "RT_BIDS_PORT"}
+_MODULES = {
+    "gateway": "realtime_gateway",
+    "chat": "chat_service",
+    "presence": "presence_service",
+    "bids": "bids_service",
+}
+_POLL = 0.05
+
+
+class Launch(ManagedProcess):
+    """One ``scripts/launch.py`` process and the children it starts, output in a log file.
+
+    Its ``port`` is its first child's; ``ports`` has every child's.
+    """
+
+    def __init__(
+        self, names: Sequence[str], env: Mapping[str, str], ports: Mapping[str, int], log: Path
+    ) -> None:
+        self.names = list(names)
+        self.ports = dict(ports)
+        command = [sys.executable, str(LAUNCH_SCRIPT), *names]
+        name = f"launch-{'-'.join(names)}"
+        super().__init__(name, "", [], dict(env), self.ports[names[0]], log, command=command)
+
+    def wait_ready(self, timeout: float = START_TIMEOUT) -> None:
+        """Return once every child answers 200 on /readyz; fail if the launcher exits."""
+        deadline = time.monotonic() + timeout
+        waiting = set(self.names)
+        while waiting:
+            if not self.running:
+                raise AssertionError(f"the launcher exited while starting: {self.describe()}")
+            waiting = {
+                name
+                for name in waiting
+                if http_get(f"http://127.0.0.1:{self.ports[name]}/readyz", 1.0)[0] != 200
+            }
+            if waiting and time.monotonic() > deadline:
+                raise AssertionError(
+                    f"{sorted(waiting)} not ready in {timeout} s: {self.describe()}"
+                )
+            time.sleep(_POLL)
+
+    def child(self, name: str) -> psutil.Process:
+        """The child process running ``name`` (launch.py runs each as ``python -m <module>``)."""
+        module = _MODULES[name]
+        for child in psutil.Process(self.pid).children():
+            if module in child.cmdline():
+                return child
+        raise AssertionError(f"{self!r} has no {name} child: {self.describe()}")
+
+    def stop(self, timeout: float = STOP_TIMEOUT) -> int:
+        """SIGTERM the launcher, which stops its children in order (10 s each at most);
+        whatever is left after that is SIGKILLed, children first."""
+        if self.running:
+            children = psutil.Process(self.pid).children()
+            os.kill(self.pid, signal.SIGTERM)
+            if self.wait(timeout + 10) is None:
+                for child in children:
+                    child.kill()
+        return super().stop(timeout)
+
+
+class System:
+    """The services (one launcher) and gateways (one launcher each) on one Redis."""
+
+    def __init__(self, redis_url: str, log_dir: Path, prefix: str) -> None:
+        self.redis_url = redis_url
+        self.log_dir = log_dir
+        self.prefix = prefix
+        self.ports = {name: free_port() for name in SERVICES}
+        self.services: Launch | None = None
+        self.gateways: list[Launch] = []
+
+    def _env(self, ports: Mapping[str, int]) -> dict[str, str]:
+        # None of the caller's RT_* settings leak in; the launcher adds RT_DEV and the secrets.
+        env = {key: value for key, value in os.environ.items() if not key.startswith("RT_")}
+        env.update(
+            {
+                "RT_REDIS_URL": self.redis_url,
+                "RT_LOG_FORMAT": "console",
+                "NO_COLOR": "1",
+                "RT_PORT": str(ports.get("gateway", 0)),
+            }
+        )
+        env.update({SERVICES[name]: str(port) for name, port in ports.items() if name in SERVICES})
+        return env
+
+    def _launch(self, names: Sequence[str], ports: Mapping[str, int]) -> Launch:
+        log = self.log_dir / f"launch-{self.prefix}-{'-'.join(names)}-{free_port()}.log"
+        return Launch(names, self._env(ports), ports, log)
+
+    def start(self, gateways: int = 1, *, together: bool = False) -> System:
+        """Start the services and ``gateways`` gateways; ``together``: all in one launcher,
+        exactly as ``scripts/run`` does (then no gateway can be restarted alone)."""
+        if together:
+            ports = {"gateway": free_port(), **self.ports}
+            launch = self._launch(["gateway", *SERVICES], ports)
+            self.services = launch
+            self.gateways.append(launch)
+        else:
+            self.services = self._launch(list(SERVICES), self.ports)
+            for _ in range(gateways):
+                self.gateways.append(self._launch(["gateway"], {"gateway": free_port()}))
+        for launch in [self.services, *self.gateways]:
+            launch.wait_ready()
+        return self
+
+    def gateway_port(self, index: int = 0) -> int:
+        return self.gateways[index].ports["gateway"]
+
+    def base_url(self, index: int = 0) -> str:
+        return f"http://127.0.0.1:{self.gateway_port(index)}"
+
+    def kill_gateway(self, index: int = 0) -> None:
+        """SIGKILL gateway ``index`` (no goodbye to anyone); its launcher then exits."""
+        launch = self.gateways[index]
+        launch.child("gateway").kill()
+        launch.stop()
+
+    def start_gateway_again(self, index: int = 0) -> None:
+        """A new gateway launcher on the port of gateway ``index``, once it is ready."""
+        ports = self.gateways[index].ports
+        self.gateways[index] = self._launch(["gateway"], ports)
+        self.gateways[index].wait_ready()
+
+    def service(self, name: str) -> psutil.Process:
+        assert self.services is not None
+        return self.services.child(name)
+
+    def stop(self) -> None:
+        for launch in [*self.gateways, self.services]:
+            if launch is not None:
+                launch.stop()  # idempotent
+        self.gateways.clear()
+        self.services = None

@@ -1,0 +1,1 @@
+"""The README's wscat sessions, replayed with the real wscat against the real system."""
