@@ -6,6 +6,8 @@ from __future__ import annotations
 __all__ = [
     "EVENT_CHANNEL_PREFIX",
     "GATEWAY_LEASES",
+    "REVOCATIONS",
+    "REVOKED",
     "event_channel",
     "reply_channel",
     "request_stream",
@@ -20,6 +22,13 @@ EVENT_CHANNEL_PREFIX = "ch:"
 #: Sorted set: gateway id -> lease expiry (ms since the epoch). A gateway renews its own
 #: lease while it runs; one whose lease has passed is dead, and what it held is released.
 GATEWAY_LEASES = "gw:leases"
+
+#: Pub/sub channel: every gateway hears each revocation of a user or a token (``jti``).
+REVOCATIONS = "gw:revocations"
+
+#: Sorted set: revocation message (msgpack) -> when it ends (ms since the epoch), so that a
+#: gateway that starts, or reconnects, learns those in force. Expires with the last of them.
+REVOKED = "gw:revoked"
 
 
 def request_stream(service: str) -> str:

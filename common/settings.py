@@ -13,10 +13,19 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from common.entropy import weakness
 from common.errors import ConfigError
 
 
-__all__ = ["BusSettings", "Env", "GatewaySettings", "LogSettings", "Secret", "ServiceSettings"]
+__all__ = [
+    "BusSettings",
+    "Env",
+    "GatewaySettings",
+    "LogSettings",
+    "Secret",
+    "ServiceSettings",
+    "TokenSettings",
+]
 
 PREFIX = "RT_"
 _TRUE = {"1", "true", "yes", "on"}
@@ -57,6 +66,10 @@ class Env:
     def optional_string(self, name: str) -> str | None:
         value = self._raw(name)
         return value or None
+
+    def optional_path(self, name: str) -> Path | None:
+        value = self._raw(name)
+        return Path(value) if value else None
 
     def integer(self, name: str, default: int, *, minimum: int = 0) -> int:
         raw = self._raw(name)
@@ -121,9 +134,63 @@ class BusSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class TokenSettings:
+    """Where the keys that verify tokens come from, and the claims required of tokens."""
+
+    #: HS256 secret; None when only public keys verify tokens.
+    secret: Secret | None
+    #: The ``kid`` of tokens signed with the secret (None: tokens without a ``kid``).
+    secret_kid: str | None = None
+    #: A JWKS document of the identity provider's public keys, re-read when it changes.
+    jwks_file: Path | None = None
+    #: One public key in PEM, re-read when it changes, and its ``kid`` (None: no ``kid``).
+    public_key_file: Path | None = None
+    public_key_kid: str | None = None
+    issuer: str | None = None
+    audience: str | None = None
+    #: Seconds of clock skew allowed to ``nbf`` and ``iat``.
+    leeway: float = 5.0
+    #: Seconds between two looks at the key files' modification times.
+    keys_poll: float = 5.0
+    #: Seconds before ``exp`` that a connection is sent ``token_expiring`` (0: never).
+    expiring_notice: float = 60.0
+
+    @classmethod
+    def from_env(cls, env: Env, *, dev: bool) -> TokenSettings:
+        """Raises: ConfigError: no key at all outside dev mode, or a weak secret."""
+        secret = env.secret("JWT_SECRET")
+        jwks_file = env.optional_path("JWT_JWKS_FILE")
+        public_key_file = env.optional_path("JWT_PUBLIC_KEY_FILE")
+        if secret is None and dev:
+            secret = Secret(secrets.token_hex(32))
+        elif secret is None and jwks_file is None and public_key_file is None:
+            raise ConfigError(
+                "no token key: set RT_JWT_SECRET (or RT_JWT_SECRET_FILE), RT_JWT_JWKS_FILE "
+                "or RT_JWT_PUBLIC_KEY_FILE (or RT_DEV=1 for a throw-away development secret)"
+            )
+        elif secret is not None and not dev and (reason := weakness(secret.reveal())):
+            raise ConfigError(
+                f"the JWT secret is too weak: {reason}; use at least 32 random characters, "
+                "e.g. the output of 'openssl rand -hex 32'"
+            )
+        return cls(
+            secret=secret,
+            secret_kid=env.optional_string("JWT_SECRET_KID"),
+            jwks_file=jwks_file,
+            public_key_file=public_key_file,
+            public_key_kid=env.optional_string("JWT_PUBLIC_KEY_KID"),
+            issuer=env.optional_string("JWT_ISSUER"),
+            audience=env.optional_string("JWT_AUDIENCE"),
+            leeway=env.number("JWT_LEEWAY", 5.0),
+            keys_poll=env.number("JWT_KEYS_POLL", 5.0, minimum=0.05),
+            expiring_notice=env.number("TOKEN_EXPIRING_NOTICE", 60.0),
+        )
+
+
+@dataclass(frozen=True, slots=True)
 class GatewaySettings:
     bus: BusSettings
-    jwt_secret: Secret
+    tokens: TokenSettings
     host: str = "127.0.0.1"
     port: int = 8000
     dev: bool = False
@@ -150,26 +217,18 @@ class GatewaySettings:
         """Read the gateway's settings.
 
         Raises:
-            ConfigError: a value does not parse, or no JWT secret is set outside dev mode.
+            ConfigError: a value does not parse, no token key is set outside dev mode, or
+                the JWT secret is too weak.
         """
         env = env or Env()
         dev = env.flag("DEV", False)
-        jwt_secret = env.secret("JWT_SECRET")
-        if jwt_secret is None:
-            if not dev:
-                raise ConfigError(
-                    "no JWT secret: set RT_JWT_SECRET or RT_JWT_SECRET_FILE "
-                    "(or RT_DEV=1 for a throw-away development secret)"
-                )
-            jwt_secret = Secret(secrets.token_hex(32))
-        elif len(jwt_secret.reveal()) < 32 and not dev:
-            raise ConfigError("the JWT secret must be at least 32 characters")
+        tokens = TokenSettings.from_env(env, dev=dev)
         # Every run gets its own id, even under a fixed prefix: a gateway that crashed and came
         # back at once must not renew the lease (and own the connections) of its past life.
         gateway_id = (env.optional_string("GATEWAY_ID") or "gw") + "-" + secrets.token_hex(4)
         return cls(
             bus=BusSettings.from_env(env),
-            jwt_secret=jwt_secret,
+            tokens=tokens,
             host=env.string("HOST", "127.0.0.1"),
             port=env.integer("PORT", 8000),
             dev=dev,

@@ -29,11 +29,12 @@ def main() -> int:
     configure_logging(log.level, log.format)
     try:
         settings = GatewaySettings.from_env(env)
+        app = create_app(settings)
     except ConfigError as exc:
         logger.error("cannot start: %s", exc)
         return 2
     config = uvicorn.Config(
-        create_app(settings),
+        app,
         host=settings.host,
         port=settings.port,
         # Named explicitly: "auto" picks websockets' deprecated legacy implementation, and

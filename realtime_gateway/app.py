@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import logging
 import re
+import signal
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
@@ -18,13 +19,13 @@ from starlette.responses import FileResponse, HTMLResponse, JSONResponse, Respon
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
-from common.auth import issue_token
+from common.auth import ClaimRules, issue_token
 from common.bus.listener import PubSubListener
 from common.bus.producer import RequestProducer
 from common.envelope import now_ms
 from common.errors import CloseCode
 from common.health import health_routes, redis_answers
-from common.keys import EVENT_CHANNEL_PREFIX, GATEWAY_LEASES, reply_channel
+from common.keys import EVENT_CHANNEL_PREFIX, GATEWAY_LEASES, REVOCATIONS, reply_channel
 from common.log import connection_id
 from common.redis_client import check_redis_at_start, connect_redis
 from common.settings import GatewaySettings
@@ -32,8 +33,11 @@ from common.tasks import cancel_and_wait, raise_if_cancelled
 from realtime_gateway.connection import Connection
 from realtime_gateway.gateway import Gateway
 from realtime_gateway.hub import Hub
+from realtime_gateway.keystore import KeyStore
 from realtime_gateway.metrics import GatewayMetrics
+from realtime_gateway.revoker import Revoker
 from realtime_gateway.routing import Router
+from realtime_gateway.tasks import spawn
 from realtime_gateway.wsproto import (
     OUTBOX_EXTENSION,
     GatewayWebSocketProtocol,
@@ -70,9 +74,12 @@ class GatewayApp:
     """Routes ``/ws`` straight to the WebSocket handler and everything else to Starlette."""
 
     def __init__(self, settings: GatewaySettings) -> None:
+        """Raises: ConfigError: the token keys cannot be loaded."""
         self.settings = settings
         self.metrics = GatewayMetrics()
+        self.keys = KeyStore(settings.tokens)
         self.gateway: Gateway | None = None
+        self._revoker: Revoker | None = None
         self._listener: PubSubListener | None = None
         self._redis: Redis | None = None
         routes = [
@@ -120,26 +127,42 @@ class GatewayApp:
                 router.on_message(body)
             elif channel.startswith(EVENT_CHANNEL_PREFIX):
                 hub.on_event(channel[len(EVENT_CHANNEL_PREFIX) :], body)
+            elif channel == REVOCATIONS:
+                revoker.on_message(body)
+
+        def on_reconnect() -> None:
+            hub.recover()
+            # Revocations published while the bus was away were never heard.
+            spawn(revoker.sync(redis))
 
         listener = PubSubListener(
             bus,
             on_message,
-            [replies],
+            [replies, REVOCATIONS],
             on_error=self.metrics.bus_errors.inc,
-            on_reconnect=lambda: hub.recover(),
+            on_reconnect=on_reconnect,
         )
         hub = Hub(listener, router, self.metrics)
-        self.gateway = Gateway(settings, hub, router, self.metrics)
+        tokens = settings.tokens
+        rules = ClaimRules(issuer=tokens.issuer, audience=tokens.audience, leeway=tokens.leeway)
+        self.gateway = Gateway(settings, hub, router, self.metrics, self.keys, rules)
+        revoker = self._revoker = Revoker(self.gateway)
         self._batcher = WriteBatcher(asyncio.get_running_loop())
         self._listener, self._redis = listener, redis
         tasks = [
             asyncio.create_task(listener.run(), name="bus-listener"),
             asyncio.create_task(self._renew_lease(redis), name="gateway-lease"),
+            asyncio.create_task(self._first_sync(listener, revoker, redis), name="revocations"),
         ]
+        if self.keys.watches_files:
+            tasks.append(asyncio.create_task(self.keys.watch(), name="token-keys"))
+        loop = asyncio.get_running_loop()
+        loop.add_signal_handler(signal.SIGHUP, self._reload_keys)
         logger.info("gateway started", extra={"gateway": settings.gateway_id})
         try:
             yield
         finally:
+            loop.remove_signal_handler(signal.SIGHUP)
             self.gateway.accepting = False
             # The producer first: connections closed during shutdown still tell presence.
             await router.aclose()
@@ -147,6 +170,16 @@ class GatewayApp:
             await bus.aclose()
             await redis.aclose()
             logger.info("gateway stopped", extra={"gateway": settings.gateway_id})
+
+    @staticmethod
+    async def _first_sync(listener: PubSubListener, revoker: Revoker, redis: Redis) -> None:
+        # Subscribed first: a revocation published after the load is then heard.
+        await listener.wait_connected()
+        await revoker.sync(redis)
+
+    def _reload_keys(self) -> None:
+        logger.info("SIGHUP: reloading the token keys")
+        self.keys.reload(force=True)
 
     async def _renew_lease(self, redis: Redis) -> None:
         """Keep this gateway's lease alive; the presence service drops what a dead one held."""
@@ -163,8 +196,10 @@ class GatewayApp:
             await asyncio.sleep(settings.lease_ttl / 3)
 
     async def _ready(self) -> bool:
-        listener, redis = self._listener, self._redis
+        listener, redis, revoker = self._listener, self._redis, self._revoker
         if listener is None or redis is None or not listener.connected:
+            return False
+        if revoker is None or not revoker.loaded:
             return False
         return await redis_answers(redis)
 
@@ -199,7 +234,10 @@ class GatewayApp:
             return JSONResponse(
                 {"error": "give ?user= with 1-64 letters, digits or _.@-"}, status_code=400
             )
-        return JSONResponse({"token": issue_token(self.settings.jwt_secret, user)})
+        # Dev mode always has a secret (a random one when none is configured).
+        secret = self.settings.tokens.secret
+        assert secret is not None
+        return JSONResponse({"token": issue_token(secret, user)})
 
     # WebSocket.
 

@@ -7,11 +7,12 @@ import logging
 import time
 from typing import Any
 
-from common.auth import verify_token
+from common.auth import Identity, verify_token
 from common.codec import dump_client, load_client
-from common.envelope import Reply
+from common.envelope import Reply, now_ms
 from common.errors import CloseCode, ErrorCode, ProtocolError
 from common.namespaces import Access, parse_channel
+from common.revocation import Revocation
 from realtime_gateway.frames import text_frame
 from realtime_gateway.gateway import Gateway
 from realtime_gateway.protocol import (
@@ -72,6 +73,7 @@ class Connection:
         "_auth_failures",
         "_awaiting",
         "_deadline",
+        "_identity",
         "_presence",
         "_presence_seq",
         "_refilled",
@@ -90,6 +92,8 @@ class Connection:
         self.outbox = outbox
         self.id = gateway.next_connection_id()
         self.user: str | None = None
+        #: What the connection's current token proved (a revocation is matched against it).
+        self._identity: Identity | None = None
         #: Channel -> whether granted (False while the owner's answer is awaited). A granted
         #: subscription counts (towards presence, for watching it) before the client hears
         #: of it; its events may still be held while a catch-up is on the way.
@@ -215,8 +219,11 @@ class Connection:
 
     def authenticate(self, token: object, ref: Ref) -> None:
         """Check a token; the first success welcomes, a later one may only extend."""
+        gateway = self.gateway
         try:
-            identity = verify_token(self.gateway.settings.jwt_secret, token)
+            identity = verify_token(gateway.keys.keys, token, gateway.rules)
+            if gateway.revocations.refuses(identity, now_ms()):
+                raise ProtocolError(ErrorCode.UNAUTHENTICATED, "the token has been revoked")
         except ProtocolError as exc:
             self.send(error_reply(ref, _error(exc.code, exc.message)))
             if exc.code is ErrorCode.UNAUTHENTICATED:
@@ -228,12 +235,8 @@ class Connection:
             error = _error(ErrorCode.FORBIDDEN, "a connection cannot change user")
             self.send(error_reply(ref, error))
             return
-        if self._deadline is not None:
-            self._deadline.cancel()
-        delay = max(0.0, identity.expires_at - time.time())
-        self._deadline = asyncio.get_running_loop().call_later(
-            delay, self.close, CloseCode.UNAUTHENTICATED, "token expired"
-        )
+        self._identity = identity
+        self._schedule_expiry(identity.expires_at)
         if self.user is not None:
             self.send(ok_reply(ref, {"user": self.user, "expires_at": identity.expires_at}))
             return
@@ -244,8 +247,40 @@ class Connection:
                 "ref": ref,
                 "connection": self.id,
                 "user": self.user,
-                "gateway": self.gateway.settings.gateway_id,
+                "gateway": gateway.settings.gateway_id,
             }
+        )
+
+    def revoked_by(self, revocation: Revocation) -> bool:
+        """Close the connection if ``revocation`` refuses its current token."""
+        if self._identity is None or not revocation.refuses(self._identity):
+            return False
+        self.close(CloseCode.UNAUTHENTICATED, "revoked")
+        return True
+
+    def _schedule_expiry(self, expires_at: float) -> None:
+        """One timer: to the ``token_expiring`` notice (when enabled), then to the close."""
+        if self._deadline is not None:
+            self._deadline.cancel()
+        notice = self.gateway.settings.tokens.expiring_notice
+        remaining = max(0.0, expires_at - time.time())
+        loop = asyncio.get_running_loop()
+        if notice > 0:
+            # A token with less left than the notice is told at once (after the reply).
+            delay = max(0.0, remaining - notice)
+            self._deadline = loop.call_later(delay, self._expiring, expires_at)
+        else:
+            self._deadline = loop.call_later(
+                remaining, self.close, CloseCode.UNAUTHENTICATED, "token expired"
+            )
+
+    def _expiring(self, expires_at: float) -> None:
+        self.send({"type": "token_expiring", "expires_at": expires_at})
+        self._deadline = asyncio.get_running_loop().call_later(
+            max(0.0, expires_at - time.time()),
+            self.close,
+            CloseCode.UNAUTHENTICATED,
+            "token expired",
         )
 
     # Requests to services.

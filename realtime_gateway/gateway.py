@@ -6,8 +6,11 @@ import itertools
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from common.auth import ClaimRules
+from common.revocation import RevocationSet
 from common.settings import GatewaySettings
 from realtime_gateway.hub import Hub
+from realtime_gateway.keystore import KeyStore
 from realtime_gateway.metrics import GatewayMetrics
 from realtime_gateway.routing import Router
 
@@ -24,6 +27,9 @@ class Gateway:
     hub: Hub
     router: Router
     metrics: GatewayMetrics
+    keys: KeyStore
+    rules: ClaimRules
+    revocations: RevocationSet = field(default_factory=RevocationSet)
     connections: dict[str, Connection] = field(default_factory=dict)
     accepting: bool = True
     _ids: itertools.count[int] = field(default_factory=lambda: itertools.count(1))

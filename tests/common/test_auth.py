@@ -1,4 +1,5 @@
-"""JWT tokens: issue and verify, and every way a token is refused."""
+"""JWT tokens: issue and verify, and every way a token is refused (HS256 secrets here; the
+keys of an identity provider in test_keyset.py)."""
 
 from __future__ import annotations
 
@@ -8,23 +9,28 @@ from typing import Any
 import jwt
 import pytest
 
-from common.auth import Identity, issue_token, verify_token
+from common.auth import ClaimRules, Identity, issue_token, verify_token
 from common.errors import ErrorCode, ProtocolError
+from common.keyset import KeySet, hmac_key
 from common.settings import Secret
 
 
 # 64 characters, so that PyJWT does not warn about a short key for HS384/HS512 either.
 SECRET = Secret("a-test-secret-long-enough-for-any-hmac-algorithm-pyjwt-supports!")
 OTHER = Secret("another-secret-long-enough-for-any-hmac-algorithm-pyjwt-supports")
+KEYS = KeySet([hmac_key(SECRET)])
 
 
 def _sign(claims: dict[str, Any], key: str = SECRET.reveal(), algorithm: str = "HS256") -> str:
     return jwt.encode(claims, key, algorithm=algorithm)
 
 
-def _refusal(token: object, secret: Secret = SECRET) -> ProtocolError:
+NO_RULES = ClaimRules()
+
+
+def _refusal(token: object, keys: KeySet = KEYS, rules: ClaimRules = NO_RULES) -> ProtocolError:
     with pytest.raises(ProtocolError) as caught:
-        verify_token(secret, token)
+        verify_token(keys, token, rules)
     error = caught.value
     if isinstance(token, str) and token:
         assert token not in error.message, "the error echoes the token"
@@ -40,15 +46,15 @@ def test_issue_and_verify_round_trip() -> None:
     """A token issued for a user verifies as that user, expiring ttl seconds from now."""
     before = time.time()
     token = issue_token(SECRET, "alice", ttl=600)
-    identity = verify_token(SECRET, token)
-    assert identity == Identity(user="alice", expires_at=identity.expires_at)
+    identity = verify_token(KEYS, token)
+    assert identity == Identity("alice", identity.expires_at, issued_at=identity.issued_at)
     assert before + 599 <= identity.expires_at <= time.time() + 601
 
 
 def test_token_from_another_issuer_with_the_same_secret_verifies() -> None:
     """Any HS256 token with sub and exp signed with the secret is accepted."""
     token = _sign({"sub": "bob", "exp": int(time.time()) + 60, "role": "admin"})
-    assert verify_token(SECRET, token).user == "bob"
+    assert verify_token(KEYS, token).user == "bob"
 
 
 def test_expired_token_is_unauthenticated() -> None:
@@ -118,13 +124,14 @@ def test_token_with_a_time_claim_of_the_wrong_type_is_unauthenticated(
 )
 def test_token_with_numeric_time_claims_is_accepted(claims: dict[str, Any]) -> None:
     """NumericDate claims may be integers or fractions (RFC 7519), and exp is kept exactly."""
-    assert verify_token(SECRET, _sign(claims)) == Identity("alice", float(claims["exp"]))
+    identity = verify_token(KEYS, _sign(claims))
+    assert (identity.user, identity.expires_at) == ("alice", float(claims["exp"]))
 
 
 def test_subject_of_128_characters_is_accepted() -> None:
     """The longest user name allowed verifies."""
     user = "u" * 128
-    assert verify_token(SECRET, issue_token(SECRET, user)).user == user
+    assert verify_token(KEYS, issue_token(SECRET, user)).user == user
 
 
 @pytest.mark.parametrize("algorithm", ["HS384", "HS512"])
@@ -136,7 +143,7 @@ def test_token_with_another_algorithm_is_unauthenticated(algorithm: str) -> None
 
 def test_unsigned_token_is_unauthenticated() -> None:
     """An alg=none token is refused."""
-    token = jwt.encode({"sub": "alice", "exp": int(time.time()) + 60}, None, algorithm="none")
+    token = jwt.encode({"sub": "alice", "exp": int(time.time()) + 60}, "", algorithm="none")
     assert _refusal(token).code is ErrorCode.UNAUTHENTICATED
 
 
@@ -175,3 +182,68 @@ def test_error_messages_never_contain_the_token() -> None:
         for part in token.split("."):
             if len(part) >= 8:
                 assert part not in error.message
+
+
+def test_token_id_and_issue_time_are_part_of_the_identity() -> None:
+    """A token's jti and iat come back in its identity, for revocations to match."""
+    identity = verify_token(KEYS, issue_token(SECRET, "alice", jti="t-1"))
+    assert identity.jti == "t-1"
+    assert identity.issued_at is not None
+    assert abs(identity.issued_at - time.time()) < 5
+
+
+@pytest.mark.parametrize("jti", [42, "", "j" * 257, ["t-1"]])
+def test_token_with_an_invalid_jti_is_unauthenticated(jti: object) -> None:
+    """A jti that is not a string of 1-256 characters is refused."""
+    token = _sign({"sub": "alice", "exp": _LATER, "jti": jti})
+    assert _refusal(token).code is ErrorCode.UNAUTHENTICATED
+
+
+def test_a_token_that_has_just_expired_gets_no_leeway() -> None:
+    """exp is exact, whatever the leeway: the gateway would close the connection at once."""
+    token = _sign({"sub": "alice", "exp": int(time.time()) - 1})
+    error = _refusal(token, rules=ClaimRules(leeway=30))
+    assert "expired" in error.message
+
+
+def test_not_yet_valid_token_is_refused_beyond_the_leeway() -> None:
+    """A token whose nbf is beyond the clock-skew leeway is refused as not yet valid."""
+    now = int(time.time())
+    token = _sign({"sub": "alice", "exp": now + 600, "nbf": now + 60})
+    assert "not yet valid" in _refusal(token, rules=ClaimRules(leeway=5)).message
+
+
+def test_not_yet_valid_token_within_the_leeway_is_accepted() -> None:
+    """An issuer's clock a few seconds ahead does not lock users out: nbf gets the leeway."""
+    now = int(time.time())
+    token = _sign({"sub": "alice", "exp": now + 600, "nbf": now + 3, "iat": now + 3})
+    assert verify_token(KEYS, token, ClaimRules(leeway=5)).user == "alice"
+    assert _refusal(token).code is ErrorCode.UNAUTHENTICATED
+
+
+_RULES = ClaimRules(issuer="https://id.example", audience="realtime")
+
+
+@pytest.mark.parametrize(
+    ("extra", "reason"),
+    [
+        pytest.param({"aud": "realtime"}, "no 'iss'", id="no-iss"),
+        pytest.param({"iss": "https://evil.example", "aud": "realtime"}, "issuer", id="wrong-iss"),
+        pytest.param({"iss": "https://id.example"}, "no 'aud'", id="no-aud"),
+        pytest.param({"iss": "https://id.example", "aud": "other"}, "audience", id="wrong-aud"),
+        pytest.param(
+            {"iss": "https://id.example", "aud": ["other", "more"]}, "audience", id="wrong-auds"
+        ),
+    ],
+)
+def test_token_of_another_issuer_or_audience_is_refused(extra: dict[str, Any], reason: str) -> None:
+    """With an issuer and an audience configured, a token must carry both, and they must match."""
+    token = _sign({"sub": "alice", "exp": _LATER, **extra})
+    assert reason in _refusal(token, rules=_RULES).message
+
+
+def test_token_of_the_configured_issuer_and_audience_is_accepted() -> None:
+    """iss equal to the issuer and aud naming the audience (alone or in a list) verify."""
+    for audience in ("realtime", ["other", "realtime"]):
+        token = _sign({"sub": "alice", "exp": _LATER, "iss": "https://id.example", "aud": audience})
+        assert verify_token(KEYS, token, _RULES).user == "alice"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import secrets
 from pathlib import Path
 
 import pytest
@@ -18,11 +19,16 @@ from common.settings import (
 )
 
 
-SECRET = "s3cr3t-" + "x" * 40
+SECRET = "s3cr3t-9f2c41d07be85a63e1d4c9b072f8a5e6"
 
 
 def _gateway(**env: str) -> GatewaySettings:
     return GatewaySettings.from_env(Env({"RT_JWT_SECRET": SECRET, **env}))
+
+
+def _secret(settings: GatewaySettings) -> str:
+    assert settings.tokens.secret is not None
+    return settings.tokens.secret.reveal()
 
 
 # Defaults.
@@ -33,7 +39,7 @@ def test_gateway_defaults() -> None:
     settings = _gateway()
     assert settings.bus.redis_url.reveal() == "redis://127.0.0.1:6379/0"
     assert settings.bus.stream_maxlen == 100_000
-    assert settings.jwt_secret.reveal() == SECRET
+    assert _secret(settings) == SECRET
     assert settings.host == "127.0.0.1"
     assert settings.port == 8000
     assert settings.dev is False
@@ -243,7 +249,7 @@ def test_secret_is_read_from_a_file(tmp_path: Path) -> None:
     path = tmp_path / "jwt"
     path.write_text(f"  {SECRET}\n")
     settings = GatewaySettings.from_env(Env({"RT_JWT_SECRET_FILE": str(path)}))
-    assert settings.jwt_secret.reveal() == SECRET
+    assert _secret(settings) == SECRET
 
 
 def test_redis_url_may_come_from_a_file(tmp_path: Path) -> None:
@@ -286,7 +292,7 @@ def test_empty_secret_file_counts_as_unset(tmp_path: Path) -> None:
     path = tmp_path / "jwt"
     path.write_text("\n  \n")
     assert Env({"RT_JWT_SECRET_FILE": str(path)}).secret("JWT_SECRET") is None
-    with pytest.raises(ConfigError, match="no JWT secret"):
+    with pytest.raises(ConfigError, match="no token key"):
         GatewaySettings.from_env(Env({"RT_JWT_SECRET_FILE": str(path)}))
 
 
@@ -330,8 +336,8 @@ def test_dev_mode_makes_a_throwaway_secret() -> None:
     first = GatewaySettings.from_env(Env({"RT_DEV": "1"}))
     second = GatewaySettings.from_env(Env({"RT_DEV": "1"}))
     assert first.dev
-    assert len(first.jwt_secret.reveal()) >= 32
-    assert first.jwt_secret.reveal() != second.jwt_secret.reveal()
+    assert len(_secret(first)) >= 32
+    assert _secret(first) != _secret(second)
 
 
 @pytest.mark.parametrize("length", [1, 16, 31])
@@ -346,11 +352,58 @@ def test_short_secret_is_refused(length: int) -> None:
 def test_short_secret_is_allowed_in_dev_mode() -> None:
     """Dev mode accepts a short secret, so that local tools can sign tokens with a simple one."""
     settings = GatewaySettings.from_env(Env({"RT_DEV": "1", "RT_JWT_SECRET": "dev"}))
-    assert settings.jwt_secret.reveal() == "dev"
+    assert _secret(settings) == "dev"
 
 
-def test_secret_of_32_characters_is_accepted() -> None:
-    """Exactly 32 characters is long enough."""
-    assert GatewaySettings.from_env(Env({"RT_JWT_SECRET": "k" * 32})).jwt_secret.reveal() == (
-        "k" * 32
+def test_random_secret_of_32_hex_digits_is_accepted() -> None:
+    """32 random hex digits (128 bits) are strong enough."""
+    secret = secrets.token_hex(16)
+    assert _secret(GatewaySettings.from_env(Env({"RT_JWT_SECRET": secret}))) == secret
+
+
+@pytest.mark.parametrize(
+    "weak",
+    [
+        pytest.param(" " * 32, id="32-spaces"),
+        pytest.param("k" * 32, id="one-character"),
+        pytest.param("changeme" * 4, id="a-word-repeated"),
+        pytest.param("0123456789abcdef" * 2, id="a-pattern-repeated"),
+        pytest.param("ab" * 15 + "abc", id="two-characters"),
+        pytest.param("0" * 30 + "1234", id="mostly-zeros"),
+    ],
+)
+def test_weak_secret_is_refused_at_start_up(weak: str) -> None:
+    """A long secret of too little entropy is refused outside dev mode, saying what to use."""
+    with pytest.raises(ConfigError) as caught:
+        GatewaySettings.from_env(Env({"RT_JWT_SECRET": weak}))
+    message = str(caught.value)
+    assert "too weak" in message
+    assert "openssl rand -hex 32" in message
+    assert weak not in message
+
+
+def test_weak_secret_is_allowed_in_dev_mode() -> None:
+    """Dev mode does not judge the secret: local tools may use any."""
+    assert _secret(GatewaySettings.from_env(Env({"RT_DEV": "1", "RT_JWT_SECRET": " " * 32})))
+
+
+def test_token_settings_defaults() -> None:
+    """With only a secret, tokens use it alone, with the documented leeway, poll and notice."""
+    tokens = _gateway().tokens
+    assert (tokens.jwks_file, tokens.public_key_file, tokens.issuer, tokens.audience) == (
+        None,
+        None,
+        None,
+        None,
     )
+    assert (tokens.leeway, tokens.keys_poll, tokens.expiring_notice) == (5.0, 5.0, 60.0)
+
+
+def test_public_keys_alone_need_no_secret(tmp_path: Path) -> None:
+    """A gateway trusting an identity provider's JWKS starts without an HS256 secret."""
+    jwks = tmp_path / "keys.jwks"
+    tokens = GatewaySettings.from_env(
+        Env({"RT_JWT_JWKS_FILE": str(jwks), "RT_JWT_AUDIENCE": "rt", "RT_JWT_ISSUER": "idp"})
+    ).tokens
+    assert tokens.secret is None
+    assert (tokens.jwks_file, tokens.audience, tokens.issuer) == (jwks, "rt", "idp")
