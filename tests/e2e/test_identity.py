@@ -131,7 +131,8 @@ def _attacks() -> list[Any]:
         pytest.param(stranger.sign(payload), id="stranger-signature"),
         pytest.param(EC.sign(payload, kid="rsa-1"), id="another-keys-alg"),
         pytest.param(RSA.sign(claims("mallory", ttl=-1, **GOOD)), id="expired"),
-        pytest.param(RSA.sign({**payload, "nbf": now + 120}), id="not-yet-valid"),
+        # Made at collection: valid only a day later, however long the suite runs first.
+        pytest.param(RSA.sign({**payload, "nbf": now + 86_400}), id="not-yet-valid"),
         pytest.param(RSA.sign(claims("mallory", iss=ISSUER, aud="other")), id="wrong-aud"),
         pytest.param(RSA.sign(claims("mallory", iss="https://evil", aud=AUDIENCE)), id="wrong-iss"),
         pytest.param(RSA.sign(claims("mallory", iss=ISSUER)), id="no-aud"),
