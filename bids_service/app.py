@@ -40,6 +40,9 @@ class BidsService(Service):
             key_ttl_ms=round(settings.key_ttl * 1000),
             history_maxlen=settings.history_maxlen,
             replay_limit=settings.replay_limit,
+            refusal_ttl_ms=round(settings.refusal_ttl * 1000),
+            bid_rate=settings.bid_rate,
+            bid_burst=settings.bid_burst,
         )
         self._handlers = BidsHandlers(self.store, metrics, list_limit=settings.list_limit)
         self.batch_handler = self._handlers.handle_batch

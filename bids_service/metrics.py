@@ -17,6 +17,7 @@ RESULTS = (
     ErrorCode.AUCTION_NOT_FOUND.value,
     ErrorCode.INVALID_AMOUNT.value,
     ErrorCode.BAD_REQUEST.value,
+    ErrorCode.RATE_LIMITED.value,
 )
 
 

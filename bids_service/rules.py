@@ -38,6 +38,7 @@ __all__ = [
     "parse_place",
     "parse_subscribe",
     "verdict_outcome",
+    "verdict_ttl",
 ]
 
 #: The largest amount: exact in Lua's doubles (below 2**53) even with an increment added.
@@ -237,6 +238,8 @@ class Verdict:
     minimum: int | None = None
     #: The bid moved the auction's end (anti-sniping).
     extended: bool = False
+    #: For ``rate_limited``: when the bidder may bid again, in ms.
+    retry_after_ms: int | None = None
 
     @classmethod
     def from_wire(cls, wire: Mapping[str, Any]) -> Verdict:
@@ -250,7 +253,26 @@ class Verdict:
             ends_at=wire.get("ends_at"),
             minimum=wire.get("minimum"),
             extended=bool(wire.get("extended", False)),
+            retry_after_ms=wire.get("retry_after_ms"),
         )
+
+
+def verdict_ttl(verdict: Verdict, key_ttl_ms: int, refusal_ttl_ms: int) -> int | None:
+    """How long a verdict is kept under its idempotency key (ms), or None: not kept.
+
+    An accepted bid's verdict is kept for the key TTL, so that every retry gets the same seq.
+    A too-low bid's is kept, shorter, so that a retry soon after gets the same ``minimum``
+    (judged again, it would be refused too, as the minimum only rises, but with a newer one).
+    The other refusals come out the same however often they are judged again (an auction that
+    has closed stays closed; a missing one stays missing unless an admin creates it) or must
+    not stick (``rate_limited``), so they are not kept: a bid on an auction that does not
+    exist stores nothing. place.lua applies this.
+    """
+    if verdict.ok:
+        return key_ttl_ms
+    if verdict.code == ErrorCode.BID_TOO_LOW:
+        return refusal_ttl_ms
+    return None
 
 
 #: An event an auction emitted: its name, its position (the auction's sequence) and data.
@@ -316,6 +338,12 @@ def verdict_outcome(verdict: Verdict, command: PlaceCommand) -> dict[str, Any] |
     if verdict.code == ErrorCode.AUCTION_CLOSED:
         message = f"auction {_shown(verdict.auction)} is closed"
         return ServiceError(ErrorCode.AUCTION_CLOSED, message)
+    if verdict.code == ErrorCode.RATE_LIMITED:
+        return ServiceError(
+            ErrorCode.RATE_LIMITED,
+            "too many bids: slow down (this bid was not judged; send it again later)",
+            retry_after_ms=verdict.retry_after_ms,
+        )
     return ServiceError(ErrorCode.AUCTION_NOT_FOUND, f"no auction {_shown(verdict.auction)}")
 
 

@@ -18,8 +18,13 @@ class BidsSettings:
     seed_demo: bool = False
     #: Seconds between two looks for auctions whose end has passed.
     close_interval: float = 0.25
-    #: Seconds an idempotency key's verdict is kept; a retry after that is judged anew.
+    #: Seconds an accepted bid's verdict is kept; a retry after that is judged anew.
     key_ttl: float = 86_400.0
+    #: Seconds a too-low bid's verdict is kept (other refusals are not kept: rules.verdict_ttl).
+    refusal_ttl: float = 300.0
+    #: Bids per second per user (a token bucket in Redis, checked in place.lua), and its size.
+    bid_rate: float = 10.0
+    bid_burst: int = 20
     #: Approximate cap of each auction's history (XADD MAXLEN ~); 0 keeps everything.
     history_maxlen: int = 100_000
     #: Most events one ``subscribe`` with ``since`` replays; further back is not recovered.
@@ -44,6 +49,9 @@ class BidsSettings:
             seed_demo=env.flag("BIDS_SEED_DEMO", False),
             close_interval=env.number("BIDS_CLOSE_INTERVAL", 0.25, minimum=0.01),
             key_ttl=env.number("BIDS_KEY_TTL", 86_400.0, minimum=1.0),
+            refusal_ttl=env.number("BIDS_REFUSAL_TTL", 300.0, minimum=1.0),
+            bid_rate=env.number("BIDS_BID_RATE", 10.0, minimum=0.01),
+            bid_burst=env.integer("BIDS_BID_BURST", 20, minimum=1),
             history_maxlen=env.integer("BIDS_HISTORY_MAXLEN", 100_000),
             replay_limit=env.integer("BIDS_REPLAY_LIMIT", 1000, minimum=1),
             list_limit=env.integer("BIDS_LIST_LIMIT", 100, minimum=1),

@@ -11,7 +11,10 @@ Keys (``bids:`` is :func:`common.keys.service_prefix`):
 ``bids:open``
     zset: the open auctions, scored by their end (ms).
 ``bids:verdict:<len(user)>:<user>:<key>``
-    string: the verdict of one idempotency key (a msgpack map), expiring after the key TTL.
+    string: the verdict of one idempotency key (a msgpack map), expiring after the key TTL (an
+    accepted bid) or the refusal TTL (a too-low bid); other refusals are not stored.
+``bids:rate:<user>``
+    string ``"<tokens> <at ms>"``: the user's bid token bucket, expiring once full again.
 """
 
 from __future__ import annotations
@@ -39,6 +42,7 @@ __all__ = [
     "auction_channel",
     "auction_key",
     "history_key",
+    "rate_key",
     "verdict_key",
 ]
 
@@ -63,6 +67,10 @@ def history_key(auction: str) -> str:
 def verdict_key(user: str, key: str) -> str:
     # The user's length first, so that no (user, key) pair can spell another's key.
     return f"{PREFIX}verdict:{len(user)}:{user}:{key}"
+
+
+def rate_key(user: str) -> str:
+    return f"{PREFIX}rate:{user}"
 
 
 _CHANNEL_PREFIX: Final = "auction:"
@@ -126,10 +134,21 @@ class BidStore:
     """Every read and write of the service's keys. Scripts are loaded once, again on NOSCRIPT."""
 
     def __init__(
-        self, redis: Redis, *, key_ttl_ms: int, history_maxlen: int, replay_limit: int
+        self,
+        redis: Redis,
+        *,
+        key_ttl_ms: int,
+        history_maxlen: int,
+        replay_limit: int,
+        refusal_ttl_ms: int,
+        bid_rate: float,
+        bid_burst: int,
     ) -> None:
         self._redis = redis
         self._key_ttl = str(key_ttl_ms)
+        self._refusal_ttl = str(refusal_ttl_ms)
+        self._bid_rate = repr(bid_rate)
+        self._bid_burst = str(bid_burst)
         self._maxlen = str(history_maxlen)
         self._replay_limit = str(replay_limit)
         prelude = (_LUA / "lib.lua").read_text()
@@ -190,13 +209,22 @@ class BidStore:
         calls: list[_Call] = []
         for start in range(0, len(bids), PLACE_CHUNK):
             keys = [OPEN_KEY]
-            args = [self._key_ttl, self._maxlen, _CHANNEL_PREFIX, _PUBSUB_PREFIX]
+            args = [
+                self._key_ttl,
+                self._refusal_ttl,
+                self._maxlen,
+                _CHANNEL_PREFIX,
+                _PUBSUB_PREFIX,
+                self._bid_rate,
+                self._bid_burst,
+            ]
             for command, bidder in bids[start : start + PLACE_CHUNK]:
                 auction = command.auction
                 keys += (
                     auction_key(auction),
                     history_key(auction),
                     verdict_key(bidder, command.key),
+                    rate_key(bidder),
                 )
                 args += (auction, bidder, command.key, str(command.amount))
             calls.append((keys, args))

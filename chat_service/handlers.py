@@ -71,6 +71,26 @@ def _refusal(status: str, room: str, action: str) -> ServiceError:
     return ServiceError(ErrorCode.INTERNAL_ERROR, "internal error")
 
 
+def _creation_refusal(status: str, room: str, detail: int) -> ServiceError | None:
+    """The error of a room creation the quota or the creation rate refused, else None."""
+    if status == "too_many_rooms":
+        return ServiceError(
+            ErrorCode.TOO_MANY_ROOMS,
+            f"you have created {detail} rooms that still exist, the most one user may: "
+            f"room {room!r} was not created (join an existing room instead)",
+            room=room,
+            limit=detail,
+        )
+    if status == "rate_limited":
+        return ServiceError(
+            ErrorCode.RATE_LIMITED,
+            f"too many new rooms: room {room!r} was not created, retry later",
+            room=room,
+            retry_after_ms=detail,
+        )
+    return None
+
+
 class ChatHandlers:
     def __init__(
         self, store: ChatStore, settings: ChatSettings, metrics: ChatMetrics | None = None
@@ -128,12 +148,23 @@ class ChatHandlers:
                     f"room {command.room!r} exists already",
                     room=command.room,
                 )
+            if created.status == "too_many_members":
+                return ServiceError(
+                    ErrorCode.TOO_MANY_MEMBERS,
+                    f"a room has at most {created.detail} members, its creator included: "
+                    "nobody was added",
+                    room=command.room,
+                    limit=created.detail,
+                )
+            refused = _creation_refusal(created.status, command.room, created.detail)
+            if refused is not None:
+                return refused
             return {
                 "room": command.room,
                 "channel": rules.channel_of(command.room),
                 "private": command.private,
                 "created": created.status == "created",
-                "member_count": created.member_count,
+                "member_count": created.detail,
             }
 
         call = self._store.create(command.room, user, command.private, command.members)
@@ -145,6 +176,9 @@ class ChatHandlers:
 
         def finish(result: Any) -> Outcome:
             opened = decode_open(result)
+            refused = _creation_refusal(opened.status, command.room, opened.detail)
+            if refused is not None:
+                return refused
             if opened.status not in ("ok", "created"):
                 return _refusal(opened.status, command.room, "join it")
             data: dict[str, Any] = {

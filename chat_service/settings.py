@@ -24,8 +24,15 @@ class ChatSettings:
     replay_limit: int = 500
     #: Characters a message may have.
     max_text: int = 2000
-    #: Members a chat.create may list.
+    #: Members a private room may have, its creator included (and a chat.create may list).
     max_members: int = 1000
+    #: Rooms one user may have created that still exist (public ones by joining a new name).
+    max_rooms: int = 20
+    #: Rooms per second one user may create (a token bucket in Redis), and the bucket's size.
+    create_rate: float = 0.1
+    create_burst: int = 5
+    #: Seconds a public room with no message lives after its creation or its last join.
+    empty_room_ttl: float = 3600.0
     #: Messages a chat.history page has without ``limit``, and the most it may ask for.
     history_default: int = 50
     history_max: int = 100
@@ -55,6 +62,10 @@ class ChatSettings:
             replay_limit=env.integer("CHAT_REPLAY_LIMIT", 500, minimum=1),
             max_text=env.integer("CHAT_MAX_TEXT", 2000, minimum=1),
             max_members=env.integer("CHAT_MAX_MEMBERS", 1000, minimum=1),
+            max_rooms=env.integer("CHAT_MAX_ROOMS", 20, minimum=1),
+            create_rate=env.number("CHAT_CREATE_RATE", 0.1, minimum=0.001),
+            create_burst=env.integer("CHAT_CREATE_BURST", 5, minimum=1),
+            empty_room_ttl=env.number("CHAT_EMPTY_ROOM_TTL", 3600.0, minimum=0.1),
             history_default=min(history_max, env.integer("CHAT_HISTORY_DEFAULT", 50, minimum=1)),
             history_max=history_max,
             send_rate=env.number("CHAT_SEND_RATE", 5.0, minimum=0.01),

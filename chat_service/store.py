@@ -4,7 +4,8 @@ Every key lives under ``chat:`` (common.keys.service_prefix):
 
 ``chat:room:<room>``
     hash: ``private`` ("0"/"1"), ``creator``, ``created`` (ms), ``last`` (newest position),
-    ``trimmed`` (newest position the retention removed).
+    ``trimmed`` (newest position the retention removed). A public room with no message
+    expires (``empty_room_ttl``); its first message makes it stay.
 ``chat:members:<room>``
     set: the members of a private room.
 ``chat:log:<room>``
@@ -13,12 +14,16 @@ Every key lives under ``chat:`` (common.keys.service_prefix):
     string ``"<id> <position>"`` of a posted message, for de-duplication (expires).
 ``chat:rate:<user>``
     hash: the user's send token bucket (expires when full again).
+``chat:owned:<user>``
+    set: the rooms the user created, for the quota (pruned of rooms gone when it is full).
+``chat:create-rate:<user>``
+    hash: the user's room-creation token bucket (expires when full again).
 ``chat:typing:<room>|<user>``
     exists while a user's typing window is open.
 
-Every state change goes through one script (chat_service/lua/*.lua), so that writing the
-history and publishing its event are one atomic step. Calls are queued and run in one
-pipeline per batch of requests, in order.
+Every state change goes through one script (chat_service/lua/*.lua, each loaded with
+lib.lua before it), so that writing the history and publishing its event are one atomic
+step. Calls are queued and run in one pipeline per batch of requests, in order.
 """
 
 from __future__ import annotations
@@ -79,6 +84,14 @@ def rate_key(user: str) -> str:
     return f"{PREFIX}rate:{user}"
 
 
+def owned_key(user: str) -> str:
+    return f"{PREFIX}owned:{user}"
+
+
+def create_rate_key(user: str) -> str:
+    return f"{PREFIX}create-rate:{user}"
+
+
 def typing_key(room: str, user: str) -> str:
     return f"{PREFIX}typing:{room}|{user}"
 
@@ -98,7 +111,8 @@ class ChatStore:
     def __init__(self, redis: Redis, settings: ChatSettings) -> None:
         self._redis = redis
         self._settings = settings
-        self._sources = {name: (LUA_DIR / f"{name}.lua").read_text() for name in SCRIPTS}
+        prelude = (LUA_DIR / "lib.lua").read_text()
+        self._sources = {name: prelude + (LUA_DIR / f"{name}.lua").read_text() for name in SCRIPTS}
         self._shas: dict[str, str] = {}
 
     async def load(self) -> None:
@@ -136,18 +150,49 @@ class ChatStore:
 
     # Calls.
 
+    def _creation(self, room: str) -> tuple[str | int, ...]:
+        """The arguments of admit_room and new_room (lua/lib.lua), as the scripts take them."""
+        settings = self._settings
+        return (
+            room,
+            settings.max_rooms,
+            repr(settings.create_rate),
+            settings.create_burst,
+            room_key(""),
+            max(1, round(settings.empty_room_ttl * 1000)),
+        )
+
     def create(self, room: str, user: str, private: bool, members: tuple[str, ...]) -> Call:
         return Call(
             "create",
-            (room_key(room), members_key(room)),
-            (user, "1" if private else "0", *members),
+            (room_key(room), members_key(room), owned_key(user), create_rate_key(user)),
+            (
+                user,
+                "1" if private else "0",
+                *self._creation(room),
+                self._settings.max_members,
+                *members,
+            ),
         )
 
     def open(self, room: str, user: str, *, create: bool, since: str | None, latest: int) -> Call:
         return Call(
             "open",
-            (room_key(room), members_key(room), log_key(room)),
-            (user, "1" if create else "0", since or "", latest, self._settings.replay_limit),
+            (
+                room_key(room),
+                members_key(room),
+                log_key(room),
+                owned_key(user),
+                create_rate_key(user),
+            ),
+            (
+                user,
+                "1" if create else "0",
+                since or "",
+                latest,
+                self._settings.replay_limit,
+                *self._creation(room),
+            ),
         )
 
     def send(self, room: str, user: str, text: str, client_id: str, message_id: str) -> Call:
@@ -223,7 +268,9 @@ def message_of(entry: Any) -> dict[str, Any]:
 @dataclass(frozen=True, slots=True)
 class Created:
     status: str
-    member_count: int
+    #: The member count; for too_many_members, too_many_rooms and rate_limited, the limit
+    #: or the ms to wait.
+    detail: int
 
 
 def decode_create(result: Any) -> Created:
@@ -238,6 +285,8 @@ class Opened:
     #: Whether every message after ``since`` is in ``messages``; None without since.
     recovered: bool | None
     messages: list[dict[str, Any]]
+    #: For too_many_rooms the quota, for rate_limited the ms to wait; else 0.
+    detail: int = 0
 
 
 def decode_open(result: Any) -> Opened:
@@ -248,6 +297,7 @@ def decode_open(result: Any) -> Opened:
         position=_text(result[2]),
         recovered=None if recovered == "" else recovered == "1",
         messages=[message_of(entry) for entry in result[4]],
+        detail=int(result[5]) if len(result) > 5 else 0,
     )
 
 

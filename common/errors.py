@@ -57,6 +57,8 @@ class ErrorCode(enum.StrEnum):
     ROOM_EXISTS = "room_exists"
     MESSAGE_TOO_LONG = "message_too_long"
     EMPTY_MESSAGE = "empty_message"
+    TOO_MANY_ROOMS = "too_many_rooms"
+    TOO_MANY_MEMBERS = "too_many_members"
 
 
 class CloseCode(enum.IntEnum):

@@ -189,6 +189,10 @@ class Stack:
             "RT_LOG_LEVEL": "warning",
             "RT_INSTANCE_ID": f"i{index}",
             "RT_BIDS_ADMIN_TOKEN": self.admin_token,
+            # Each simulated bidder bids far faster than a person may (up to ~100/s in the
+            # benchmark's closed loop): the per-user limit is still checked on every bid.
+            "RT_BIDS_BID_RATE": "1000000",
+            "RT_BIDS_BID_BURST": "1000000",
             **self._bids_env,
         }
         process = Process(f"bids-{index}", "bids_service", env, self.log_dir, profile=self.profile)

@@ -5,17 +5,26 @@
 -- KEYS[1]  chat:room:<room>      hash: private, creator, created, last, trimmed
 -- KEYS[2]  chat:members:<room>   set of members (private rooms)
 -- KEYS[3]  chat:log:<room>       stream of messages; entry ids are positions
+-- KEYS[4]  chat:owned:<user>        set of the rooms the user created (the quota)
+-- KEYS[5]  chat:create-rate:<user>  hash: the user's room-creation bucket
 -- ARGV[1]  user
 -- ARGV[2]  "1" to create a missing room as a public room (join), "0" to refuse (subscribe)
 -- ARGV[3]  since: a position, or "" for none
 -- ARGV[4]  latest: how many of the newest messages to give without since or when the
 --          history does not reach back to since
 -- ARGV[5]  replay limit: the most messages to give after since
+-- ARGV[6]  the room
+-- ARGV[7]  rooms a user may have created that still exist (the quota)
+-- ARGV[8]  room creations per second the bucket refills
+-- ARGV[9]  the bucket's size
+-- ARGV[10] the prefix of room hashes ("chat:room:")
+-- ARGV[11] how long an empty public room lives, ms (a join of one starts it again)
 --
--- Returns {status, private, position, recovered, entries}: status "ok", "created",
--- "not_found" or "forbidden" (nothing else then); private 1/0; position the newest message's
--- id ("0-0" for none); recovered "1"/"0" when since was given, else ""; entries the messages
--- as XRANGE gives them, oldest first.
+-- Returns {status, private, position, recovered, entries, detail}: status "ok", "created",
+-- "not_found", "forbidden", "too_many_rooms" (detail: the quota) or "rate_limited" (detail:
+-- ms to wait) (nothing else then); private 1/0; position the newest message's id ("0-0" for
+-- none); recovered "1"/"0" when since was given, else ""; entries the messages as XRANGE
+-- gives them, oldest first.
 
 local function newer(a, b)
     -- Whether stream id a > stream id b; ids are canonical "<ms>-<seq>" decimal strings.
@@ -47,12 +56,18 @@ if not room[1] then
     if ARGV[2] ~= '1' then
         return {'not_found', 0, '0-0', '', {}}
     end
-    local now = redis.call('TIME')
-    local created = string.format('%d', now[1] * 1000 + math.floor(now[2] / 1000))
-    redis.call('HSET', KEYS[1], 'private', '0', 'creator', user, 'created', created,
-        'last', '0-0', 'trimmed', '0-0')
+    local now = now_ms()
+    local refused = admit_room(KEYS[4], KEYS[5], user, ARGV[6], tonumber(ARGV[7]),
+        tonumber(ARGV[8]), tonumber(ARGV[9]), ARGV[10], now)
+    if refused then
+        return {refused[1], 0, '0-0', '', {}, refused[2]}
+    end
+    local created = new_room(KEYS[1], '0', user, now, ARGV[11])
     room = {'0', '0-0', '0-0', created}
     status = 'created'
+elseif ARGV[2] == '1' and room[1] == '0' and room[2] == '0-0' then
+    -- Joined while still empty: someone wants it, so it lives another empty_ttl.
+    redis.call('PEXPIRE', KEYS[1], ARGV[11])
 end
 local private = 0
 if room[1] == '1' then

@@ -37,18 +37,11 @@ if private == '1' and redis.call('SISMEMBER', KEYS[2], user) == 0 then
     return {'forbidden'}
 end
 
--- A token bucket per user, on the server's clock, so that it holds across instances.
-local time = redis.call('TIME')
-local now = time[1] * 1000 + time[2] / 1000
-local bucket = redis.call('HMGET', KEYS[5], 'tokens', 'at')
-local tokens = tonumber(bucket[1]) or burst
-local at = tonumber(bucket[2]) or now
-tokens = math.min(burst, tokens + math.max(0, now - at) * rate / 1000)
-if tokens < 1 then
-    return {'rate_limited', math.ceil((1 - tokens) * 1000 / rate)}
+-- The user's send rate, across rooms and instances (lib.lua).
+local wait = take_token(KEYS[5], rate, burst, now_ms())
+if wait then
+    return {'rate_limited', wait}
 end
-redis.call('HSET', KEYS[5], 'tokens', tostring(tokens - 1), 'at', string.format('%.3f', now))
-redis.call('PEXPIRE', KEYS[5], math.ceil(burst * 1000 / rate) + 1000)
 
 -- Remember the newest position this append trims, so that a reader can tell whether the
 -- history still reaches back to its position (XINFO's max-deleted-entry-id ignores trims).
@@ -62,6 +55,8 @@ end
 local position = redis.call('XADD', KEYS[3], 'MAXLEN', retention, '*',
     'id', id, 'user', user, 'text', text, 'client_id', client_id)
 redis.call('HSET', KEYS[1], 'last', position)
+-- A room with a message is no longer empty: it stays (lib.lua new_room).
+redis.call('PERSIST', KEYS[1])
 redis.call('SET', KEYS[4], id .. ' ' .. position, 'PX', ttl)
 
 local ts = tonumber(string.match(position, '^(%d+)-'))

@@ -16,7 +16,7 @@ from redis.asyncio import Redis
 from websockets.asyncio.client import ClientConnection
 from websockets.exceptions import ConnectionClosed
 
-from bids_service.store import auction_key, history_key
+from bids_service.store import BidStore, auction_key, history_key
 from common.codec import load_bus
 from tests.support.client import DEADLINE, connect_user
 from tests.support.launcher import ModuleProcesses
@@ -30,6 +30,7 @@ __all__ = [
     "admin",
     "create_auction",
     "history",
+    "make_store",
     "state",
 ]
 
@@ -48,6 +49,9 @@ class Launcher(ModuleProcesses):
             "RT_BIDS_CLOSE_INTERVAL": "0.1",
             # Short, so that the worker notices a lost consumer group (FLUSHALL) quickly.
             "RT_CLAIM_INTERVAL": "0.5",
+            # Test bidders bid far faster than people do; test_limits.py tests the limit.
+            "RT_BIDS_BID_RATE": "100000",
+            "RT_BIDS_BID_BURST": "100000",
             **(env or {}),
         }
         return self.service("bids_service", "bids", settings, wait=wait)
@@ -65,6 +69,19 @@ class Launcher(ModuleProcesses):
         started_instances = [self.bids(bids_env, wait=False) for _ in range(instances)]
         wait_all_ready([*started_gateways, *started_instances])
         return started_gateways, started_instances
+
+
+def make_store(redis: Redis, *, bid_rate: float = 1e6, bid_burst: int = 10**6) -> BidStore:
+    """A store as the service makes one: keys kept a minute, bids not limited unless asked."""
+    return BidStore(
+        redis,
+        key_ttl_ms=60_000,
+        history_maxlen=0,
+        replay_limit=100,
+        refusal_ttl_ms=60_000,
+        bid_rate=bid_rate,
+        bid_burst=bid_burst,
+    )
 
 
 # The admin API.
@@ -90,9 +107,10 @@ async def admin(
     *,
     token: str | None = ADMIN_TOKEN,
     raw: bytes | None = None,
+    headers: Mapping[str, str] | None = None,
 ) -> tuple[int, dict[str, str], Any]:
     """One admin API request: the status, the headers and the decoded JSON body."""
-    headers = {"Content-Type": "application/json"}
+    headers = {"Content-Type": "application/json", **(headers or {})}
     if token is not None:
         headers["Authorization"] = f"Bearer {token}"
     data = raw if raw is not None else None if body is None else json.dumps(body).encode()

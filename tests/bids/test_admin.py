@@ -2,15 +2,21 @@
 
 from __future__ import annotations
 
+import ast
+import inspect
+import json
 import time
 from typing import Any, cast
 
 import pytest
 from redis.asyncio import Redis
 
+from bids_service import admin as admin_module
 from bids_service.seed import DEMO_AUCTIONS
 from bids_service.store import OPEN_KEY
+from common.settings import Secret
 from tests.bids.support import ADMIN_TOKEN, BidClient, Launcher, admin, state
+from tests.support.client import wait_for
 from tests.support.processes import ManagedProcess, wait_all_ready
 
 
@@ -28,7 +34,8 @@ def stack(launcher: Launcher) -> Stack:
     """A gateway, and two instances seeding demo auctions at once, one with no admin token."""
     gateway = launcher.gateway(wait=False)
     seeding = {"RT_BIDS_SEED_DEMO": "1"}
-    with_token = launcher.bids(seeding, wait=False)
+    # JSON logs, so that the audit test can read its lines back.
+    with_token = launcher.bids({**seeding, "RT_LOG_FORMAT": "json"}, wait=False)
     without_token = launcher.bids({**seeding, "RT_BIDS_ADMIN_TOKEN": ""}, wait=False)
     wait_all_ready([gateway, with_token, without_token])
     return Stack(gateway, with_token, without_token)
@@ -39,7 +46,7 @@ _VALID = {"title": "Chair", "starting_price": 1000, "increment": 100, "duration_
 
 async def test_the_admin_api_needs_the_token(stack: Stack) -> None:
     """Without the bearer token, or with a wrong one, every admin request gets 401."""
-    for token in (None, "wrong-token", ADMIN_TOKEN[:-1]):
+    for token in (None, "wrong-token", ADMIN_TOKEN[:-1], ADMIN_TOKEN + "x"):
         for method, path, body in (("POST", "/auctions", _VALID), ("GET", "/auctions/x", None)):
             status, headers, answer = await admin(stack.admin, method, path, body, token=token)
             assert status == 401, (token, answer)
@@ -88,6 +95,10 @@ async def test_create_then_get(stack: Stack, name: str) -> None:
         ({**_VALID, "extend_by": 10**9}, "extend_by"),
         ({**_VALID, "id": "no/slash"}, "id"),
         ({**_VALID, "reserve": 5}, "reserve"),
+        ({**_VALID, "title": 7}, "title"),
+        ({**_VALID, "starting_price": 10.5}, "starting_price"),
+        ({**_VALID, "starting_price": True}, "starting_price"),
+        ({**_VALID, "extend_window": "30"}, "extend_window"),
         ({key: value for key, value in _VALID.items() if key != "duration_s"} | {"ends_at": 1000},
          "ends_at"),
     ],
@@ -108,6 +119,10 @@ async def test_unreadable_bodies_and_unknown_auctions(stack: Stack) -> None:
         assert "JSON object" in answer["error"]["message"]
     status, _, _ = await admin(stack.admin, "POST", "/auctions", raw=b" " * 20_000)
     assert status == 413
+    padded = json.dumps({**_VALID, "title": "x" * 17_000}).encode()
+    status, _, answer = await admin(stack.admin, "POST", "/auctions", raw=padded)
+    assert status == 413, answer
+    assert "16384 bytes" in answer["error"]["message"]
     for auction in ("missing", "bad%20id"):
         status, _, answer = await admin(stack.admin, "GET", f"/auctions/{auction}")
         assert status == 404
@@ -133,3 +148,84 @@ async def test_demo_auctions_are_seeded_once_and_never_reset(
     after = await state(bus, ids[0])
     assert (after["seq"], after["current"], after["bidder"]) == ("1", str(minimum), client.user)
     await client.close()
+
+
+@pytest.mark.parametrize(
+    ("raw", "says"),
+    [
+        (b'{"title": "a", "title": "b"}', "'title' is given twice"),
+        (b'{"title": "a", "starting_price": NaN}', "NaN is not a number JSON allows"),
+        (b'{"title": "a", "increment": Infinity}', "Infinity is not a number JSON allows"),
+        (b'{"title": "\xff"}', "malformed JSON"),
+    ],
+)
+async def test_bodies_that_are_not_strict_json_are_refused(
+    stack: Stack, raw: bytes, says: str
+) -> None:
+    """Duplicate keys, NaN or Infinity, and invalid UTF-8 get 400 saying what is wrong."""
+    status, _, answer = await admin(stack.admin, "POST", "/auctions", raw=raw)
+    assert status == 400, answer
+    assert answer["error"]["code"] == "bad_request"
+    assert says in answer["error"]["message"]
+
+
+def test_the_token_is_compared_in_constant_time() -> None:
+    """The admin token check goes through hmac.compare_digest, and never through ==."""
+    tree = ast.parse(inspect.getsource(admin_module))
+    calls = {ast.unparse(node.func) for node in ast.walk(tree) if isinstance(node, ast.Call)}
+    assert "hmac.compare_digest" in calls
+    checker = next(
+        node
+        for node in ast.walk(tree)
+        if isinstance(node, ast.FunctionDef) and node.name == "token_matches"
+    )
+    assert not [node for node in ast.walk(checker) if isinstance(node, ast.Compare)]
+    refusal = next(
+        node
+        for node in ast.walk(tree)
+        if isinstance(node, ast.FunctionDef) and node.name == "_refusal"
+    )
+    names = {ast.unparse(node.func) for node in ast.walk(refusal) if isinstance(node, ast.Call)}
+    assert "token_matches" in names
+    assert admin_module.token_matches(ADMIN_TOKEN, Secret(ADMIN_TOKEN))
+    assert not admin_module.token_matches(ADMIN_TOKEN[:-1], Secret(ADMIN_TOKEN))
+
+
+def _audit_lines(instance: ManagedProcess) -> list[dict[str, Any]]:
+    lines = instance.log_path.read_text(errors="replace").splitlines()
+    records = [json.loads(line) for line in lines if line.startswith("{")]
+    return [record for record in records if record.get("msg") == "admin audit"]
+
+
+async def test_every_change_leaves_an_audit_line_without_the_token(stack: Stack, name: str) -> None:
+    """Each POST /auctions, refused or not, logs who asked and what came of it, never a token."""
+    wrong = "not-the-admin-token-" + name
+    actor = {"X-Admin-Actor": f"ops-{name}"}
+    body = {**_VALID, "id": name}
+    bad = {**_VALID, "id": name + "-bad", "reserve": 1}
+    for payload, token, status in (
+        (body, ADMIN_TOKEN, 201),
+        (body, ADMIN_TOKEN, 409),
+        (body, wrong, 401),
+        (bad, ADMIN_TOKEN, 400),
+    ):
+        answer = await admin(stack.admin, "POST", "/auctions", payload, token=token, headers=actor)
+        assert answer[0] == status, answer
+
+    def mine() -> list[dict[str, Any]]:
+        return [line for line in _audit_lines(stack.admin) if line.get("actor") == f"ops-{name}"]
+
+    async def all_logged() -> bool:
+        return len(mine()) >= 4
+
+    await wait_for(all_logged, what="four audit lines")
+    created, conflict, unauthorized, invalid = mine()
+    assert created["action"] == "auction.create"
+    assert (created["status"], created["auction"]) == (201, name)
+    assert created["client"].startswith("127.0.0.1:")
+    assert (conflict["status"], conflict["error"]) == (409, "conflict")
+    assert (unauthorized["status"], unauthorized["error"]) == (401, "unauthenticated")
+    assert (invalid["status"], invalid["error"]) == (400, "bad_request")
+    log = stack.admin.log_path.read_text(errors="replace")
+    assert ADMIN_TOKEN not in log
+    assert wrong not in log

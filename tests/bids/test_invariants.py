@@ -8,13 +8,14 @@ from typing import cast
 from redis.asyncio import Redis
 
 from bids_service.rules import PlaceCommand, parse_auction_spec
-from bids_service.store import BidStore, auction_key, history_key
+from bids_service.store import auction_key, history_key
 from common.codec import load_bus, pack_bus
 from loadtests.invariants import Accepted, check_invariants
+from tests.bids.support import make_store
 
 
 async def _auction_with_bids(redis: Redis) -> list[Accepted]:
-    store = BidStore(redis, key_ttl_ms=60_000, history_maxlen=0, replay_limit=100)
+    store = make_store(redis)
     await store.load_scripts()
     spec = parse_auction_spec(
         {"title": "t", "starting_price": 10, "increment": 5, "duration_s": 60},

@@ -22,6 +22,7 @@ from bids_service.rules import (
     parse_place,
     parse_subscribe,
     verdict_outcome,
+    verdict_ttl,
 )
 from common.errors import ServiceError
 
@@ -230,3 +231,22 @@ def test_parse_auction_spec_refuses_bad_fields(changes: dict[str, Any], field: s
     error = _error(lambda: parse_auction_spec(body, extend_window=0, extend_by=0))
     assert error.code == "bad_request"
     assert error.details["field"] == field
+
+
+def test_which_verdicts_are_kept_and_for_how_long() -> None:
+    """Accepted bids are kept the key TTL, too-low ones the refusal TTL, other refusals not."""
+    accepted = Verdict("a", 100, ok=True, seq=1, ends_at=5)
+    assert verdict_ttl(accepted, key_ttl_ms=1000, refusal_ttl_ms=10) == 1000
+    too_low = Verdict("a", 100, ok=False, code="bid_too_low", minimum=110)
+    assert verdict_ttl(too_low, key_ttl_ms=1000, refusal_ttl_ms=10) == 10
+    for code in ("auction_not_found", "auction_closed", "rate_limited"):
+        refused = Verdict("a", 100, ok=False, code=code)
+        assert verdict_ttl(refused, key_ttl_ms=1000, refusal_ttl_ms=10) is None
+
+
+def test_a_rate_limited_verdict_says_when_to_retry() -> None:
+    """A rate_limited verdict becomes a rate_limited error carrying retry_after_ms."""
+    verdict = Verdict("a", 100, ok=False, code="rate_limited", retry_after_ms=250)
+    outcome = verdict_outcome(verdict, PlaceCommand("a", 100, "k"))
+    assert isinstance(outcome, ServiceError)
+    assert (outcome.code, outcome.details) == ("rate_limited", {"retry_after_ms": 250})

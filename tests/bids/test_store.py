@@ -12,14 +12,14 @@ from bids_service.store import PLACE_CHUNK, BidStore
 from common.codec import load_bus
 from common.envelope import Event
 from common.keys import event_channel
-from tests.bids.support import history, state
+from tests.bids.support import history, make_store, state
 from tests.support.client import wait_for
 
 
 @pytest.fixture
 async def store(redis: Redis) -> BidStore:
     """A store with its scripts loaded."""
-    made = BidStore(redis, key_ttl_ms=60_000, history_maxlen=0, replay_limit=100)
+    made = make_store(redis)
     await made.load_scripts()
     return made
 
@@ -86,3 +86,19 @@ async def test_closing_publishes_a_valid_event_with_nulls(store: BidStore, redis
     assert (event.event, event.position, event.id) == ("auction.closed", "1", "a/1")
     assert event.data == {"winner": None, "amount": None}
     assert await store.due(10) == []
+
+
+async def test_one_users_bids_in_one_call_share_one_bucket(redis: Redis) -> None:
+    """Within one script call a user's bids draw on one bucket; other users have their own."""
+    limited = make_store(redis, bid_rate=0.01, bid_burst=2)
+    await limited.load_scripts()
+    await limited.create("a", _spec())
+    bids = [(PlaceCommand("a", amount, f"k{amount}"), "ann") for amount in (1, 2, 3)]
+    bids.append((PlaceCommand("a", 4, "k4"), "bob"))
+    verdicts = [verdict for verdict, _ in await limited.place(bids)]
+    assert [verdict.ok for verdict in verdicts] == [True, True, False, True]
+    assert verdicts[2].code == "rate_limited"
+    assert (verdicts[2].retry_after_ms or 0) > 90_000
+    ((later, _),) = await limited.place([(PlaceCommand("a", 5, "k5"), "ann")])
+    assert later.code == "rate_limited"
+    assert (await state(redis, "a"))["bids"] == "3"

@@ -20,6 +20,10 @@ from tests.support.processes import ManagedProcess, wait_all_ready
 
 
 ROUNDS = 100
+_MANY_ROOMS = {
+    "RT_CHAT_MAX_ROOMS": str(10 * ROUNDS),
+    "RT_CHAT_CREATE_BURST": str(10 * ROUNDS),
+}
 
 
 @pytest.fixture(scope="module")
@@ -28,7 +32,8 @@ def gateways(cluster: Cluster) -> tuple[ManagedProcess, ManagedProcess]:
     processes = [
         cluster.gateway(wait=False),
         cluster.gateway(wait=False),
-        cluster.service("chat_service", "chat", {}, wait=False),
+        # One user joins ROUNDS new rooms in a row: far above chat's creation limits.
+        cluster.service("chat_service", "chat", _MANY_ROOMS, wait=False),
         cluster.presence(wait=False),
         cluster.owner("bids", wait=False),
     ]
