@@ -30,6 +30,7 @@ from common.redis_client import check_redis_at_start, connect_redis
 from common.settings import GatewaySettings
 from common.tasks import cancel_and_wait, raise_if_cancelled
 from realtime_gateway.connection import Connection
+from realtime_gateway.edge import Edge
 from realtime_gateway.gateway import Gateway
 from realtime_gateway.hub import Hub
 from realtime_gateway.metrics import GatewayMetrics
@@ -61,6 +62,7 @@ class GatewayApp:
     def __init__(self, settings: GatewaySettings) -> None:
         self.settings = settings
         self.metrics = GatewayMetrics()
+        self.edge = Edge(settings, self.metrics)
         self.gateway: Gateway | None = None
         self._listener: PubSubListener | None = None
         self._redis: Redis | None = None
@@ -117,7 +119,7 @@ class GatewayApp:
             on_reconnect=lambda: hub.recover(),
         )
         hub = Hub(listener, router, self.metrics)
-        self.gateway = Gateway(settings, hub, router, self.metrics)
+        self.gateway = Gateway(settings, hub, router, self.metrics, self.edge)
         self._batcher = WriteBatcher(asyncio.get_running_loop())
         self._listener, self._redis = listener, redis
         tasks = [
@@ -186,6 +188,10 @@ class GatewayApp:
             logger.error("the gateway must run on its own uvicorn protocol (python -m ...)")
             await send({"type": "websocket.close", "code": 1011})
             return
+        if not self.edge.origin_allowed(scope):
+            # Before the accept: uvicorn answers the upgrade with HTTP 403.
+            await send({"type": "websocket.close", "code": CloseCode.POLICY_VIOLATION})
+            return
         await send({"type": "websocket.accept"})
         protocol: GatewayWebSocketProtocol = extension["protocol"]
         settings = gateway.settings
@@ -196,7 +202,7 @@ class GatewayApp:
             max_messages=settings.outbox_max_messages,
             max_bytes=settings.outbox_max_bytes,
         )
-        connection = Connection(gateway, outbox)
+        connection = Connection(gateway, outbox, protocol.edge_ticket)
         token = connection_id.set(connection.id)
         gateway.connections[connection.id] = connection
         self.metrics.connections.inc()

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from common.settings import GatewaySettings
+from realtime_gateway.edge import Edge
 from realtime_gateway.hub import Hub
 from realtime_gateway.metrics import GatewayMetrics
 from realtime_gateway.routing import Router
@@ -24,6 +25,7 @@ class Gateway:
     hub: Hub
     router: Router
     metrics: GatewayMetrics
+    edge: Edge
     connections: dict[str, Connection] = field(default_factory=dict)
     accepting: bool = True
     _ids: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
