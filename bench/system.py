@@ -106,6 +106,11 @@ class GatewayProcess:
             RT_OUTBOX_MAX_MESSAGES="100000",
             RT_OUTBOX_MAX_BYTES=str(256 * 1024 * 1024),
             RT_SHUTDOWN_GRACE="2",
+            # Every client is on one loopback address: per-address edge limits off.
+            RT_CONNECT_RATE="100000",
+            RT_CONNECT_BURST="100000",
+            RT_MAX_UNAUTHENTICATED=str(max_connections),
+            RT_MAX_UNAUTHENTICATED_PER_IP=str(max_connections),
         )
         # Kept open for the process's lifetime and closed in stop(), so no `with`.
         self._log = tempfile.NamedTemporaryFile(prefix="bench-gateway-", suffix=".log")  # noqa: SIM115

@@ -34,6 +34,7 @@ class ErrorCode(enum.StrEnum):
 
     # Protocol and gateway.
     BAD_REQUEST = "bad_request"
+    TOO_LARGE = "too_large"
     UNKNOWN_TYPE = "unknown_type"
     UNAUTHENTICATED = "unauthenticated"
     FORBIDDEN = "forbidden"

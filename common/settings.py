@@ -12,6 +12,7 @@ import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import MappingProxyType
 
 from common.entropy import weakness
 from common.errors import ConfigError
@@ -105,6 +106,30 @@ class Env:
             return False
         raise ConfigError(f"{PREFIX}{name} must be true or false, got {raw!r}")
 
+    def strings(self, name: str) -> tuple[str, ...]:
+        """A comma-separated list, blanks dropped."""
+        raw = self._raw(name) or ""
+        return tuple(item.strip() for item in raw.split(",") if item.strip())
+
+    def sizes(self, name: str, defaults: Mapping[str, int], *, minimum: int = 0) -> dict[str, int]:
+        """``key=bytes,...`` over ``defaults``: only their keys, each at least ``minimum``."""
+        values = dict(defaults)
+        for item in self.strings(name):
+            key, _, raw = item.partition("=")
+            key = key.strip()
+            if key not in defaults:
+                known = ", ".join(sorted(defaults))
+                raise ConfigError(f"{PREFIX}{name}: unknown key {key!r}, known: {known}")
+            where = f"{PREFIX}{name}: {key}"
+            try:
+                value = int(raw)
+            except ValueError:
+                raise ConfigError(f"{where} must be an integer, got {raw!r}") from None
+            if value < minimum:
+                raise ConfigError(f"{where} must be at least {minimum}, got {value}")
+            values[key] = value
+        return values
+
     def secret(self, name: str) -> Secret | None:
         """``RT_<name>``, or the stripped content of the file ``RT_<name>_FILE`` names."""
         value = self._raw(name)
@@ -131,6 +156,12 @@ class BusSettings:
     def from_env(cls, env: Env) -> BusSettings:
         url = env.secret("REDIS_URL") or Secret("redis://127.0.0.1:6379/0")
         return cls(redis_url=url, stream_maxlen=env.integer("STREAM_MAXLEN", 100_000, minimum=100))
+
+
+#: The largest request each service accepts, in bytes of the client's frame (docs/security.md).
+DEFAULT_MAX_REQUEST_BYTES: Mapping[str, int] = MappingProxyType(
+    {"chat": 8 * 1024, "bids": 1024, "presence": 1024}
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -211,6 +242,22 @@ class GatewaySettings:
     ping_timeout: float = 20.0
     #: How long this gateway's lease lasts without renewal (renewed every third of it).
     lease_ttl: float = 20.0
+    # The edge (docs/security.md): origins, the request head, unauthenticated sockets.
+    allowed_origins: tuple[str, ...] = ()
+    handshake_timeout: float = 10.0
+    max_header_bytes: int = 16 * 1024
+    max_headers: int = 64
+    #: Sockets that have not authenticated (request heads under way included); by default
+    #: half of ``max_connections``, so that the other half is kept for authenticated users.
+    max_unauthenticated: int = 10_000
+    max_unauthenticated_per_ip: int = 64
+    busy_auth_timeout: float = 2.0
+    connect_rate: float = 20.0
+    connect_burst: int = 200
+    max_connections_per_user: int = 32
+    auth_failure_rate: float = 0.2
+    auth_failure_burst: int = 10
+    max_request_bytes: Mapping[str, int] = field(default_factory=lambda: DEFAULT_MAX_REQUEST_BYTES)
 
     @classmethod
     def from_env(cls, env: Env | None = None) -> GatewaySettings:
@@ -226,6 +273,7 @@ class GatewaySettings:
         # Every run gets its own id, even under a fixed prefix: a gateway that crashed and came
         # back at once must not renew the lease (and own the connections) of its past life.
         gateway_id = (env.optional_string("GATEWAY_ID") or "gw") + "-" + secrets.token_hex(4)
+        max_connections = env.integer("MAX_CONNECTIONS", 20_000, minimum=1)
         return cls(
             bus=BusSettings.from_env(env),
             tokens=tokens,
@@ -242,12 +290,29 @@ class GatewaySettings:
             max_inflight=env.integer("MAX_INFLIGHT", 64, minimum=1),
             rate_limit=env.number("RATE_LIMIT", 100.0, minimum=0.1),
             rate_burst=env.integer("RATE_BURST", 200, minimum=1),
-            max_connections=env.integer("MAX_CONNECTIONS", 20_000, minimum=1),
+            max_connections=max_connections,
             shutdown_grace=env.number("SHUTDOWN_GRACE", 10.0),
             close_timeout=env.number("CLOSE_TIMEOUT", 5.0, minimum=0.1),
             ping_interval=env.number("PING_INTERVAL", 20.0, minimum=1.0),
             ping_timeout=env.number("PING_TIMEOUT", 20.0, minimum=1.0),
             lease_ttl=env.number("LEASE_TTL", 20.0, minimum=0.3),
+            allowed_origins=env.strings("ALLOWED_ORIGINS"),
+            handshake_timeout=env.number("HANDSHAKE_TIMEOUT", 10.0, minimum=0.1),
+            max_header_bytes=env.integer("MAX_HEADER_BYTES", 16 * 1024, minimum=1024),
+            max_headers=env.integer("MAX_HEADERS", 64, minimum=8),
+            max_unauthenticated=env.integer(
+                "MAX_UNAUTHENTICATED", max(1, max_connections // 2), minimum=1
+            ),
+            max_unauthenticated_per_ip=env.integer("MAX_UNAUTHENTICATED_PER_IP", 64, minimum=1),
+            busy_auth_timeout=env.number("BUSY_AUTH_TIMEOUT", 2.0),
+            connect_rate=env.number("CONNECT_RATE", 20.0, minimum=0.01),
+            connect_burst=env.integer("CONNECT_BURST", 200, minimum=1),
+            max_connections_per_user=env.integer("MAX_CONNECTIONS_PER_USER", 32, minimum=1),
+            auth_failure_rate=env.number("AUTH_FAILURE_RATE", 0.2, minimum=0.001),
+            auth_failure_burst=env.integer("AUTH_FAILURE_BURST", 10, minimum=1),
+            max_request_bytes=MappingProxyType(
+                env.sizes("MAX_REQUEST_BYTES", DEFAULT_MAX_REQUEST_BYTES, minimum=64)
+            ),
         )
 
 

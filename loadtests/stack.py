@@ -172,6 +172,10 @@ class Stack:
                 **common,
                 "RT_JWT_SECRET": self.jwt_secret,
                 "RT_GATEWAY_ID": f"gw-{index + 1}",
+                # Every simulated user is on one loopback address: per-address limits off.
+                "RT_CONNECT_RATE": "100000",
+                "RT_CONNECT_BURST": "100000",
+                "RT_MAX_UNAUTHENTICATED_PER_IP": "100000",
                 **self._gateway_env,
             }
             name = f"gateway-{index + 1}"

@@ -46,7 +46,8 @@ def main() -> int:
         # Off: one event is one frame for every subscriber only without compression.
         ws_per_message_deflate=False,
         loop="uvloop",
-        http="httptools",
+        # httptools with a bounded request head and edge accounting (realtime_gateway/edge.py).
+        http=app.edge.http_protocol(),
         lifespan="on",
         backlog=4096,
         # uvicorn takes whole seconds, and 0 would mean no limit at all.

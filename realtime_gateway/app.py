@@ -31,6 +31,7 @@ from common.redis_client import check_redis_at_start, connect_redis
 from common.settings import GatewaySettings
 from common.tasks import cancel_and_wait, raise_if_cancelled
 from realtime_gateway.connection import Connection
+from realtime_gateway.edge import Edge
 from realtime_gateway.gateway import Gateway
 from realtime_gateway.hub import Hub
 from realtime_gateway.keystore import KeyStore
@@ -78,6 +79,7 @@ class GatewayApp:
         self.settings = settings
         self.metrics = GatewayMetrics()
         self.keys = KeyStore(settings.tokens)
+        self.edge = Edge(settings, self.metrics)
         self.gateway: Gateway | None = None
         self._revoker: Revoker | None = None
         self._listener: PubSubListener | None = None
@@ -145,7 +147,7 @@ class GatewayApp:
         hub = Hub(listener, router, self.metrics)
         tokens = settings.tokens
         rules = ClaimRules(issuer=tokens.issuer, audience=tokens.audience, leeway=tokens.leeway)
-        self.gateway = Gateway(settings, hub, router, self.metrics, self.keys, rules)
+        self.gateway = Gateway(settings, hub, router, self.metrics, self.edge, self.keys, rules)
         revoker = self._revoker = Revoker(self.gateway)
         self._batcher = WriteBatcher(asyncio.get_running_loop())
         self._listener, self._redis = listener, redis
@@ -249,6 +251,10 @@ class GatewayApp:
             logger.error("the gateway must run on its own uvicorn protocol (python -m ...)")
             await send({"type": "websocket.close", "code": 1011})
             return
+        if not self.edge.origin_allowed(scope):
+            # Before the accept: uvicorn answers the upgrade with HTTP 403.
+            await send({"type": "websocket.close", "code": CloseCode.POLICY_VIOLATION})
+            return
         await send({"type": "websocket.accept"})
         protocol: GatewayWebSocketProtocol = extension["protocol"]
         settings = gateway.settings
@@ -259,7 +265,7 @@ class GatewayApp:
             max_messages=settings.outbox_max_messages,
             max_bytes=settings.outbox_max_bytes,
         )
-        connection = Connection(gateway, outbox)
+        connection = Connection(gateway, outbox, protocol.edge_ticket)
         token = connection_id.set(connection.id)
         gateway.connections[connection.id] = connection
         self.metrics.connections.inc()

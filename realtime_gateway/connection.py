@@ -15,6 +15,7 @@ from common.namespaces import Access, parse_channel
 from common.revocation import Revocation
 from realtime_gateway.frames import text_frame
 from realtime_gateway.gateway import Gateway
+from realtime_gateway.limits import Ticket
 from realtime_gateway.protocol import (
     Auth,
     Ping,
@@ -84,12 +85,15 @@ class Connection:
         "inflight",
         "outbox",
         "subscriptions",
+        "ticket",
         "user",
     )
 
-    def __init__(self, gateway: Gateway, outbox: Outbox) -> None:
+    def __init__(self, gateway: Gateway, outbox: Outbox, ticket: Ticket | None = None) -> None:
         self.gateway = gateway
         self.outbox = outbox
+        #: The socket's place in the edge's per-address and per-user accounting.
+        self.ticket = ticket
         self.id = gateway.next_connection_id()
         self.user: str | None = None
         #: What the connection's current token proved (a revocation is matched against it).
@@ -183,7 +187,8 @@ class Connection:
                 self._unsubscribe(message)
             case ServiceCall():
                 metrics.messages_in("request").inc()
-                self._call(message)
+                if self._fits(message, text):
+                    self._call(message)
 
     def receive_binary(self) -> None:
         if not self._take_token(None):
@@ -220,6 +225,14 @@ class Connection:
     def authenticate(self, token: object, ref: Ref) -> None:
         """Check a token; the first success welcomes, a later one may only extend."""
         gateway = self.gateway
+        edge = gateway.edge
+        if not edge.may_authenticate(self.ticket):
+            # Too many failures from this address lately: the token is not even checked.
+            message = "too many failed authentications from this address: retry later"
+            self.send(error_reply(ref, _error(ErrorCode.RATE_LIMITED, message)))
+            if self.user is None:
+                self.close(CloseCode.RATE_LIMITED, "too many failed authentications")
+            return
         try:
             identity = verify_token(gateway.keys.keys, token, gateway.rules)
             if gateway.revocations.refuses(identity, now_ms()):
@@ -227,6 +240,7 @@ class Connection:
         except ProtocolError as exc:
             self.send(error_reply(ref, _error(exc.code, exc.message)))
             if exc.code is ErrorCode.UNAUTHENTICATED:
+                edge.auth_failed(self.ticket)
                 self._auth_failures += 1
                 if self._auth_failures >= MAX_AUTH_FAILURES and self.user is None:
                     self.close(CloseCode.UNAUTHENTICATED, "too many failed authentications")
@@ -234,6 +248,11 @@ class Connection:
         if self.user is not None and identity.user != self.user:
             error = _error(ErrorCode.FORBIDDEN, "a connection cannot change user")
             self.send(error_reply(ref, error))
+            return
+        if self.user is None and not edge.authenticated(self.ticket, identity.user):
+            message = "too many connections for this user: close one first"
+            self.send(error_reply(ref, _error(ErrorCode.RATE_LIMITED, message)))
+            self.close(CloseCode.RATE_LIMITED, "too many connections for this user")
             return
         self._identity = identity
         self._schedule_expiry(identity.expires_at)
@@ -284,6 +303,25 @@ class Connection:
         )
 
     # Requests to services.
+
+    def _fits(self, message: ServiceCall, text: str) -> bool:
+        """Whether the request is within its service's size (refused ``too_large`` if not).
+
+        Streams are capped by entries, not bytes: what the gateway lets through is what
+        each entry may cost Redis.
+        """
+        limit = self.gateway.settings.max_request_bytes.get(message.service)
+        # A character is 1-4 bytes of UTF-8: encode only when the count cannot tell.
+        if limit is None or len(text) * 4 <= limit:
+            return True
+        if len(text) <= limit and len(text.encode()) <= limit:
+            return True
+        self.gateway.edge.refuse("request_too_large")
+        error = _error(
+            ErrorCode.TOO_LARGE, f"a {message.service} request may have at most {limit} bytes"
+        )
+        self.send(error_reply(message.ref, {**error, "limit": limit}))
+        return False
 
     def _call(self, message: ServiceCall) -> None:
         if self.inflight >= self.gateway.settings.max_inflight:

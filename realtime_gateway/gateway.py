@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 from common.auth import ClaimRules
 from common.revocation import RevocationSet
 from common.settings import GatewaySettings
+from realtime_gateway.edge import Edge
 from realtime_gateway.hub import Hub
 from realtime_gateway.keystore import KeyStore
 from realtime_gateway.metrics import GatewayMetrics
@@ -27,6 +28,7 @@ class Gateway:
     hub: Hub
     router: Router
     metrics: GatewayMetrics
+    edge: Edge
     keys: KeyStore
     rules: ClaimRules
     revocations: RevocationSet = field(default_factory=RevocationSet)

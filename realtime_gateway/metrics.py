@@ -62,3 +62,23 @@ class GatewayMetrics:
         self.bus_errors = Counter(
             "rt_gateway_bus_errors", "Redis failures and undecodable bus messages."
         )
+        # The edge (docs/security.md).
+        self.refused = Children(
+            Counter(
+                "rt_gateway_refused",
+                "Sockets, upgrades, authentications and requests refused at the edge, by "
+                "rule (origin, handshake_timeout, header_too_large, too_many_headers, "
+                "connect_rate, unauthenticated_per_ip, unauthenticated_full, evicted, "
+                "auth_failures, user_connections, request_too_large).",
+                ["reason"],
+            )
+        )
+        self.unauthenticated = Children(
+            Gauge(
+                "rt_gateway_unauthenticated",
+                "Sockets that have not authenticated, by stage: handshake (request head "
+                "under way) or websocket (open, no valid token yet).",
+                ["stage"],
+            )
+        )
+        self.users = Gauge("rt_gateway_users", "Distinct users with an open connection.")

@@ -11,7 +11,8 @@ stay uvicorn's and websockets', with a lighter receive queue and writable flag.
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
 from websockets.exceptions import InvalidState
@@ -19,6 +20,9 @@ from websockets.frames import Frame
 
 from common.errors import CloseCode
 
+
+if TYPE_CHECKING:
+    from realtime_gateway.limits import Ticket
 
 __all__ = ["OUTBOX_EXTENSION", "GatewayWebSocketProtocol", "Outbox", "WriteBatcher"]
 
@@ -254,6 +258,9 @@ class GatewayWebSocketProtocol(WebSocketsSansIOProtocol):
         self.outbox = None
         #: The close code this side sent, if it started the closing handshake.
         self.server_close_code: int | None = None
+        #: The socket's place in the edge's accounting, and how to give it back (edge.py).
+        self.edge_ticket: Ticket | None = None
+        self.on_lost: Callable[[], None] | None = None
 
     def handle_connect(self, event: Any) -> None:
         super().handle_connect(event)
@@ -289,7 +296,17 @@ class GatewayWebSocketProtocol(WebSocketsSansIOProtocol):
     def connection_lost(self, exc: Exception | None) -> None:
         if self.outbox is not None:
             self.outbox.lost()
+        if self.on_lost is not None:
+            self.on_lost()
+            self.on_lost = None
         super().connection_lost(exc)
+
+    def evict(self) -> None:
+        """Close this unauthenticated connection to make room for another (edge.py)."""
+        if self.outbox is None:
+            self.transport.abort()  # the app has not accepted it yet
+        else:
+            self.outbox.close(CloseCode.TRY_AGAIN_LATER, "gateway busy: authenticate sooner")
 
     def shutdown(self) -> None:
         # uvicorn sends 1012 and closes; a peer that never reads would hold the transport

@@ -1,9 +1,9 @@
 """The service side of the bus: a consumer-group member that handles requests and replies.
 
-Entries are acknowledged only after they are handled and the reply is published. Entries
-left pending by a dead instance are claimed (XAUTOCLAIM) once idle for ``claim_idle_ms``, so
-each request is handled at least once; services make the effect idempotent (an idempotency
-key, a client id) so that it happens exactly once.
+Entries are acknowledged (and deleted) only after they are handled and the reply is
+published. Entries left pending by a dead instance are claimed (XAUTOCLAIM) once idle for
+``claim_idle_ms``, so each request is handled at least once; services make the effect
+idempotent (an idempotency key, a client id) so that it happens exactly once.
 """
 
 from __future__ import annotations
@@ -198,6 +198,9 @@ class ServiceWorker:
         for channel, body in refusals:
             pipe.publish(channel, body)
         pipe.xack(self.stream, self.group, *entry_ids)
+        # Then gone: the stream holds what is pending, not history (one group reads it, and
+        # XACKDEL is Redis 8.2). Entries the producer's MAXLEN trimmed meanwhile are no-ops.
+        pipe.xdel(self.stream, *entry_ids)
         await pipe.execute()
 
     def _decode(self, fields: dict[bytes, bytes]) -> Request | _Refusal | None:

@@ -46,7 +46,12 @@ _refs = itertools.count(1)
 class Cluster(ModuleProcesses):
     """The gateways, presence instances and stub owners of one test module."""
 
-    gateway_env: ClassVar[Mapping[str, str]] = {"RT_LEASE_TTL": str(LEASE_TTL)}
+    gateway_env: ClassVar[Mapping[str, str]] = {
+        "RT_LEASE_TTL": str(LEASE_TTL),
+        # The stub owner named bids joins dozens of channels in one request (bids.join),
+        # far more than any request of the real bids service.
+        "RT_MAX_REQUEST_BYTES": "bids=65536",
+    }
 
     def presence(
         self, env: Mapping[str, str] | None = None, *, wait: bool = True

@@ -294,6 +294,9 @@ def start_gateway(
         "RT_REQUEST_TIMEOUT": "2",
         "RT_SHUTDOWN_GRACE": "3",
         "RT_CLOSE_TIMEOUT": "2",
+        # Every test speaks from 127.0.0.1: one module's bad tokens must not slow the next
+        # test's authentications (tests/e2e/test_edge.py sets its own per-address limits).
+        "RT_AUTH_FAILURE_BURST": "100000",
         **(env or {}),
     }
     return start_process(
