@@ -7,7 +7,7 @@ from collections.abc import Callable
 from typing import Any
 
 from redis.asyncio import Redis
-from redis.exceptions import ResponseError
+from redis.exceptions import RedisError, ResponseError
 
 from chat_service.handlers import ChatHandlers, ChatMetrics, Plan
 from chat_service.settings import ChatSettings
@@ -34,7 +34,13 @@ class ChatService(Service):
         self.batch_handler = self.handle_batch
 
     async def setup(self) -> None:
-        await self.store.load()
+        # Redis may be unreachable at start (down, or refusing this process's certificate or
+        # password): the scripts load on first use, and the process starts and reports unready,
+        # as the other services do, instead of exiting.
+        try:
+            await self.store.load()
+        except (RedisError, OSError) as exc:
+            logger.warning("Redis unavailable at start-up", extra={"error": repr(exc)})
 
     async def handle(self, request: Request) -> dict[str, Any] | Reply:
         outcome = (await self.handle_batch([request]))[0]

@@ -16,6 +16,8 @@ command may have run. A retried command may also have run once already, which th
 from __future__ import annotations
 
 import logging
+from typing import Any
+from urllib.parse import urlsplit
 
 from redis.asyncio import Redis
 from redis.asyncio.retry import Retry
@@ -33,6 +35,7 @@ __all__ = [
     "RETRIES",
     "check_redis_at_start",
     "connect_redis",
+    "credentials",
 ]
 
 logger = logging.getLogger(__name__)
@@ -69,7 +72,30 @@ def connect_redis(settings: BusSettings, name: str, *, retry: bool = True) -> Re
         socket_connect_timeout=CONNECT_TIMEOUT,
         socket_timeout=COMMAND_TIMEOUT,
         retry=policy,
+        **credentials(settings),
     )
+
+
+def credentials(settings: BusSettings) -> dict[str, Any]:
+    """redis-py's keyword arguments for the ACL user and, with ``rediss://``, TLS.
+
+    Passed beside the URL rather than in it, so that no password sits in a URL a log line
+    or an error message might show. A ``rediss://`` server's certificate is always checked,
+    host name included.
+    """
+    options: dict[str, Any] = {}
+    if settings.redis_username is not None:
+        options["username"] = settings.redis_username
+    if settings.redis_password is not None:
+        options["password"] = settings.redis_password.reveal()
+    tls = settings.redis_tls
+    if urlsplit(settings.redis_url.reveal()).scheme == "rediss":
+        options.update(ssl_cert_reqs="required", ssl_check_hostname=True)
+        if tls.ca_file is not None:
+            options["ssl_ca_certs"] = tls.ca_file
+        if tls.cert_file is not None:
+            options.update(ssl_certfile=tls.cert_file, ssl_keyfile=tls.key_file)
+    return options
 
 
 async def check_redis_at_start(redis: Redis) -> None:

@@ -8,6 +8,7 @@ machine needs nothing but Python.
 
 from __future__ import annotations
 
+import hashlib
 import importlib.util
 import os
 import platform
@@ -18,7 +19,8 @@ import socket
 import subprocess
 import tempfile
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 from typing import IO, Any
@@ -36,6 +38,7 @@ __all__ = [
     "RedisServerError",
     "RedisStartError",
     "RedisVersionError",
+    "ServerTls",
     "bundled_valkey_binary",
     "check_server_info",
     "check_server_version",
@@ -125,25 +128,30 @@ def _redacted(url: str) -> str:
     return urlunsplit(parts._replace(netloc=f"{user}***@{netloc}"))
 
 
-def _client(url: str, timeout: float) -> redis.Redis:
+def _client(url: str, timeout: float, options: Mapping[str, Any]) -> redis.Redis:
     """A client that fails at once: redis-py's default retries would stretch every probe."""
     return redis.Redis.from_url(
         url,
         socket_connect_timeout=timeout,
         socket_timeout=timeout,
         retry=Retry(NoBackoff(), retries=0),
+        **options,
     )
 
 
-def check_server_version(url: str, *, timeout: float = 5.0) -> str:
+def check_server_version(
+    url: str, *, timeout: float = 5.0, options: Mapping[str, Any] | None = None
+) -> str:
     """Ask the server at ``url`` for its version; return a description like "Valkey 9.1.2".
+
+    ``options`` are redis-py's keyword arguments beside the URL (password, TLS files).
 
     Raises:
         RedisVersionError: the server is older than Redis 7.
         RedisServerError: the server cannot be reached or queried within ``timeout`` seconds.
     """
     try:
-        with _client(url, timeout) as client:
+        with _client(url, timeout, options or {}) as client:
             info = client.info("server")
     except redis.RedisError as exc:
         raise RedisServerError(f"cannot query Redis at {_redacted(url)}: {exc}") from exc
@@ -225,6 +233,25 @@ def _free_loopback_port() -> int:
         return port
 
 
+@dataclass(frozen=True, slots=True)
+class ServerTls:
+    """A server that speaks TLS only (``rediss://``), with PEM files."""
+
+    cert_file: Path
+    key_file: Path
+    #: The CA that client certificates must be signed by, and that probes trust.
+    ca_file: Path
+    #: ``optional``: a client may show a certificate; ``yes``: it must; ``no``: never asked.
+    auth_clients: str = "optional"
+    #: The certificate the server's own probes show, needed with ``auth_clients="yes"``.
+    client_cert_file: Path | None = None
+    client_key_file: Path | None = None
+
+
+def _sha256(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
 class RedisServer:
     """A private server on 127.0.0.1, owned by this process, non-persistent by default.
 
@@ -234,10 +261,16 @@ class RedisServer:
     server keeps an append-only file in one directory across restarts, so a restart keeps
     the data, as a production Redis would; :meth:`remove_data` deletes it.
 
+    ``acl`` lines (ACL file ``user ...`` lines, see common/acl.py) are loaded at every start,
+    so the users outlive a restart; ``password`` protects the ``default`` user, which keeps
+    every permission. ``maxmemory`` (``"64mb"``) caps the memory with the ``noeviction``
+    policy: a write that does not fit fails instead of evicting bus state. ``tls`` serves
+    TLS only.
+
     Usage::
 
         with RedisServer() as server:
-            client = redis.Redis.from_url(server.url)
+            client = redis.Redis.from_url(server.url, **server.client_options())
     """
 
     def __init__(
@@ -248,8 +281,16 @@ class RedisServer:
         start_timeout: float = 10.0,
         stop_timeout: float = 5.0,
         appendonly: bool = False,
+        acl: Sequence[str] = (),
+        password: str | None = None,
+        maxmemory: str | None = None,
+        tls: ServerTls | None = None,
     ) -> None:
         self._port = port if port is not None else _free_loopback_port()
+        self._acl = tuple(acl)
+        self._password = password
+        self._maxmemory = maxmemory
+        self.tls = tls
         self._binary = binary
         self._appendonly = appendonly
         self._start_timeout = start_timeout
@@ -265,8 +306,21 @@ class RedisServer:
 
     @property
     def url(self) -> str:
-        """``redis://127.0.0.1:<port>/0``."""
-        return f"redis://{LOOPBACK}:{self._port}/0"
+        """``redis://127.0.0.1:<port>/0`` (``rediss://`` with TLS), never with a password."""
+        scheme = "rediss" if self.tls is not None else "redis"
+        return f"{scheme}://{LOOPBACK}:{self._port}/0"
+
+    def client_options(self) -> dict[str, Any]:
+        """redis-py's keyword arguments, beside :attr:`url`, of a client with every right."""
+        options: dict[str, Any] = {}
+        if self._password is not None:
+            options["password"] = self._password
+        if self.tls is not None:
+            options["ssl_ca_certs"] = str(self.tls.ca_file)
+            if self.tls.client_cert_file is not None:
+                options["ssl_certfile"] = str(self.tls.client_cert_file)
+                options["ssl_keyfile"] = str(self.tls.client_key_file)
+        return options
 
     @property
     def binary(self) -> Path:
@@ -303,13 +357,13 @@ class RedisServer:
         self._log = (self._workdir / "server.log").open("ab")
         command = [
             str(binary),
-            "--port", str(self._port),
             "--bind", LOOPBACK,
             "--save", "",
             "--appendonly", "yes" if self._appendonly else "no",
             "--dir", str(self._workdir),
             "--daemonize", "no",
             "--logfile", "",  # stdout, which is the log file above
+            *self._options(self._workdir),
         ]  # fmt: skip
         try:
             # A session of its own: a Ctrl-C meant for the owner must not kill the server
@@ -326,13 +380,35 @@ class RedisServer:
             self.stop()
             raise
 
+    def _options(self, workdir: Path) -> list[str]:
+        """The command-line options of the port, the ACL file, the memory cap and TLS."""
+        options = ["--port", "0" if self.tls else str(self._port)]
+        lines = list(self._acl)
+        if self._password is not None:
+            lines.append(f"user default on #{_sha256(self._password)} ~* &* +@all")
+        if lines:
+            # Hashed passwords in a file of the server's own directory: none on its command
+            # line, which every local user can read.
+            acl_file = workdir / "users.acl"
+            acl_file.touch(mode=0o600)
+            acl_file.write_text("\n".join(lines) + "\n")
+            options += ["--aclfile", str(acl_file)]
+        if self._maxmemory is not None:
+            options += ["--maxmemory", self._maxmemory, "--maxmemory-policy", "noeviction"]
+        if self.tls is not None:
+            tls = self.tls
+            options += ["--tls-port", str(self._port), "--tls-cert-file", str(tls.cert_file)]
+            options += ["--tls-key-file", str(tls.key_file), "--tls-ca-cert-file", str(tls.ca_file)]
+            options += ["--tls-auth-clients", tls.auth_clients]
+        return options
+
     def _wait_until_ready(self) -> None:
         assert self._process is not None
         deadline = time.monotonic() + self._start_timeout
         last_error: Exception | None = None
         while time.monotonic() < deadline:
             try:
-                with _client(self.url, timeout=1.0) as client:
+                with _client(self.url, 1.0, self.client_options()) as client:
                     client.ping()
                     serving_pid = client.info("server").get("process_id")
             except redis.RedisError as exc:  # refused, or still loading

@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
+from urllib.parse import urlsplit
 
 from common.entropy import weakness
 from common.errors import ConfigError
@@ -23,8 +24,10 @@ __all__ = [
     "Env",
     "GatewaySettings",
     "LogSettings",
+    "RedisTls",
     "Secret",
     "ServiceSettings",
+    "TlsFiles",
     "TokenSettings",
 ]
 
@@ -147,15 +150,80 @@ class Env:
 
 
 @dataclass(frozen=True, slots=True)
+class RedisTls:
+    """How a process checks a ``rediss://`` server, and the client certificate it shows."""
+
+    #: PEM file of the CA that signed the server's certificate; None: the system's CAs.
+    ca_file: str | None = None
+    #: PEM files of a client certificate and its key, for a server that asks for one.
+    cert_file: str | None = None
+    key_file: str | None = None
+
+    @classmethod
+    def from_env(cls, env: Env) -> RedisTls:
+        cert_file = env.optional_string("REDIS_CERT_FILE")
+        key_file = env.optional_string("REDIS_KEY_FILE")
+        if (cert_file is None) != (key_file is None):
+            raise ConfigError("set both RT_REDIS_CERT_FILE and RT_REDIS_KEY_FILE, or neither")
+        return cls(env.optional_string("REDIS_CA_FILE"), cert_file, key_file)
+
+    @property
+    def configured(self) -> bool:
+        return any((self.ca_file, self.cert_file, self.key_file))
+
+
+@dataclass(frozen=True, slots=True)
 class BusSettings:
     redis_url: Secret
     #: Approximate cap of each request stream (XADD MAXLEN ~).
     stream_maxlen: int = 100_000
+    #: The ACL user (docs/security.md); None: Redis's ``default`` user.
+    redis_username: str | None = None
+    redis_password: Secret | None = None
+    redis_tls: RedisTls = field(default_factory=RedisTls)
 
     @classmethod
     def from_env(cls, env: Env) -> BusSettings:
+        """Read the bus settings.
+
+        Raises:
+            ConfigError: a password is given both in the URL and on its own, or TLS files
+                are given for a URL that is not ``rediss://``.
+        """
         url = env.secret("REDIS_URL") or Secret("redis://127.0.0.1:6379/0")
-        return cls(redis_url=url, stream_maxlen=env.integer("STREAM_MAXLEN", 100_000, minimum=100))
+        password = env.secret("REDIS_PASSWORD")
+        parts = urlsplit(url.reveal())
+        if password is not None and parts.password is not None:
+            raise ConfigError("the Redis password is in RT_REDIS_URL and in RT_REDIS_PASSWORD")
+        tls = RedisTls.from_env(env)
+        if tls.configured and parts.scheme != "rediss":
+            raise ConfigError("RT_REDIS_CA_FILE and RT_REDIS_CERT_FILE need a rediss:// URL")
+        return cls(
+            redis_url=url,
+            stream_maxlen=env.integer("STREAM_MAXLEN", 100_000, minimum=100),
+            redis_username=env.optional_string("REDIS_USERNAME"),
+            redis_password=password,
+            redis_tls=tls,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class TlsFiles:
+    """The certificate (chain) and private key, PEM files, a server presents."""
+
+    cert_file: str
+    key_file: str
+
+    @classmethod
+    def from_env(cls, env: Env) -> TlsFiles | None:
+        """``RT_TLS_CERT_FILE`` and ``RT_TLS_KEY_FILE``; None when neither is set."""
+        cert_file = env.optional_string("TLS_CERT_FILE")
+        key_file = env.optional_string("TLS_KEY_FILE")
+        if cert_file is None and key_file is None:
+            return None
+        if cert_file is None or key_file is None:
+            raise ConfigError("set both RT_TLS_CERT_FILE and RT_TLS_KEY_FILE, or neither")
+        return cls(cert_file, key_file)
 
 
 #: The largest request each service accepts, in bytes of the client's frame (docs/security.md).
@@ -258,6 +326,8 @@ class GatewaySettings:
     auth_failure_rate: float = 0.2
     auth_failure_burst: int = 10
     max_request_bytes: Mapping[str, int] = field(default_factory=lambda: DEFAULT_MAX_REQUEST_BYTES)
+    #: When set, the gateway serves HTTPS and wss:// only.
+    tls: TlsFiles | None = None
 
     @classmethod
     def from_env(cls, env: Env | None = None) -> GatewaySettings:
@@ -313,6 +383,7 @@ class GatewaySettings:
             max_request_bytes=MappingProxyType(
                 env.sizes("MAX_REQUEST_BYTES", DEFAULT_MAX_REQUEST_BYTES, minimum=64)
             ),
+            tls=TlsFiles.from_env(env),
         )
 
 

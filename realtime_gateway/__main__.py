@@ -55,6 +55,9 @@ def main() -> int:
         log_config=None,
         access_log=False,
         server_header=False,
+        # wss:// and https:// only, when a certificate is configured.
+        ssl_certfile=settings.tls.cert_file if settings.tls else None,
+        ssl_keyfile=settings.tls.key_file if settings.tls else None,
     )
     GracefulServer(config).run()
     return 0

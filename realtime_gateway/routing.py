@@ -15,6 +15,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from redis.exceptions import OutOfMemoryError
+
 from common.bus.producer import RequestProducer
 from common.codec import load_bus, pack_bus
 from common.envelope import Reply, ReplyAddress, Request, parse_envelope
@@ -151,8 +153,15 @@ class Router:
     def _failed(self, request_ids: list[str], exc: BaseException) -> None:
         self._metrics.bus_errors.inc()
         logger.warning("could not append requests", extra={"error": repr(exc)})
+        # A full Redis (maxmemory with noeviction) refuses the append: say so, as it is no
+        # outage and retrying at once will not help.
+        why = (
+            "is unavailable: Redis is out of memory"
+            if isinstance(exc, OutOfMemoryError)
+            else "is unreachable: the bus is down"
+        )
         for request_id in request_ids:
-            self._expire(request_id, "is unreachable: the bus is down")
+            self._expire(request_id, why)
 
     async def aclose(self) -> None:
         await self._producer.aclose()

@@ -5,16 +5,20 @@
 one; without names it starts them all.
 
 Redis is ``RT_REDIS_URL`` when set (it must be Redis >= 7 or Valkey), else a private server on
-``RT_REDIS_PORT`` (default 6390). Children get ``RT_REDIS_URL``, ``RT_JWT_SECRET_FILE`` (a
-secret made once in ``.dev/``) and ``RT_DEV=1``. Ctrl-C or SIGTERM stops every child (SIGTERM,
-then SIGKILL after a grace time), then Redis, and exits 0; a child that dies on its own brings
-everything down and the launcher exits 1.
+``RT_REDIS_PORT`` (default 6390) with the ACL users of docs/security.md, ``maxmemory``
+``RT_REDIS_MAXMEMORY`` (default 256mb) and ``noeviction``; its ``default`` user needs the
+password in ``.dev/redis/default.password``. Children get ``RT_REDIS_URL``, on the private
+server their kind's ``RT_REDIS_USERNAME`` and ``RT_REDIS_PASSWORD_FILE``,
+``RT_JWT_SECRET_FILE`` (secrets are made once in ``.dev/``) and ``RT_DEV=1``. Ctrl-C or
+SIGTERM stops every child (SIGTERM, then SIGKILL after a grace time), then Redis, and exits 0;
+a child that dies on its own brings everything down and the launcher exits 1.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import itertools
 import os
 import secrets
@@ -26,6 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TextIO
 
+from common import acl
 from common.redis_server import (
     RedisServer,
     RedisServerError,
@@ -39,6 +44,9 @@ JWT_SECRET_PATH = REPO_ROOT / ".dev" / "jwt-secret"
 #: The bids service's admin credential in development (see docs/bids.md).
 BIDS_ADMIN_TOKEN_PATH = REPO_ROOT / ".dev" / "bids-admin-token"
 DEFAULT_REDIS_PORT = "6390"
+#: The private server's passwords: ``<kind>.password`` per ACL user, ``default.password``.
+REDIS_PASSWORDS_DIR = REPO_ROOT / ".dev" / "redis"
+DEFAULT_REDIS_MAXMEMORY = "256mb"
 #: How long children get between SIGTERM and SIGKILL.
 STOP_GRACE_SECONDS = 10.0
 #: How long to wait for a SIGKILLed child to be reaped, or for output to drain.
@@ -55,16 +63,19 @@ class ProcessSpec:
     name: str
     command: Sequence[str]
     env: Mapping[str, str] = field(default_factory=dict)
+    #: The process kind, whose ACL user it connects as on the private Redis.
+    kind: str | None = None
 
 
 def python_service(
     name: str, module: str, port: str, env: Mapping[str, str] | None = None
 ) -> ProcessSpec:
-    """A service run as ``python -m <module>``, listening on 127.0.0.1:<port>."""
+    """A service run as ``python -m <module>``, listening on 127.0.0.1:<port>, of kind ``name``."""
     return ProcessSpec(
         name,
         (sys.executable, "-m", module),
         {"RT_HOST": "127.0.0.1", "RT_PORT": port, **(env or {})},
+        kind=name,
     )
 
 
@@ -222,6 +233,34 @@ async def supervise(
         await stop_children(children, output)
 
 
+def password_file(kind: str) -> Path:
+    """The file of one ACL user's password on the private Redis (made once)."""
+    return ensure_dev_secret(REDIS_PASSWORDS_DIR / f"{kind}.password")
+
+
+def private_redis(port: int) -> RedisServer:
+    """The private server: every kind's ACL user, a protected default user, capped memory."""
+    lines = [
+        acl.aclfile_line(user, password_file(user.kind).read_text().strip()) for user in acl.users()
+    ]
+    return RedisServer(
+        port,
+        acl=lines,
+        password=password_file("default").read_text().strip(),
+        maxmemory=os.environ.get("RT_REDIS_MAXMEMORY") or DEFAULT_REDIS_MAXMEMORY,
+    )
+
+
+def redis_credentials(spec: ProcessSpec) -> dict[str, str]:
+    """The environment of ``spec``'s ACL user on the private Redis."""
+    if spec.kind is None:
+        return {}
+    return {
+        "RT_REDIS_USERNAME": acl.username(spec.kind),
+        "RT_REDIS_PASSWORD_FILE": str(password_file(spec.kind)),
+    }
+
+
 async def provide_redis(output: Output) -> tuple[str, RedisServer | None]:
     """The Redis URL for the children, and the private server behind it if one was started."""
     url = os.environ.get("RT_REDIS_URL")
@@ -230,7 +269,7 @@ async def provide_redis(output: Output) -> tuple[str, RedisServer | None]:
         port = os.environ.get("RT_REDIS_PORT", DEFAULT_REDIS_PORT)
         if not port.isdigit():
             raise RedisServerError(f"RT_REDIS_PORT must be a port number, got {port!r}")
-        server = RedisServer(int(port))
+        server = private_redis(int(port))
         output.line(LAUNCHER_NAME, f"starting a private Redis on port {port} ({server.binary})")
         try:
             await asyncio.to_thread(server.start)
@@ -240,7 +279,8 @@ async def provide_redis(output: Output) -> tuple[str, RedisServer | None]:
             ) from exc
         url = server.url
     try:
-        description = await asyncio.to_thread(check_server_version, url)
+        options = server.client_options() if server is not None else {}
+        description = await asyncio.to_thread(check_server_version, url, options=options)
     except BaseException:
         if server is not None:
             await asyncio.to_thread(server.stop)
@@ -280,6 +320,11 @@ async def launch(specs: Sequence[ProcessSpec]) -> int:
             # Children write to a pipe, where the services' "auto" log format means JSON.
             env.setdefault("RT_LOG_FORMAT", "console")
         output.line(LAUNCHER_NAME, "Ctrl-C stops everything; `scripts/token USER` prints a token")
+        if redis_server is not None:
+            specs = [
+                dataclasses.replace(spec, env={**redis_credentials(spec), **spec.env})
+                for spec in specs
+            ]
         return await supervise(specs, env, stop_requested, output)
     finally:
         if redis_server is not None:

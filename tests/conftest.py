@@ -2,7 +2,8 @@
 
 Tests that run processes (gateways, services) share a Redis flushed once per module
 (:func:`bus_url`), never per test: a flush under a running service would delete its consumer
-group. Tests of one module stay apart by using names of their own.
+group. Tests of one module stay apart by using names of their own. Processes connect to it as
+their ACL users; the tests' own clients are its default user.
 """
 
 from __future__ import annotations
@@ -16,13 +17,28 @@ from redis.asyncio import Redis
 
 from common.redis_server import RedisServer
 from tests.support.processes import live_processes
+from tests.support.redis_users import TestUsers, acl_enabled, acl_refusals, register
 
 
 @pytest.fixture(scope="session")
-def redis_server() -> Iterator[RedisServer]:
-    """A private, non-persistent Redis on a free loopback port, shared by the session."""
-    with RedisServer() as server:
+def redis_users(tmp_path_factory: pytest.TempPathFactory) -> TestUsers | None:
+    """The ACL users of the session's Redis (None with ``REALTIME_TEST_ACL=0``)."""
+    return TestUsers(tmp_path_factory.mktemp("redis-users")) if acl_enabled() else None
+
+
+@pytest.fixture(scope="session")
+def redis_server(redis_users: TestUsers | None) -> Iterator[RedisServer]:
+    """A private, non-persistent Redis on a free loopback port, shared by the session, where
+    every process the tests start connects as its own ACL user (tests/support/redis_users.py)."""
+    lines = redis_users.aclfile_lines() if redis_users is not None else []
+    with RedisServer(acl=lines) as server:
+        if redis_users is not None:
+            register(server.url, redis_users)
         yield server
+        refusals = acl_refusals(server) if redis_users is not None else []
+    # Every ACL refusal in the session is a rule that a process lacked (the tests that
+    # provoke refusals clear theirs). A restart empties the log, though.
+    assert not refusals, f"Redis refused processes of the tests: {refusals}"
 
 
 def _emptied(redis_server: RedisServer) -> str:

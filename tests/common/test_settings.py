@@ -16,6 +16,7 @@ from common.settings import (
     LogSettings,
     Secret,
     ServiceSettings,
+    TlsFiles,
 )
 
 
@@ -407,3 +408,48 @@ def test_public_keys_alone_need_no_secret(tmp_path: Path) -> None:
     ).tokens
     assert tokens.secret is None
     assert (tokens.jwks_file, tokens.audience, tokens.issuer) == (jwks, "rt", "idp")
+
+
+# Redis credentials and TLS.
+
+
+def test_redis_user_and_password_file_are_read(tmp_path: Path) -> None:
+    """RT_REDIS_USERNAME and RT_REDIS_PASSWORD_FILE give the ACL user; repr hides the password."""
+    path = tmp_path / "password"
+    path.write_text("s3cret-redis-password\n")
+    bus = BusSettings.from_env(
+        Env({"RT_REDIS_USERNAME": "rt-chat", "RT_REDIS_PASSWORD_FILE": str(path)})
+    )
+    assert bus.redis_username == "rt-chat"
+    assert bus.redis_password is not None
+    assert bus.redis_password.reveal() == "s3cret-redis-password"
+    assert "s3cret" not in repr(bus)
+
+
+def test_a_password_in_the_url_and_on_its_own_is_an_error() -> None:
+    """Two passwords for one connection is a ConfigError, not a silent choice."""
+    with pytest.raises(ConfigError, match="RT_REDIS_PASSWORD"):
+        BusSettings.from_env(
+            Env({"RT_REDIS_URL": "redis://:a@127.0.0.1:6379/0", "RT_REDIS_PASSWORD": "b"})
+        )
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ({"RT_REDIS_CA_FILE": "/ca.pem"}, "rediss://"),
+        ({"RT_REDIS_URL": "rediss://h:1/0", "RT_REDIS_CERT_FILE": "/c.pem"}, "RT_REDIS_KEY_FILE"),
+        ({"RT_JWT_SECRET": SECRET, "RT_TLS_CERT_FILE": "/c.pem"}, "RT_TLS_KEY_FILE"),
+    ],
+)
+def test_incomplete_tls_settings_are_errors(env: dict[str, str], message: str) -> None:
+    """A TLS file without its pair, or for a redis:// URL, stops the process at start."""
+    with pytest.raises(ConfigError, match=message):
+        GatewaySettings.from_env(Env({"RT_JWT_SECRET": SECRET, **env}))
+
+
+def test_gateway_tls_files_are_read() -> None:
+    """RT_TLS_CERT_FILE and RT_TLS_KEY_FILE together turn the gateway's TLS on."""
+    settings = _gateway(RT_TLS_CERT_FILE="/c.pem", RT_TLS_KEY_FILE="/k.pem")
+    assert settings.tls == TlsFiles("/c.pem", "/k.pem")
+    assert _gateway().tls is None

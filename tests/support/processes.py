@@ -23,6 +23,7 @@ from pathlib import Path
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.support.ports import free_port
+from tests.support.redis_users import credentials
 
 
 __all__ = [
@@ -265,7 +266,12 @@ def start_process(
     """Start ``python -m module`` on ``port`` (``RT_PORT``; default a free one), ready unless
     ``wait=False``. A given port lets a test replace a process it stopped by a new one."""
     port = port or free_port()
-    environment = _environment({"RT_HOST": "127.0.0.1", "RT_PORT": str(port), **env})
+    url = env.get("RT_REDIS_URL")
+    # Each process as its own ACL user, unless the test chose one.
+    users = {}
+    if url is not None and "RT_REDIS_USERNAME" not in env:
+        users = credentials(url, module, args or [])
+    environment = _environment({"RT_HOST": "127.0.0.1", "RT_PORT": str(port), **users, **env})
     log_path = log_dir / f"{name}-{port}.log"
     process = ManagedProcess(name, module, list(args or []), environment, port, log_path)
     if wait:
