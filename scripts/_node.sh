@@ -1,7 +1,8 @@
 # shellcheck shell=bash
-# Sourced by scripts/test: makes sure node and npm exist and that node_modules matches
-# package-lock.json in each of _NODE_PACKAGES: clients/js (the JavaScript client's test
-# dependencies) and tests/wscat (the wscat that replays the README's sessions).
+# Sourced by scripts/test after scripts/_venv.sh (whose _venv_as_root it uses): makes sure
+# node and npm exist and that node_modules matches package-lock.json in each of
+# _NODE_PACKAGES: clients/js (the JavaScript client's test dependencies) and tests/wscat
+# (the wscat that replays the README's sessions).
 #
 # Node >= 18 is needed (node --test, fetch). Without node or npm on PATH, Debian's nodejs and
 # npm packages are installed with apt-get (as root, or through sudo). `npm ci` runs when
@@ -15,22 +16,12 @@ _NODE_PACKAGES=(clients/js tests/wscat)
 _node_say() { printf '[node] %s\n' "$*" >&2; }
 _node_die() { printf '[node] error: %s\n' "$*" >&2; exit 1; }
 
-_node_as_root() {
-    if [[ $(id -u) -eq 0 ]]; then
-        "$@"
-    elif command -v sudo >/dev/null 2>&1; then
-        sudo "$@"
-    else
-        _node_die "need root to run '$*', and sudo is not installed; install nodejs and npm yourself"
-    fi
-}
-
 _node_install() {
     command -v apt-get >/dev/null 2>&1 \
         || _node_die "node and npm are required (>= 18) and there is no apt-get here; install them yourself"
     _node_say "node or npm is missing; installing nodejs and npm with apt-get"
-    _node_as_root env DEBIAN_FRONTEND=noninteractive apt-get update -qq >&2
-    _node_as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nodejs npm >&2
+    _venv_as_root env DEBIAN_FRONTEND=noninteractive apt-get update -qq >&2
+    _venv_as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nodejs npm >&2
 }
 
 # npm ci in one package folder (relative to the repository) unless its stamp is current.
