@@ -15,6 +15,7 @@ from dataclasses import dataclass, replace
 from typing import Any, Final
 
 from common.errors import ErrorCode, ServiceError
+from common.requests import CLIENT_REQUESTS
 
 
 __all__ = [
@@ -53,8 +54,8 @@ CLOSED: Final = "closed"
 _AUCTION_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
 _SINCE = re.compile(r"[0-9]{1,16}")
 _CHANNEL_PREFIX = "auction:"
-_PLACE_FIELDS = frozenset({"auction", "amount", "key"})
-_GET_FIELDS = frozenset({"auction"})
+_PLACE_FIELDS = CLIENT_REQUESTS["bids.place"]
+_GET_FIELDS = CLIENT_REQUESTS["bids.get"]
 _SUBSCRIBE_FIELDS = frozenset({"channel", "since"})
 _SPEC_FIELDS = frozenset(
     {
@@ -160,7 +161,7 @@ def parse_get(data: Mapping[str, Any]) -> str:
 
 def parse_list(data: Mapping[str, Any]) -> None:
     """Check that a ``bids.list`` request carries no fields."""
-    _check_fields(data, frozenset(), "bids.list")
+    _check_fields(data, CLIENT_REQUESTS["bids.list"], "bids.list")
 
 
 def parse_subscribe(data: Mapping[str, Any]) -> tuple[str, int | None]:

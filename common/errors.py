@@ -109,12 +109,14 @@ class ProtocolError(RealtimeError, ValueError):
     Args:
         code: the error code the client or caller gets.
         message: a readable explanation, safe to show to the client.
+        details: extra fields merged into the error object (``field`` for an unknown field).
     """
 
-    def __init__(self, code: ErrorCode, message: str) -> None:
+    def __init__(self, code: ErrorCode, message: str, **details: Any) -> None:
         super().__init__(message)
         self.code = code
         self.message = message
+        self.details = details
 
 
 class ServiceError(RealtimeError):

@@ -17,6 +17,8 @@ from urllib.parse import urlsplit
 
 from common.entropy import weakness
 from common.errors import ConfigError
+from common.namespaces import NAMESPACES
+from common.requests import CLIENT_REQUESTS, RequestTable, parse_request_table
 
 
 __all__ = [
@@ -326,6 +328,8 @@ class GatewaySettings:
     auth_failure_rate: float = 0.2
     auth_failure_burst: int = 10
     max_request_bytes: Mapping[str, int] = field(default_factory=lambda: DEFAULT_MAX_REQUEST_BYTES)
+    #: The request types clients may send and their fields; nothing else reaches the bus.
+    client_requests: RequestTable = field(default_factory=lambda: CLIENT_REQUESTS)
     #: When set, the gateway serves HTTPS and wss:// only.
     tls: TlsFiles | None = None
 
@@ -382,6 +386,9 @@ class GatewaySettings:
             auth_failure_burst=env.integer("AUTH_FAILURE_BURST", 10, minimum=1),
             max_request_bytes=MappingProxyType(
                 env.sizes("MAX_REQUEST_BYTES", DEFAULT_MAX_REQUEST_BYTES, minimum=64)
+            ),
+            client_requests=parse_request_table(
+                env.strings("CLIENT_REQUESTS"), frozenset(ns.service for ns in NAMESPACES.values())
             ),
             tls=TlsFiles.from_env(env),
         )

@@ -159,12 +159,12 @@ class Connection:
         try:
             frame = load_client(text)
             ref = parse_ref(frame)
-            message = parse_message(frame, ref)
+            message = parse_message(frame, ref, self.gateway.settings.client_requests)
         except ProtocolError as exc:
             # Limited before it is answered, so that floods of garbage are limited too.
             if self._take_token(ref):
                 metrics.messages_in("invalid").inc()
-                self.send(error_reply(ref, _error(exc.code, exc.message)))
+                self.send(error_reply(ref, {**exc.details, **_error(exc.code, exc.message)}))
             return
         if not self._take_token(ref):
             return

@@ -12,6 +12,7 @@ from typing import Any, Final
 
 from common.errors import ErrorCode, ProtocolError
 from common.namespaces import NAMESPACES
+from common.requests import CLIENT_REQUESTS, RequestTable, unknown_field
 
 
 __all__ = [
@@ -124,13 +125,15 @@ def _deeper_than(container: dict[str, Any] | list[Any], levels: int) -> bool:
     return False
 
 
-def parse_message(frame: dict[str, Any], ref: Ref) -> ClientMessage:
-    """The typed message a decoded frame carries.
+def parse_message(
+    frame: dict[str, Any], ref: Ref, requests: RequestTable = CLIENT_REQUESTS
+) -> ClientMessage:
+    """The typed message a decoded frame carries; ``requests``: the service calls allowed.
 
     Raises:
-        ProtocolError: ``bad_request`` for a missing or malformed field or a frame nested
-            deeper than :data:`MAX_DEPTH`, ``unknown_type`` for a type that names no message
-            and no service.
+        ProtocolError: ``bad_request`` for a missing, malformed or unknown field or a frame
+            nested deeper than :data:`MAX_DEPTH`, ``unknown_type`` for a type that names no
+            message and no request of ``requests``.
     """
     if _deeper_than(frame, MAX_DEPTH):
         raise ProtocolError(
@@ -152,12 +155,36 @@ def parse_message(frame: dict[str, Any], ref: Ref) -> ClientMessage:
         return Subscribe(ref, _string(frame, "channel"), since)
     if kind == "unsubscribe":
         return Unsubscribe(ref, _string(frame, "channel"))
-    service, dot, action = kind.partition(".")
-    if not dot or not action or len(kind) > _MAX_TYPE_LENGTH or service not in SERVICES:
-        shown = kind if len(kind) <= _MAX_TYPE_LENGTH else kind[:_MAX_TYPE_LENGTH] + "..."
-        raise ProtocolError(ErrorCode.UNKNOWN_TYPE, f"unknown message type {shown!r}")
+    service = kind.partition(".")[0]
+    if kind not in requests:
+        raise ProtocolError(ErrorCode.UNKNOWN_TYPE, _unknown_type(kind, service, requests))
     data = {key: value for key, value in frame.items() if key not in ("type", "ref")}
+    fields = requests[kind]
+    unknown = unknown_field(data, fields)
+    if unknown is not None:
+        allowed = ", ".join(sorted(fields or ())) or "no fields"
+        raise ProtocolError(
+            ErrorCode.BAD_REQUEST,
+            f"unknown field {_shown(unknown)}: {kind} takes {allowed}",
+            field=_shown_value(unknown),
+        )
     return ServiceCall(ref, kind, service, data)
+
+
+def _shown_value(text: str) -> str:
+    return text if len(text) <= _MAX_TYPE_LENGTH else text[:_MAX_TYPE_LENGTH] + "..."
+
+
+def _shown(text: str) -> str:
+    return repr(_shown_value(text))
+
+
+def _unknown_type(kind: str, service: str, requests: RequestTable) -> str:
+    shown = _shown(kind)
+    known = sorted(name for name in requests if name.startswith(service + "."))
+    if not known or len(kind) > _MAX_TYPE_LENGTH:
+        return f"unknown message type {shown}"
+    return f"unknown message type {shown}; {service} has {', '.join(known)}"
 
 
 def replayed_event(channel: str, item: dict[str, Any]) -> dict[str, Any]:

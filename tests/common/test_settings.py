@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from common.errors import ConfigError
+from common.requests import CLIENT_REQUESTS
 from common.settings import (
     BusSettings,
     Env,
@@ -203,6 +204,12 @@ _GATEWAY_ERRORS = [
     ("RT_PING_TIMEOUT", ""),
     ("RT_LEASE_TTL", "0.1"),
     ("RT_LEASE_TTL", "long"),
+    ("RT_CLIENT_REQUESTS", "chat.echo"),
+    ("RT_CLIENT_REQUESTS", "echo=*"),
+    ("RT_CLIENT_REQUESTS", "billing.charge=amount"),
+    ("RT_CLIENT_REQUESTS", "chat.send=a b"),
+    ("RT_CLIENT_REQUESTS", "chat.send=ref"),
+    ("RT_CLIENT_REQUESTS", "Chat.send=text"),
 ]
 
 
@@ -453,3 +460,18 @@ def test_gateway_tls_files_are_read() -> None:
     settings = _gateway(RT_TLS_CERT_FILE="/c.pem", RT_TLS_KEY_FILE="/k.pem")
     assert settings.tls == TlsFiles("/c.pem", "/k.pem")
     assert _gateway().tls is None
+
+
+def test_client_requests_default_to_the_built_in_table() -> None:
+    assert _gateway().client_requests == CLIENT_REQUESTS
+
+
+def test_client_requests_add_types_and_fields() -> None:
+    """An entry adds a type, widens a built-in one (never narrows it), or opens one to any field."""
+    table = _gateway(
+        RT_CLIENT_REQUESTS="chat.echo=*, chat.send=mood|lang, bids.watch=auction"
+    ).client_requests
+    assert table["chat.echo"] is None
+    assert table["chat.send"] == frozenset({"room", "text", "client_id", "mood", "lang"})
+    assert table["bids.watch"] == frozenset({"auction"})
+    assert table["chat.join"] == CLIENT_REQUESTS["chat.join"]

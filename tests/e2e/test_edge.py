@@ -35,7 +35,7 @@ from tests.support.client import (
 )
 from tests.support.processes import ManagedProcess, wait_all_ready
 from tests.support.raw import RawClient, upgrade_request
-from tests.support.stub_service import channel_key
+from tests.support.stub_service import channel_key, handled_key
 
 
 HANDSHAKE_TIMEOUT = 1.0
@@ -403,12 +403,33 @@ async def test_a_request_beyond_its_services_size_is_refused(user_gateway: Manag
             assert reply["error"]["code"] == "too_large"
             assert reply["error"]["limit"] == 2048
         # bids keeps its default of 1 KiB.
-        reply = await call(ws, {"type": "bids.bid", "pad": "x" * 1100, "ref": 4})
+        reply = await call(ws, {"type": "bids.echo", "pad": "x" * 1100, "ref": 4})
         assert reply["error"]["code"] == "too_large"
         await assert_open(ws)
     assert (
         await user_gateway.metric("rt_gateway_refused_total", {"reason": "request_too_large"}) >= 3
     )
+
+
+async def test_unknown_fields_and_types_never_reach_the_bus(
+    user_gateway: ManagedProcess, bus: Redis
+) -> None:
+    """A field its service does not read, or an action it does not have, is refused at the
+    gateway: the service never sees the request, and the stream never holds it."""
+    user = f"fields-{uuid.uuid4().hex[:6]}"
+    async with await connect_user(user_gateway.ws_url, user) as ws:
+        send = {"type": "chat.send", "room": "r", "text": "hi", "client_id": "c1"}
+        padded = await call(ws, {**send, "pad": "x" * 1500, "ref": 1})
+        assert padded["error"]["code"] == "bad_request"
+        assert padded["error"]["field"] == "pad"
+        unknown = await call(ws, {"type": "chat.shout", "room": "r", "ref": 2})
+        assert unknown["error"]["code"] == "unknown_type"
+        assert "chat.send" in unknown["error"]["message"]
+        # Sent last on the same stream: once it is handled, the others would have been.
+        assert (await call(ws, {"type": "chat.echo", "ref": 3}))["ok"] is True
+        await assert_open(ws)
+    handled = [json.loads(raw) for raw in await bus.lrange(handled_key("chat"), 0, -1)]
+    assert [record["type"] for record in handled if record["user"] == user] == ["chat.echo"]
 
 
 async def test_handled_requests_are_trimmed_from_the_stream(

@@ -175,7 +175,7 @@ async def test_request_without_instance_is_service_unavailable(gateway: ManagedP
     """A request to a service with no running instance gets service_unavailable in time."""
     async with await connect_user(gateway.ws_url, "alice") as ws:
         started = time.monotonic()
-        reply = await call(ws, {"type": "presence.where", "ref": "p"}, within=DEADLINE)
+        reply = await call(ws, {"type": "presence.echo", "ref": "p"}, within=DEADLINE)
         elapsed = time.monotonic() - started
         assert reply["ok"] is False
         assert reply["error"]["code"] == "service_unavailable"

@@ -7,6 +7,7 @@ from typing import Any
 import pytest
 
 from common.errors import ErrorCode, ProtocolError
+from common.requests import CLIENT_REQUESTS, parse_request_table
 from realtime_gateway.protocol import (
     MAX_DEPTH,
     SERVICES,
@@ -103,8 +104,47 @@ def test_unsubscribe() -> None:
 def test_service_call_for_each_service(service: str) -> None:
     """<service>.<action> for every known service is a call routed to that service."""
     frame = {"type": f"{service}.act", "ref": 9, "room": "lobby", "n": [1, 2]}
-    message = parse_message(frame, 9)
+    message = parse_message(frame, 9, {f"{service}.act": None})
     assert message == ServiceCall(9, f"{service}.act", service, {"room": "lobby", "n": [1, 2]})
+
+
+@pytest.mark.parametrize("kind", sorted(CLIENT_REQUESTS))
+def test_every_built_in_request_is_a_call(kind: str) -> None:
+    """Each request of the built-in table goes through with exactly its fields."""
+    fields = CLIENT_REQUESTS[kind] or frozenset()
+    frame = {"type": kind, "ref": 1, **{name: 1 for name in fields}}
+    message = parse_message(frame, 1)
+    assert message == ServiceCall(1, kind, kind.partition(".")[0], {name: 1 for name in fields})
+
+
+def test_unknown_field_is_refused_with_its_name() -> None:
+    """A field its service does not read never reaches the bus: bad_request naming it."""
+    frame = {"type": "chat.send", "room": "a", "text": "hi", "client_id": "c", "pad": "x" * 9}
+    error = _error(frame)
+    assert error.code is ErrorCode.BAD_REQUEST
+    assert error.details == {"field": "pad"}
+    assert "chat.send takes client_id, room, text" in error.message
+
+
+def test_a_request_without_fields_refuses_any() -> None:
+    error = _error({"type": "bids.list", "limit": 5})
+    assert (error.code, error.details) == (ErrorCode.BAD_REQUEST, {"field": "limit"})
+    assert "bids.list takes no fields" in error.message
+
+
+def test_a_long_unknown_field_is_not_echoed_whole() -> None:
+    error = _error({"type": "bids.get", "auction": "a", "f" * 500: 1})
+    assert len(error.details["field"]) < 70
+    assert len(error.message) < 200
+
+
+def test_unknown_action_of_a_known_service_names_its_actions() -> None:
+    """Refused at the gateway, before the bus; the message lists what the service has."""
+    error = _error({"type": "chat.shout", "room": "a"})
+    assert error.code is ErrorCode.UNKNOWN_TYPE
+    assert error.message.endswith(
+        "; chat has chat.create, chat.history, chat.join, chat.leave, chat.send, chat.typing"
+    )
 
 
 def test_services_are_those_owning_namespaces() -> None:
@@ -115,7 +155,7 @@ def test_services_are_those_owning_namespaces() -> None:
 def test_service_call_data_excludes_type_and_ref() -> None:
     """A service sees the frame without type and ref, and the frame itself is not changed."""
     frame = {"type": "chat.send", "ref": "r", "room": "lobby", "text": "hi", "data": {"x": 1}}
-    message = parse_message(frame, "r")
+    message = parse_message(frame, "r", parse_request_table(["chat.send=data"], SERVICES))
     assert isinstance(message, ServiceCall)
     assert message.data == {"room": "lobby", "text": "hi", "data": {"x": 1}}
     assert frame["type"] == "chat.send"
@@ -124,7 +164,7 @@ def test_service_call_data_excludes_type_and_ref() -> None:
 
 def test_service_action_may_contain_dots() -> None:
     """Only the first dot splits service from action."""
-    message = parse_message({"type": "bids.admin.close"}, None)
+    message = parse_message({"type": "bids.admin.close"}, None, {"bids.admin.close": None})
     assert isinstance(message, ServiceCall)
     assert (message.service, message.type) == ("bids", "bids.admin.close")
 
@@ -212,7 +252,7 @@ def _frame_of_depth(depth: int, **wrap: Any) -> dict[str, Any]:
 def test_a_frame_at_the_depth_limit_is_parsed(wrap: dict[str, Any]) -> None:
     """A frame exactly MAX_DEPTH levels deep, through arrays or objects, is a service call."""
     frame = _frame_of_depth(MAX_DEPTH, **wrap)
-    message = parse_message(frame, "d")
+    message = parse_message(frame, "d", {"chat.send": None})
     assert isinstance(message, ServiceCall)
     assert message.data["deep"] == frame["deep"]
 
@@ -229,9 +269,11 @@ def test_a_frame_beyond_the_depth_limit_is_a_bad_request(depth: int, wrap: dict[
 def test_depth_counts_the_deepest_path_not_the_first() -> None:
     """A deep value after many shallow ones, in a list inside an object, is found."""
     deep: list[Any] = [[] for _ in range(50)] + [{"a": _nest(MAX_DEPTH - 3)}]
-    assert _error({"type": "chat.send", "x": 1, "y": {"z": deep}}).code is ErrorCode.BAD_REQUEST
+    error = _error({"type": "chat.send", "x": 1, "y": {"z": deep}})
+    assert (error.code, "deeper" in error.message) == (ErrorCode.BAD_REQUEST, True)
     shallow: list[Any] = [[] for _ in range(50)] + [{"a": _nest(MAX_DEPTH - 4)}]
-    assert isinstance(parse_message({"type": "chat.send", "y": {"z": shallow}}, None), ServiceCall)
+    frame = {"type": "chat.send", "y": {"z": shallow}}
+    assert isinstance(parse_message(frame, None, {"chat.send": None}), ServiceCall)
 
 
 @pytest.mark.parametrize("kind", ["ping", "auth", "subscribe", "no-such-type"])

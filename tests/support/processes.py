@@ -24,6 +24,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from tests.support.ports import free_port
 from tests.support.redis_users import credentials
+from tests.support.stub_service import STUB_REQUESTS
 
 
 __all__ = [
@@ -303,6 +304,8 @@ def start_gateway(
         # Every test speaks from 127.0.0.1: one module's bad tokens must not slow the next
         # test's authentications (tests/e2e/test_edge.py sets its own per-address limits).
         "RT_AUTH_FAILURE_BURST": "100000",
+        # The stub services' request types, which the gateway refuses unless told of them.
+        "RT_CLIENT_REQUESTS": STUB_REQUESTS,
         **(env or {}),
     }
     return start_process(

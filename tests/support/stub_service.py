@@ -47,9 +47,16 @@ from common.keys import service_prefix
 from common.service import run_service
 
 
-__all__ = ["channel_key", "handled_key", "main", "make_handler"]
+__all__ = ["STUB_REQUESTS", "channel_key", "handled_key", "main", "make_handler"]
 
 MAX_DELAY = 10.0
+
+#: ``RT_CLIENT_REQUESTS`` for a gateway in front of stubs: their types, under every service.
+STUB_REQUESTS = ",".join(
+    f"{service}.{entry}"
+    for service in ("chat", "bids", "presence")
+    for entry in ("echo=*", "slow=delay", "fail=code", "join=channel|channels|position")
+)
 
 
 def handled_key(service: str) -> str:
