@@ -292,6 +292,17 @@ export type ClientEvents = {
      * A problem the client works around.
      */
     error: (error: RealtimeError) => void;
+    /**
+     * The gateway's `token_expiring` notice.
+     */
+    expiring: (expiring: Expiring) => void;
+};
+export type Expiring = {
+    /**
+     * When the connection's token expires, in seconds since the
+     * epoch (the token's `exp`).
+     */
+    expiresAt: number;
 };
 export type SubscriptionEvents = {
     /**

@@ -91,6 +91,11 @@ export const VERSION = "0.1.0";
  * @property {(ended: Ended) => void} unsubscribed A channel ended without `unsubscribe()`.
  * @property {(disconnect: Disconnect) => void} disconnect A connection closed.
  * @property {(error: RealtimeError) => void} error A problem the client works around.
+ * @property {(expiring: Expiring) => void} expiring The gateway's `token_expiring` notice.
+ *
+ * @typedef {object} Expiring
+ * @property {number} expiresAt When the connection's token expires, in seconds since the
+ *   epoch (the token's `exp`).
  *
  * @typedef {object} SubscriptionEvents
  * @property {(event: RealtimeEvent) => void} event This channel's events, once, in order.
@@ -850,6 +855,8 @@ export class Client extends Emitter {
         return this.#unsubscribed(frame.channel, new RealtimeError("unsubscribed", frame.reason ?? "ended by the gateway"));
       case "recovery":
         return this.#onRecovery(frame);
+      case "token_expiring":
+        return this.#onExpiring(frame);
       default:
         return; // pong (any frame keeps the connection alive), and types added later
     }
@@ -953,6 +960,15 @@ export class Client extends Emitter {
     const { refreshBefore } = this.#options;
     if (refreshBefore === false) return 0;
     return Math.min(refreshBefore, (exp * 1000 - Date.now()) / 2);
+  }
+
+  /**
+   * The refresh is already set from the token's own `exp`: the notice is for the
+   * application (to warn a user whose token function cannot renew, say).
+   * @param {any} frame
+   */
+  #onExpiring(frame) {
+    if (typeof frame.expires_at === "number") this.emit("expiring", { expiresAt: frame.expires_at });
   }
 
   #scheduleRefresh() {

@@ -46,3 +46,17 @@ test("a token function that keeps giving refused tokens is given up after maxAut
   assert.equal(error.code, "unauthenticated");
   assert.equal(issued, 3);
 });
+
+test("the gateway's token_expiring notice reaches the application as an expiring event", async () => {
+  const user = unique("u");
+  // The test gateway gives the notice 60 s before exp: a 30 s token gets it at once.
+  const token = sign(user, 30);
+  const { client } = open(user, { token: () => token, refreshBefore: false });
+  /** @type {number[]} */
+  const notices = [];
+  client.on("expiring", ({ expiresAt }) => notices.push(expiresAt));
+  await client.ready;
+  await waitFor(() => notices.length > 0, { what: "the expiring event" });
+  const exp = JSON.parse(Buffer.from(token.split(".")[1], "base64url").toString()).exp;
+  assert.deepEqual(notices, [exp]);
+});
