@@ -383,6 +383,8 @@ declare class ChannelState {
     holders: Set<Subscription>;
     /** Subscribed on the current connection (or its subscribe is in flight). */
     live: boolean;
+    /** Its subscribe was answered on the current connection. */
+    granted: boolean;
     /** Has been subscribed once: later subscribes are resubscribes. */
     subscribedBefore: boolean;
     /** @type {Record<string, any> | null} The reply that made it live. */

@@ -134,6 +134,9 @@ const IDEMPOTENCY_FIELDS = { "chat.send": "client_id", "bids.place": "key" };
 /** Error codes after which a resubscribe is tried again on the same connection. */
 const TRANSIENT = new Set(["service_unavailable", "rate_limited", "internal_error"]);
 
+/** The presence watch of channel `C` is `presence:C` (docs/presence.md). */
+const PRESENCE_PREFIX = "presence:";
+
 /**
  * Every refusal: a server error reply, or one of the client's own codes (`timeout`,
  * `connection_lost`, `queue_full`, `closed`, `unauthenticated`).
@@ -285,6 +288,8 @@ class ChannelState {
     this.holders = new Set();
     /** Subscribed on the current connection (or its subscribe is in flight). */
     this.live = false;
+    /** Its subscribe was answered on the current connection. */
+    this.granted = false;
     /** Has been subscribed once: later subscribes are resubscribes. */
     this.subscribedBefore = false;
     /** @type {Record<string, any> | null} The reply that made it live. */
@@ -451,7 +456,7 @@ export class Client extends Emitter {
     }
     state.holders.add(subscription);
     if (state.reply && state.live) subscription._subscribed(state.reply);
-    else if (fresh && this.#state === "open") this.#subscribeChannel(state);
+    else if (fresh && this.#state === "open" && !this.#awaitsWatched(state)) this.#subscribeChannel(state);
     return subscription;
   }
 
@@ -532,7 +537,9 @@ export class Client extends Emitter {
     this.#timers.stable = setTimeout(() => (this.#attempt = 0), this.#options.stableAfter);
     this.#scheduleRefresh();
     this.#armKeepAlive(this.#options.pingInterval);
-    for (const channel of this.#channels.values()) this.#subscribeChannel(channel);
+    for (const channel of this.#channels.values()) {
+      if (!this.#awaitsWatched(channel)) this.#subscribeChannel(channel);
+    }
     for (const call of this.#queue.splice(0)) this.#send(call);
     const first = !this.#everOpen;
     this.#everOpen = true;
@@ -571,6 +578,7 @@ export class Client extends Emitter {
     this.#failPending();
     for (const channel of this.#channels.values()) {
       channel.live = false;
+      channel.granted = false;
       clearTimeout(channel.retryTimer);
     }
     this.#ended.clear();
@@ -746,13 +754,31 @@ export class Client extends Emitter {
     // Positions up to the reply's are in its messages: only newer events are new.
     if (!channel.live) channel.position = data.position ?? null;
     channel.room = data.room;
-    channel.live = channel.subscribedBefore = true;
+    channel.live = channel.granted = channel.subscribedBefore = true;
     channel.reply = data;
     this.#ended.delete(data.channel);
     for (const holder of channel.holders) holder._subscribed(data);
+    this.#subscribeWatch(channel);
   }
 
   // Subscriptions.
+
+  /**
+   * Whether `channel` is the presence watch (`presence:<name>`) of a channel this client also
+   * holds and whose subscribe is not answered yet: the gateway allows the watch of a room
+   * only to the room's subscribers, so after a reconnect it follows the rejoin.
+   */
+  #awaitsWatched(/** @type {ChannelState} */ channel) {
+    if (!channel.name.startsWith(PRESENCE_PREFIX)) return false;
+    const watched = this.#channels.get(channel.name.slice(PRESENCE_PREFIX.length));
+    return watched != null && !watched.granted;
+  }
+
+  /** The watch that waited for `channel`'s answer, subscribed now (or refused, if it must be). */
+  #subscribeWatch(/** @type {ChannelState} */ channel) {
+    const watch = this.#channels.get(PRESENCE_PREFIX + channel.name);
+    if (watch && !watch.live && this.#state === "open" && !this.#awaitsWatched(watch)) this.#subscribeChannel(watch);
+  }
 
   /** Subscribe (or rejoin) one channel on the current connection, with `since` if known. */
   #subscribeChannel(/** @type {ChannelState} */ channel) {
@@ -778,6 +804,7 @@ export class Client extends Emitter {
   #onSubscribed(channel, since, data) {
     const resubscribe = channel.subscribedBefore;
     channel.subscribedBefore = true;
+    channel.granted = true;
     channel.reply = data;
     if (since == null && !resubscribe) channel.position = data.position ?? null;
     for (const holder of channel.holders) holder._subscribed(data);
@@ -793,6 +820,7 @@ export class Client extends Emitter {
       const { position, ...fields } = message;
       this.#deliver({ channel: channel.name, event: "message", position, data: fields });
     }
+    this.#subscribeWatch(channel);
   }
 
   /** @param {ChannelState} channel @param {RealtimeError} error */
@@ -808,6 +836,7 @@ export class Client extends Emitter {
     this.#channels.delete(channel.name);
     for (const holder of channel.holders) holder._end(error);
     this.emit("unsubscribed", { channel: channel.name, reason: error.message, error });
+    this.#subscribeWatch(channel);
   }
 
   /** The last holder of a channel let go. */
@@ -820,6 +849,7 @@ export class Client extends Emitter {
       this.#ended.add(name);
       this.#send(this.#internal("unsubscribe", { channel: name }, () => {}));
     }
+    this.#subscribeWatch(channel);
   }
 
   /** The gateway ended a subscription (`unsubscribed`, `chat.leave`). */
@@ -831,6 +861,7 @@ export class Client extends Emitter {
     clearTimeout(channel.retryTimer);
     for (const holder of channel.holders) holder._end(error);
     this.emit("unsubscribed", { channel: name, reason: error.message, error });
+    this.#subscribeWatch(channel);
   }
 
   // Frames.

@@ -126,3 +126,28 @@ test("a bus outage of the gateway whose replay cannot be exact is reported as re
   await waitFor(() => texts(log.events, room).includes("after"));
   assert.equal(alice.state, "open");
 });
+
+test("after a reconnect a room's presence watch follows the rejoin, and is not refused", async () => {
+  const gateway = await control.startGateway();
+  const room = unique("room");
+  const { client, log } = open(unique("alice"), { url: gateway.url });
+  // The watch subscribed first: without the ordering, it would resubscribe before the rejoin.
+  await client.request("chat.join", { room });
+  const watch = client.subscribe(`presence:chat:${room}`);
+  await watch.ready;
+  /** @type {any[]} */
+  const ended = [];
+  watch.on("end", (error) => ended.push(error?.code));
+  /** @type {string[]} */
+  const recovered = [];
+  client.on("recovered", ({ channel }) => recovered.push(channel));
+
+  process.kill(gateway.pid, "SIGKILL");
+  await waitFor(() => client.state === "reconnecting");
+  await control.restartGateway(gateway);
+  await waitFor(() => recovered.includes(`presence:chat:${room}`), { timeout: 10_000, what: "the watch resubscribed" });
+  assert.deepEqual(ended, []);
+  assert.equal(watch.active, true);
+  assert.deepEqual(recovered.slice(0, 2), [`chat:${room}`, `presence:chat:${room}`]);
+  assert.ok(log.closes.includes(1006));
+});
