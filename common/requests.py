@@ -74,9 +74,7 @@ def parse_request_table(entries: Iterable[str], services: frozenset[str]) -> Req
             table[kind] = None
             continue
         fields = frozenset(name.strip() for name in raw.split("|") if name.strip())
-        bad = sorted(
-            name for name in fields if not _FIELD.fullmatch(name) or name in ("type", "ref")
-        )
+        bad = sorted(name for name in fields if not _FIELD.fullmatch(name) or name in _FRAME)
         if bad:
             raise ConfigError(f"{where}: {bad[0]!r} is not a field name")
         known = table.get(kind, frozenset())
