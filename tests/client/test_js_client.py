@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import subprocess
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -98,19 +99,24 @@ def test_node_tests_exist() -> None:
 @pytest.mark.parametrize("script", NODE_TESTS, ids=lambda path: path.name)
 def test_node(script: Path, node_env: dict[str, str]) -> None:
     """Every test of one clients/js/test file passes against the real processes."""
+    # A session of its own: node --test runs each file in a child process, and a run over
+    # time is stopped with its children (by the group of the PID started here).
+    process = subprocess.Popen(
+        ["node", "--test", "--test-reporter=spec", str(script.relative_to(CLIENT_DIR))],
+        cwd=CLIENT_DIR,
+        env=node_env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
     try:
-        result = subprocess.run(
-            ["node", "--test", "--test-reporter=spec", str(script.relative_to(CLIENT_DIR))],
-            cwd=CLIENT_DIR,
-            env=node_env,
-            capture_output=True,
-            text=True,
-            timeout=NODE_TIMEOUT,
-            check=False,
-        )
-    except subprocess.TimeoutExpired as exc:
-        output = exc.stdout.decode() if isinstance(exc.stdout, bytes) else exc.stdout or ""
-        pytest.fail(f"node --test {script.name} ran over {NODE_TIMEOUT} s:\n{output}")
+        stdout, stderr = process.communicate(timeout=NODE_TIMEOUT)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        stdout, _ = process.communicate()
+        pytest.fail(f"node --test {script.name} ran over {NODE_TIMEOUT} s:\n{stdout}")
+    result = subprocess.CompletedProcess(process.args, process.returncode, stdout, stderr)
     print(result.stdout, result.stderr)  # shown by pytest -rP
     if result.returncode != 0:
         pytest.fail(f"node --test {script.name} failed:\n{result.stdout}\n{result.stderr}")
