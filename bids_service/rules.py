@@ -15,7 +15,7 @@ from dataclasses import dataclass, replace
 from typing import Any, Final
 
 from common.errors import ErrorCode, ServiceError
-from common.requests import CLIENT_REQUESTS
+from common.requests import CLIENT_REQUESTS, unknown_field, unknown_field_message
 
 
 __all__ = [
@@ -80,10 +80,9 @@ def _shown(value: str) -> str:
 
 
 def _check_fields(data: Mapping[str, Any], allowed: frozenset[str], what: str) -> None:
-    unknown = sorted(set(data) - allowed)
-    if unknown:
-        known = ", ".join(sorted(allowed)) or "no fields"
-        raise _bad(f"unknown field {_shown(unknown[0])}: {what} takes {known}", field=unknown[0])
+    unknown = unknown_field(data, allowed)
+    if unknown is not None:
+        raise _bad(unknown_field_message(unknown, what, allowed), field=unknown)
 
 
 # Client requests.

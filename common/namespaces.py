@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from common.errors import ErrorCode, ProtocolError
 
 
-__all__ = ["NAMESPACES", "Access", "Namespace", "parse_channel"]
+__all__ = ["NAMESPACES", "SERVICES", "Access", "Namespace", "parse_channel"]
 
 
 class Access(enum.Enum):
@@ -43,6 +43,9 @@ NAMESPACES: dict[str, Namespace] = {
         Namespace("presence", service="presence", access=Access.AUTHENTICATED, history=False),
     )
 }
+
+#: The services that own namespaces: those a client request may name.
+SERVICES = frozenset(ns.service for ns in NAMESPACES.values())
 
 _CHANNEL = re.compile(r"([a-z][a-z0-9_]{0,31}):([A-Za-z0-9_.:\-]{1,200})")
 

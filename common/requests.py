@@ -16,7 +16,13 @@ from typing import Final
 from common.errors import ConfigError
 
 
-__all__ = ["CLIENT_REQUESTS", "RequestTable", "parse_request_table", "unknown_field"]
+__all__ = [
+    "CLIENT_REQUESTS",
+    "RequestTable",
+    "parse_request_table",
+    "unknown_field",
+    "unknown_field_message",
+]
 
 #: ``<service>.<action>`` to the fields its frame may carry besides ``type`` and ``ref``;
 #: None: any field (a type an operator opened with ``*``).
@@ -40,6 +46,8 @@ CLIENT_REQUESTS: Final[Mapping[str, frozenset[str]]] = MappingProxyType(
 
 _TYPE = re.compile(r"[a-z][a-z0-9_]{0,31}\.[A-Za-z0-9_.\-]{1,31}")
 _FIELD = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,63}")
+#: Characters of a client's name quoted back in a message.
+_MAX_SHOWN = 64
 #: What every frame has, the gateway's and not the service's.
 _FRAME = ("type", "ref")
 
@@ -49,6 +57,12 @@ def unknown_field(fields: Mapping[str, object], allowed: frozenset[str] | None) 
     if allowed is None or fields.keys() <= allowed:
         return None
     return min(fields.keys() - allowed)
+
+
+def unknown_field_message(name: str, what: str, allowed: frozenset[str]) -> str:
+    """What a client is told of field ``name``, which ``what`` (a request type) does not take."""
+    shown = name if len(name) <= _MAX_SHOWN else name[:_MAX_SHOWN] + "..."
+    return f"unknown field {shown!r}: {what} takes {', '.join(sorted(allowed)) or 'no fields'}"
 
 
 def parse_request_table(entries: Iterable[str], services: frozenset[str]) -> RequestTable:

@@ -17,7 +17,7 @@ from urllib.parse import urlsplit
 
 from common.entropy import weakness
 from common.errors import ConfigError
-from common.namespaces import NAMESPACES
+from common.namespaces import SERVICES
 from common.requests import CLIENT_REQUESTS, RequestTable, parse_request_table
 
 
@@ -387,9 +387,7 @@ class GatewaySettings:
             max_request_bytes=MappingProxyType(
                 env.sizes("MAX_REQUEST_BYTES", DEFAULT_MAX_REQUEST_BYTES, minimum=64)
             ),
-            client_requests=parse_request_table(
-                env.strings("CLIENT_REQUESTS"), frozenset(ns.service for ns in NAMESPACES.values())
-            ),
+            client_requests=parse_request_table(env.strings("CLIENT_REQUESTS"), SERVICES),
             tls=TlsFiles.from_env(env),
         )
 

@@ -11,8 +11,8 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 from common.errors import ErrorCode, ProtocolError
-from common.namespaces import NAMESPACES
-from common.requests import CLIENT_REQUESTS, RequestTable, unknown_field
+from common.namespaces import SERVICES
+from common.requests import CLIENT_REQUESTS, RequestTable, unknown_field, unknown_field_message
 
 
 __all__ = [
@@ -33,8 +33,6 @@ __all__ = [
     "replayed_event",
 ]
 
-#: Services a ``<service>.<action>`` request may name.
-SERVICES: Final = frozenset(ns.service for ns in NAMESPACES.values())
 
 Ref = str | int | None
 
@@ -162,12 +160,8 @@ def parse_message(
     fields = requests[kind]
     unknown = unknown_field(data, fields)
     if unknown is not None:
-        allowed = ", ".join(sorted(fields or ())) or "no fields"
-        raise ProtocolError(
-            ErrorCode.BAD_REQUEST,
-            f"unknown field {_shown(unknown)}: {kind} takes {allowed}",
-            field=_shown_value(unknown),
-        )
+        message = unknown_field_message(unknown, kind, fields or frozenset())
+        raise ProtocolError(ErrorCode.BAD_REQUEST, message, field=_shown_value(unknown))
     return ServiceCall(ref, kind, service, data)
 
 

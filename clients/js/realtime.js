@@ -777,7 +777,7 @@ export class Client extends Emitter {
   /** The watch that waited for `channel`'s answer, subscribed now (or refused, if it must be). */
   #subscribeWatch(/** @type {ChannelState} */ channel) {
     const watch = this.#channels.get(PRESENCE_PREFIX + channel.name);
-    if (watch && !watch.live && this.#state === "open" && !this.#awaitsWatched(watch)) this.#subscribeChannel(watch);
+    if (watch && !watch.live && this.#state === "open") this.#subscribeChannel(watch);
   }
 
   /** Subscribe (or rejoin) one channel on the current connection, with `since` if known. */
