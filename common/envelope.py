@@ -276,6 +276,15 @@ class Event:
 
     @classmethod
     def from_wire(cls, wire: dict[str, Any]) -> Event:
+        """The event a decoded bus map carries.
+
+        Raises:
+            ProtocolError: another version or kind (gateways read events with this alone, not
+                through :func:`parse_envelope`), or a field of the wrong type.
+        """
+        _check_version(wire)
+        if wire.get("kind") != "event":
+            raise ProtocolError(ErrorCode.BAD_REQUEST, f"not an event: {wire.get('kind')!r}")
         position = wire.get("position")
         if position is not None and not isinstance(position, str):
             raise ProtocolError(ErrorCode.BAD_REQUEST, "bus envelope field 'position' is invalid")
@@ -287,6 +296,12 @@ class Event:
             id=_field(wire, "id", str),
             ts=_field(wire, "ts", int),
         )
+
+
+def _check_version(wire: dict[str, Any]) -> None:
+    version = wire.get("v")
+    if version != BUS_VERSION or isinstance(version, bool):
+        raise ProtocolError(ErrorCode.BAD_REQUEST, f"unsupported bus version {version!r}")
 
 
 _KINDS: dict[str, type[Request] | type[Reply] | type[Event]] = {
@@ -302,9 +317,7 @@ def parse_envelope(wire: dict[str, Any]) -> Request | Reply | Event:
     Raises:
         ProtocolError: unknown version or kind, or a field of the wrong type.
     """
-    version = wire.get("v")
-    if version != BUS_VERSION or isinstance(version, bool):
-        raise ProtocolError(ErrorCode.BAD_REQUEST, f"unsupported bus version {version!r}")
+    _check_version(wire)
     name = wire.get("kind")
     kind = _KINDS.get(name) if isinstance(name, str) else None
     if kind is None:

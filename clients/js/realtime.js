@@ -920,8 +920,10 @@ export class Client extends Emitter {
   }
 
   /**
-   * The rate limiter refuses a message before reading its ref: the oldest unanswered
-   * message is the one lost (docs/protocol.md, `ref`).
+   * An error with a null ref answers a frame whose ref the gateway could not read. The
+   * gateway's rate limiter echoes refs (docs/protocol.md, `ref`), so a rate_limited one is
+   * not expected from this client's frames; should one come, the oldest unanswered
+   * message is taken as the one refused.
    * @param {any} error
    */
   #onUnmatchedError(error) {

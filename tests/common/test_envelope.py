@@ -279,6 +279,21 @@ def test_an_unhashable_kind_raises_protocol_error(kind: Any) -> None:
         _through_the_bus({**_REQUEST_WIRE, "kind": kind})
 
 
+@pytest.mark.parametrize(
+    ("field", "value"), [("v", 2), ("v", True), ("v", None), ("kind", "reply"), ("kind", None)]
+)
+def test_an_event_read_alone_checks_its_version_and_kind(field: str, value: Any) -> None:
+    """Event.from_wire, how gateways read an event channel, refuses another version or kind."""
+    wire = Event("presence:chat:x", "join", {"user": "bob"}).to_wire()
+    if value is None:
+        del wire[field]
+    else:
+        wire[field] = value
+    with pytest.raises(ProtocolError) as caught:
+        Event.from_wire(load_bus(pack_bus(wire)))
+    assert caught.value.code is ErrorCode.BAD_REQUEST
+
+
 def test_an_envelope_of_another_kind_is_not_mistaken() -> None:
     """A reply's fields given kind "event" fail as an event rather than parse as a reply."""
     with pytest.raises(ProtocolError):
