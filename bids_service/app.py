@@ -52,7 +52,7 @@ class BidsService(Service):
         # Redis may be down at start: the worker waits for it, scripts load on first NOSCRIPT
         # and the background task seeds later, so the process still starts and reports unready.
         try:
-            await self.store.load_scripts()
+            await self.store.load()
             await self._seed()
         except (RedisError, OSError) as exc:
             logger.warning("Redis unavailable at start-up", extra={"error": repr(exc)})

@@ -16,7 +16,6 @@ from prometheus_client import Counter
 from chat_service import rules
 from chat_service.settings import ChatSettings
 from chat_service.store import (
-    Call,
     ChatStore,
     decode_create,
     decode_history,
@@ -27,6 +26,7 @@ from chat_service.store import (
 from common.bus.worker import Outcome
 from common.envelope import Reply, Request, new_id
 from common.errors import ErrorCode, ServiceError
+from common.lua import ScriptCall
 
 
 __all__ = ["ChatHandlers", "ChatMetrics", "Plan"]
@@ -53,7 +53,7 @@ class ChatMetrics:
 class Plan:
     """What one request needs: a script call (or none) and how to read its result."""
 
-    call: Call | None
+    call: ScriptCall | None
     finish: Callable[[Any], Outcome]
 
 

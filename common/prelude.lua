@@ -1,0 +1,2 @@
+-- The prelude of every service script: common/lua.py puts it first in each script it loads,
+-- before the service's lua/lib.lua and the script itself. No KEYS or ARGV of its own.
