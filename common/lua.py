@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import secrets
 from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
 from importlib import resources
@@ -25,7 +26,7 @@ from redis.asyncio import Redis
 from redis.exceptions import NoScriptError
 
 
-__all__ = ["ScriptCall", "Scripts", "text"]
+__all__ = ["ScriptCall", "Scripts", "id_nonce", "text"]
 
 logger = logging.getLogger(__name__)
 
@@ -123,6 +124,11 @@ class Scripts:
         for call in calls:
             pipe.evalsha(shas[call.script], len(call.keys), *call.keys, *call.args)
         return list(await pipe.execute(raise_on_error=False))
+
+
+def id_nonce() -> str:
+    """24 random hex digits: the prelude's ``event_ids`` start a call's event ids with them."""
+    return secrets.token_hex(12)
 
 
 def text(value: bytes | str | int) -> str:

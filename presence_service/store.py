@@ -6,7 +6,6 @@ change, so that the order of events on a channel is the order of the changes.
 
 from __future__ import annotations
 
-import secrets
 from collections.abc import Sequence
 from typing import Any
 
@@ -14,7 +13,7 @@ from redis.asyncio import Redis
 from redis.exceptions import ResponseError
 
 from common.keys import EVENT_CHANNEL_PREFIX, GATEWAY_LEASES, service_prefix
-from common.lua import ScriptCall, Scripts, text
+from common.lua import ScriptCall, Scripts, id_nonce, text
 from presence_service.model import (
     PRESENCE_CHANNEL_PREFIX,
     Applied,
@@ -95,7 +94,7 @@ class PresenceStore:
         return outcomes
 
     def _common_args(self) -> list[str]:
-        return [self.prefix, PRESENCE_CHANNEL_PREFIX, EVENT_CHANNEL_PREFIX, secrets.token_hex(12)]
+        return [self.prefix, PRESENCE_CHANNEL_PREFIX, EVENT_CHANNEL_PREFIX, id_nonce()]
 
     def _change_call(self, change: Change) -> ScriptCall:
         args = [
