@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-from typing import Any
 
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
@@ -18,7 +17,8 @@ from bids_service.seed import seed_demo
 from bids_service.settings import BidsSettings
 from bids_service.store import BidStore
 from common.bus.backoff import Backoff
-from common.envelope import Reply, Request
+from common.bus.worker import Outcome
+from common.envelope import Request
 from common.service import Service
 from common.tasks import raise_if_cancelled
 
@@ -45,7 +45,6 @@ class BidsService(Service):
             bid_burst=settings.bid_burst,
         )
         self._handlers = BidsHandlers(self.store, metrics, list_limit=settings.list_limit)
-        self.batch_handler = self._handlers.handle_batch
         self._seeded = not settings.seed_demo
 
     async def setup(self) -> None:
@@ -65,11 +64,8 @@ class BidsService(Service):
         if created:
             logger.info("demo auctions created", extra={"auctions": ",".join(created)})
 
-    async def handle(self, request: Request) -> dict[str, Any] | Reply:
-        return await self._handlers.handle(request)
-
-    async def subscribe(self, request: Request) -> dict[str, Any]:
-        return await self._handlers.subscribe(request)
+    async def handle_batch(self, requests: list[Request]) -> list[Outcome]:
+        return await self._handlers.handle_batch(requests)
 
     def routes(self) -> list[BaseRoute]:
         return list(admin_routes(self.store, self._settings))

@@ -12,8 +12,8 @@ from redis.exceptions import RedisError, ResponseError
 from chat_service.handlers import ChatHandlers, ChatMetrics, Plan
 from chat_service.settings import ChatSettings
 from chat_service.store import ChatStore
-from common.bus.worker import Outcome
-from common.envelope import Reply, Request
+from common.bus.worker import Outcome, traced
+from common.envelope import Request
 from common.errors import ErrorCode, ServiceError
 from common.service import Service
 
@@ -31,7 +31,6 @@ class ChatService(Service):
     ) -> None:
         self.store = ChatStore(redis, settings)
         self.handlers = ChatHandlers(self.store, settings, metrics)
-        self.batch_handler = self.handle_batch
 
     async def setup(self) -> None:
         # Redis may be unreachable at start (down, or refusing this process's certificate or
@@ -41,12 +40,6 @@ class ChatService(Service):
             await self.store.load()
         except (RedisError, OSError) as exc:
             logger.warning("Redis unavailable at start-up", extra={"error": repr(exc)})
-
-    async def handle(self, request: Request) -> dict[str, Any] | Reply:
-        outcome = (await self.handle_batch([request]))[0]
-        if isinstance(outcome, ServiceError):
-            raise outcome
-        return outcome
 
     async def handle_batch(self, requests: list[Request]) -> list[Outcome]:
         """Handle one read's requests in order, with one Redis round trip for all of them."""
@@ -70,12 +63,14 @@ class ChatService(Service):
 
 def _finish(request: Request, plan: Plan, result: Any) -> Outcome:
     if isinstance(result, ResponseError):
-        logger.error("a chat script failed", extra={"type": request.type, "error": str(result)})
+        with traced(request):
+            logger.error("a chat script failed", extra={"type": request.type, "error": str(result)})
         return ServiceError(ErrorCode.INTERNAL_ERROR, "internal error")
     try:
         return plan.finish(result)
     except (IndexError, ValueError, TypeError):
-        logger.exception("unexpected script result", extra={"type": request.type})
+        with traced(request):
+            logger.exception("unexpected script result", extra={"type": request.type})
         return ServiceError(ErrorCode.INTERNAL_ERROR, "internal error")
 
 

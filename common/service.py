@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator, Callable
-from typing import Any, TypedDict
+from typing import TypedDict
 
 import uvicorn
 from prometheus_client import Counter, Gauge, Histogram
@@ -14,9 +14,8 @@ from redis.asyncio import Redis
 from starlette.applications import Starlette
 from starlette.routing import BaseRoute
 
-from common.bus.worker import BatchHandler, RequestHandler, ServiceWorker
-from common.envelope import Reply, Request
-from common.errors import ErrorCode, ServiceError
+from common.bus.worker import BatchHandler, Outcome, ServiceWorker
+from common.envelope import Request
 from common.health import health_routes, redis_answers
 from common.log import configure_logging
 from common.metrics import Children
@@ -34,24 +33,18 @@ logger = logging.getLogger(__name__)
 class Service:
     """A service's behaviour on the bus; subclasses override what they need.
 
-    ``handle`` answers one request (``subscribe`` goes to :meth:`subscribe`); a subclass
-    that sets :attr:`batch_handler` handles each read's requests together instead.
-    ``routes`` adds HTTP routes (an admin API) beside health and metrics, and
-    ``background`` runs for the life of the process (timers, sweepers).
+    :meth:`handle_batch` answers the requests of each read of the stream together (the
+    gateway's ``subscribe`` among them). ``routes`` adds HTTP routes (an admin API) beside
+    health and metrics, and ``background`` runs for the life of the process (timers,
+    sweepers).
     """
-
-    batch_handler: BatchHandler | None = None
 
     async def setup(self) -> None:
         """Prepare before the first request (load Lua scripts, seed data)."""
 
-    async def handle(self, request: Request) -> dict[str, Any] | Reply:
-        if request.type == "subscribe":
-            return await self.subscribe(request)
-        raise ServiceError(ErrorCode.UNKNOWN_TYPE, f"unknown message type {request.type!r}")
-
-    async def subscribe(self, request: Request) -> dict[str, Any]:
-        raise ServiceError(ErrorCode.INVALID_CHANNEL, "this service keeps no channel history")
+    async def handle_batch(self, requests: list[Request]) -> list[Outcome]:
+        """One outcome per request, in order (see :data:`common.bus.worker.BatchHandler`)."""
+        raise NotImplementedError
 
     def routes(self) -> list[BaseRoute]:
         return []
@@ -60,8 +53,8 @@ class Service:
         """Run until cancelled; the default has nothing to do."""
 
 
-#: Builds a service (or a bare request handler) once Redis is connected.
-ServiceFactory = Callable[[Redis], "Service | RequestHandler"]
+#: Builds a service (or a bare batch handler) once Redis is connected.
+ServiceFactory = Callable[[Redis], "Service | BatchHandler"]
 
 
 class ServiceMetrics:
@@ -126,9 +119,7 @@ def create_service_app(settings: ServiceSettings, make_service: ServiceFactory) 
         service = made if isinstance(made, Service) else _HandlerService(made)
         await service.setup()
         app.router.routes.extend(service.routes())
-        worker = ServiceWorker(
-            redis, settings, service.handle, metrics, batch_handler=service.batch_handler
-        )
+        worker = ServiceWorker(redis, settings, service.handle_batch, metrics)
         redis_box.append(redis)
         worker_box.append(worker)
         tasks = [
@@ -154,11 +145,11 @@ def create_service_app(settings: ServiceSettings, make_service: ServiceFactory) 
 
 
 class _HandlerService(Service):
-    def __init__(self, handler: RequestHandler) -> None:
+    def __init__(self, handler: BatchHandler) -> None:
         self._handler = handler
 
-    async def handle(self, request: Request) -> dict[str, Any] | Reply:
-        return await self._handler(request)
+    async def handle_batch(self, requests: list[Request]) -> list[Outcome]:
+        return await self._handler(requests)
 
 
 def run_service(service: str, default_port: int, make_service: ServiceFactory) -> None:

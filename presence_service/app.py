@@ -9,6 +9,7 @@ ran out; the scripts make each release happen once however many instances sweep.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 
@@ -16,7 +17,7 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError, ResponseError
 
 from common.bus.backoff import Backoff
-from common.bus.worker import Outcome
+from common.bus.worker import Outcome, traced
 from common.envelope import Request, now_ms
 from common.errors import ErrorCode, ServiceError
 from common.service import Service
@@ -57,7 +58,6 @@ class PresenceService(Service):
             batch=settings.sweep_batch,
         )
         self.metrics = metrics or PresenceMetrics()
-        self.batch_handler = self.handle_batch
 
     async def setup(self) -> None:
         try:
@@ -89,10 +89,11 @@ class PresenceService(Service):
                     )
             except ServiceError as exc:
                 if request.noreply:
-                    logger.error(
-                        "dropping a malformed notification",
-                        extra={"type": request.type, "error": exc.message},
-                    )
+                    with traced(request):
+                        logger.error(
+                            "dropping a malformed notification",
+                            extra={"type": request.type, "error": exc.message},
+                        )
                 outcomes[index] = exc
                 continue
             operations += prior
@@ -120,7 +121,8 @@ class PresenceService(Service):
         """The outcome of one operation; ``request`` is None for a prior notification."""
         kind = request.type if request is not None else "prior"
         if isinstance(result, ResponseError):
-            logger.error("a presence script failed", extra={"type": kind, "error": str(result)})
+            with traced(request) if request is not None else contextlib.nullcontext():
+                logger.error("a presence script failed", extra={"type": kind, "error": str(result)})
             return ServiceError(ErrorCode.INTERNAL_ERROR, "internal error")
         if isinstance(operation, Query):
             assert isinstance(result, Listing)
