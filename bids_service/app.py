@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+from collections.abc import Callable
 
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
@@ -23,7 +24,7 @@ from common.service import Service
 from common.tasks import raise_if_cancelled
 
 
-__all__ = ["CLOSE_BATCH", "BidsService"]
+__all__ = ["CLOSE_BATCH", "BidsService", "service_factory"]
 
 logger = logging.getLogger(__name__)
 
@@ -99,3 +100,14 @@ class BidsService(Service):
                     extra={"error": repr(exc), "retry_in": round(delay, 3)},
                 )
             await asyncio.sleep(delay)
+
+
+def service_factory(settings: BidsSettings) -> Callable[[Redis], BidsService]:
+    """The factory ``run_service`` calls once Redis is connected."""
+    # Created once per process: Prometheus metrics register globally.
+    metrics = BidsMetrics()
+
+    def factory(redis: Redis) -> BidsService:
+        return BidsService(redis, settings, metrics)
+
+    return factory

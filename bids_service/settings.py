@@ -7,7 +7,10 @@ from dataclasses import dataclass
 from common.settings import Env, Secret
 
 
-__all__ = ["BidsSettings"]
+__all__ = ["DEFAULT_PORT", "BidsSettings"]
+
+#: The HTTP port of /livez, /readyz, /metrics and the admin API unless ``RT_PORT`` says so.
+DEFAULT_PORT = 8102
 
 
 @dataclass(frozen=True, slots=True)

@@ -5,8 +5,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import sys
 from collections.abc import AsyncIterator, Callable
-from typing import TypedDict
+from typing import TypedDict, TypeVar
 
 import uvicorn
 from prometheus_client import Counter, Gauge, Histogram
@@ -16,6 +17,7 @@ from starlette.routing import BaseRoute
 
 from common.bus.worker import BatchHandler, Outcome, ServiceWorker
 from common.envelope import Request
+from common.errors import ConfigError
 from common.health import health_routes, redis_answers
 from common.log import configure_logging
 from common.metrics import Children
@@ -25,7 +27,7 @@ from common.settings import Env, LogSettings, ServiceSettings
 from common.tasks import cancel_and_wait
 
 
-__all__ = ["Service", "ServiceMetrics", "create_service_app", "run_service"]
+__all__ = ["Service", "ServiceMetrics", "create_service_app", "run_service", "service_main"]
 
 logger = logging.getLogger(__name__)
 
@@ -169,3 +171,25 @@ def run_service(service: str, default_port: int, make_service: ServiceFactory) -
         timeout_graceful_shutdown=5,
     )
     GracefulServer(config).run()
+
+
+_Settings = TypeVar("_Settings")
+
+
+def service_main(
+    service: str,
+    default_port: int,
+    read_settings: Callable[[Env], _Settings],
+    make_factory: Callable[[_Settings], ServiceFactory],
+) -> int:
+    """The ``__main__`` of a service package: its own settings, then :func:`run_service`.
+
+    Returns the exit status: 2, with the reason on stderr, when a setting is invalid.
+    """
+    try:
+        settings = read_settings(Env())
+    except ConfigError as exc:
+        print(f"{service}_service: cannot start: {exc}", file=sys.stderr)
+        return 2
+    run_service(service, default_port, make_factory(settings))
+    return 0

@@ -14,7 +14,7 @@ from redis.exceptions import ResponseError
 
 from common.keys import EVENT_CHANNEL_PREFIX, GATEWAY_LEASES, service_prefix
 from common.lua import ScriptCall, Scripts, id_nonce, text
-from presence_service.model import (
+from presence_service.rules import (
     PRESENCE_CHANNEL_PREFIX,
     Applied,
     Change,
