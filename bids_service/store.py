@@ -25,10 +25,17 @@ from typing import Any, Final, cast
 
 from redis.asyncio import Redis
 
-from bids_service.rules import CLOSED, AuctionSpec, PlaceCommand, Verdict, minimum_bid
+from bids_service.rules import (
+    AUCTION_CHANNEL_PREFIX,
+    CLOSED,
+    AuctionSpec,
+    PlaceCommand,
+    Verdict,
+    minimum_bid,
+)
 from common.codec import load_bus
-from common.keys import event_channel, service_prefix
-from common.lua import ScriptCall, Scripts
+from common.keys import EVENT_CHANNEL_PREFIX, event_channel, service_prefix
+from common.lua import ScriptCall, Scripts, text
 
 
 __all__ = [
@@ -68,13 +75,9 @@ def rate_key(user: str) -> str:
     return f"{PREFIX}rate:{user}"
 
 
-_CHANNEL_PREFIX: Final = "auction:"
-_PUBSUB_PREFIX: Final = event_channel("")
-
-
 def auction_channel(auction: str) -> str:
     """The client channel of an auction's events."""
-    return _CHANNEL_PREFIX + auction
+    return AUCTION_CHANNEL_PREFIX + auction
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,8 +89,8 @@ class Replay:
     events: list[dict[str, Any]] | None
 
 
-def _text(value: bytes | None) -> str | None:
-    return None if value is None else value.decode()
+def _optional_text(value: bytes | None) -> str | None:
+    return None if value is None else text(value)
 
 
 def _integer(value: bytes | None) -> int | None:
@@ -111,7 +114,7 @@ def auction_view(fields: dict[bytes, bytes]) -> dict[str, Any]:
         "title": fields[b"title"].decode(),
         "status": status,
         "current": current,
-        "bidder": _text(fields.get(b"bidder")),
+        "bidder": _optional_text(fields.get(b"bidder")),
         "minimum": minimum_bid(current, starting_price, increment),
         "starting_price": starting_price,
         "increment": increment,
@@ -121,7 +124,7 @@ def auction_view(fields: dict[bytes, bytes]) -> dict[str, Any]:
         "bids": int(fields.get(b"bids") or 0),
         "seq": seq,
         "position": str(seq),
-        "winner": _text(fields.get(b"winner")) if status == CLOSED else None,
+        "winner": _optional_text(fields.get(b"winner")) if status == CLOSED else None,
     }
 
 
@@ -176,8 +179,8 @@ class BidStore:
                 self._key_ttl,
                 self._refusal_ttl,
                 self._maxlen,
-                _CHANNEL_PREFIX,
-                _PUBSUB_PREFIX,
+                AUCTION_CHANNEL_PREFIX,
+                EVENT_CHANNEL_PREFIX,
                 self._bid_rate,
                 self._bid_burst,
             ]

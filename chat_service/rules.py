@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 from common.errors import ErrorCode, ServiceError
+from common.keys import channel_prefix
 
 
 __all__ = [
@@ -35,13 +36,12 @@ __all__ = [
     "parse_room_only",
     "parse_send",
     "parse_subscribe",
-    "position_key",
     "refusal",
     "replayed_event",
 ]
 
 #: Client channels of rooms are ``chat:<room>``.
-CHANNEL_PREFIX: Final = "chat:"
+CHANNEL_PREFIX: Final = channel_prefix("chat")
 #: The error code of a chat.create for a room that exists with another creator or privacy.
 ROOM_EXISTS = "room_exists"
 #: A user name (a token's ``sub``) has at most this many characters, as in common/auth.py.
@@ -139,12 +139,6 @@ def canonical_position(value: object, name: str = "position") -> str:
     if ms >= _U64 or seq >= _U64:
         raise _bad(f"{name!r} is out of range")
     return f"{ms}-{seq}"
-
-
-def position_key(position: str) -> tuple[int, int]:
-    """The order of two canonical positions: compare these keys."""
-    ms, _, seq = position.partition("-")
-    return int(ms), int(seq)
 
 
 def channel_of(room: str) -> str:

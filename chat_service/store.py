@@ -42,7 +42,7 @@ from common.lua import ScriptCall, Scripts, text
 __all__ = [
     "ChatStore",
     "Created",
-    "History",
+    "HistoryPage",
     "Opened",
     "Sent",
     "decode_create",
@@ -282,14 +282,16 @@ def decode_typing(result: Any) -> str:
 
 
 @dataclass(frozen=True, slots=True)
-class History:
+class HistoryPage:
+    """What history.lua found: a page of messages, and whether older ones remain."""
+
     status: str
     more: bool
     #: Oldest first.
     messages: list[dict[str, Any]]
 
 
-def decode_history(result: Any) -> History:
+def decode_history(result: Any) -> HistoryPage:
     messages = [message_of(entry) for entry in result[2]]
     messages.reverse()
-    return History(text(result[0]), bool(int(result[1])), messages)
+    return HistoryPage(text(result[0]), bool(int(result[1])), messages)

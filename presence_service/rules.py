@@ -9,10 +9,11 @@ get no reply. Client requests (``presence.list``, ``presence.count``) read it.
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from typing import Any, Literal
+from typing import Any, Final, Literal
 
 from common.envelope import Request
 from common.errors import ErrorCode, ProtocolError, ServiceError
+from common.keys import channel_prefix
 from common.namespaces import Access, parse_channel
 
 
@@ -35,7 +36,7 @@ __all__ = [
 ]
 
 #: The client channel of channel C's presence events is PRESENCE_CHANNEL_PREFIX + C.
-PRESENCE_CHANNEL_PREFIX = "presence:"
+PRESENCE_CHANNEL_PREFIX: Final = channel_prefix("presence")
 
 
 @dataclass(frozen=True, slots=True)
