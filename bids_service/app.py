@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-from typing import Any
+from collections.abc import Callable
 
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
@@ -18,12 +18,13 @@ from bids_service.seed import seed_demo
 from bids_service.settings import BidsSettings
 from bids_service.store import BidStore
 from common.bus.backoff import Backoff
-from common.envelope import Reply, Request
+from common.bus.worker import Outcome
+from common.envelope import Request
 from common.service import Service
 from common.tasks import raise_if_cancelled
 
 
-__all__ = ["CLOSE_BATCH", "BidsService"]
+__all__ = ["CLOSE_BATCH", "BidsService", "service_factory"]
 
 logger = logging.getLogger(__name__)
 
@@ -45,14 +46,13 @@ class BidsService(Service):
             bid_burst=settings.bid_burst,
         )
         self._handlers = BidsHandlers(self.store, metrics, list_limit=settings.list_limit)
-        self.batch_handler = self._handlers.handle_batch
         self._seeded = not settings.seed_demo
 
     async def setup(self) -> None:
         # Redis may be down at start: the worker waits for it, scripts load on first NOSCRIPT
         # and the background task seeds later, so the process still starts and reports unready.
         try:
-            await self.store.load_scripts()
+            await self.store.load()
             await self._seed()
         except (RedisError, OSError) as exc:
             logger.warning("Redis unavailable at start-up", extra={"error": repr(exc)})
@@ -65,11 +65,8 @@ class BidsService(Service):
         if created:
             logger.info("demo auctions created", extra={"auctions": ",".join(created)})
 
-    async def handle(self, request: Request) -> dict[str, Any] | Reply:
-        return await self._handlers.handle(request)
-
-    async def subscribe(self, request: Request) -> dict[str, Any]:
-        return await self._handlers.subscribe(request)
+    async def handle_batch(self, requests: list[Request]) -> list[Outcome]:
+        return await self._handlers.handle_batch(requests)
 
     def routes(self) -> list[BaseRoute]:
         return list(admin_routes(self.store, self._settings))
@@ -103,3 +100,14 @@ class BidsService(Service):
                     extra={"error": repr(exc), "retry_in": round(delay, 3)},
                 )
             await asyncio.sleep(delay)
+
+
+def service_factory(settings: BidsSettings) -> Callable[[Redis], BidsService]:
+    """The factory ``run_service`` calls once Redis is connected."""
+    # Created once per process: Prometheus metrics register globally.
+    metrics = BidsMetrics()
+
+    def factory(redis: Redis) -> BidsService:
+        return BidsService(redis, settings, metrics)
+
+    return factory

@@ -22,7 +22,7 @@ from bids_service.rules import (
     verdict_outcome,
 )
 from bids_service.store import BidStore
-from common.bus.worker import Outcome
+from common.bus.worker import Outcome, traced
 from common.envelope import Request
 from common.errors import ErrorCode, ServiceError
 
@@ -96,24 +96,19 @@ class BidsHandlers:
 
     async def _one(self, request: Request) -> Outcome:
         try:
-            return await self.handle(request)
+            return await self._read(request)
         except ServiceError as exc:
             return exc
         except _RETRYABLE:
             raise
         except Exception:
-            logger.exception("request handler failed", extra={"type": request.type})
+            with traced(request):
+                logger.exception("request handler failed", extra={"type": request.type})
             return ServiceError(ErrorCode.INTERNAL_ERROR, "internal error")
 
-    async def handle(self, request: Request) -> dict[str, Any]:
-        """One request other than a batch of bids; raises ServiceError to refuse."""
+    async def _read(self, request: Request) -> dict[str, Any]:
+        """A request other than ``bids.place``; raises ServiceError to refuse."""
         kind = request.type
-        if kind == "bids.place":
-            outcome = (await self.handle_batch([request]))[0]
-            if isinstance(outcome, ServiceError):
-                raise outcome
-            assert isinstance(outcome, dict)
-            return outcome
         if kind == "bids.get":
             auction = parse_get(request.data)
             view = await self._store.get(auction)
@@ -124,14 +119,14 @@ class BidsHandlers:
             parse_list(request.data)
             return {"auctions": await self._store.list_open(self._list_limit)}
         if kind == "subscribe":
-            return await self.subscribe(request)
+            return await self._subscribe(request)
         raise ServiceError(
             ErrorCode.UNKNOWN_TYPE,
             f"unknown message type {kind[:64]!r}: the bids service has bids.place, "
             "bids.get and bids.list",
         )
 
-    async def subscribe(self, request: Request) -> dict[str, Any]:
+    async def _subscribe(self, request: Request) -> dict[str, Any]:
         """Any authenticated user may follow an auction; ``since`` replays what was missed."""
         auction, since = parse_subscribe(request.data)
         replay = await self._store.replay(auction, since)

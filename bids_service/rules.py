@@ -1,9 +1,10 @@
-"""Auction rules, pure (no I/O): valid input, the lowest acceptable bid, anti-sniping, verdicts.
+"""Auction rules, pure (no I/O): valid input, the lowest acceptable bid, replies to verdicts.
 
-The Lua scripts in ``lua/`` apply these rules atomically inside Redis; :func:`apply_bid` is
-their reference in Python (the tests replay an auction's accepted bids through it and compare
-with what Redis holds). Money is an integer number of minor units (cents), never a float.
-Times are integer milliseconds since the epoch, on Redis's clock so that instances agree.
+The rule itself runs in Redis, in ``lua/place.lua`` and ``lua/close.lua``, atomically; its
+reference model in Python is the tests' (``tests/bids/model.py``: they replay an auction's
+accepted bids through it and compare with what Redis holds). Money is an integer number of
+minor units (cents), never a float. Times are integer milliseconds since the epoch, on
+Redis's clock so that instances agree.
 """
 
 from __future__ import annotations
@@ -11,26 +12,23 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any, Final
 
 from common.errors import ErrorCode, ServiceError
+from common.keys import channel_prefix
 from common.requests import CLIENT_REQUESTS, unknown_field, unknown_field_message
 
 
 __all__ = [
+    "AUCTION_CHANNEL_PREFIX",
     "CLOSED",
     "MAX_AMOUNT",
     "MAX_KEY_LENGTH",
     "OPEN",
-    "Auction",
     "AuctionSpec",
-    "Emitted",
     "PlaceCommand",
     "Verdict",
-    "apply_bid",
-    "close_auction",
-    "extended_end",
     "minimum_bid",
     "parse_auction_id",
     "parse_auction_spec",
@@ -39,7 +37,6 @@ __all__ = [
     "parse_place",
     "parse_subscribe",
     "verdict_outcome",
-    "verdict_ttl",
 ]
 
 #: The largest amount: exact in Lua's doubles (below 2**53) even with an increment added.
@@ -53,7 +50,8 @@ CLOSED: Final = "closed"
 
 _AUCTION_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
 _SINCE = re.compile(r"[0-9]{1,16}")
-_CHANNEL_PREFIX = "auction:"
+#: Client channels of auctions are ``auction:<id>``.
+AUCTION_CHANNEL_PREFIX: Final = channel_prefix("auction")
 _PLACE_FIELDS = CLIENT_REQUESTS["bids.place"]
 _GET_FIELDS = CLIENT_REQUESTS["bids.get"]
 _SUBSCRIBE_FIELDS = frozenset({"channel", "since"})
@@ -172,9 +170,9 @@ def parse_subscribe(data: Mapping[str, Any]) -> tuple[str, int | None]:
     """
     _check_fields(data, _SUBSCRIBE_FIELDS, "subscribe")
     channel = data.get("channel")
-    if not isinstance(channel, str) or not channel.startswith(_CHANNEL_PREFIX):
+    if not isinstance(channel, str) or not channel.startswith(AUCTION_CHANNEL_PREFIX):
         raise _bad("the bids service answers for 'auction:<id>' channels only", field="channel")
-    auction = parse_auction_id(channel[len(_CHANNEL_PREFIX) :])
+    auction = parse_auction_id(channel[len(AUCTION_CHANNEL_PREFIX) :])
     since = data.get("since")
     if since is None:
         return auction, None
@@ -192,37 +190,6 @@ def parse_subscribe(data: Mapping[str, Any]) -> tuple[str, int | None]:
 def minimum_bid(current: int | None, starting_price: int, increment: int) -> int:
     """The lowest acceptable bid: the starting price, then the highest bid plus the increment."""
     return starting_price if current is None else current + increment
-
-
-def extended_end(now: int, ends_at: int, window: int, by: int) -> int:
-    """The end time after a bid accepted at ``now`` (all in ms).
-
-    A bid accepted when at most ``window`` remains moves the end to ``by`` after the bid, and
-    never earlier: the auction ends only after ``by`` without a bid in its last ``window``.
-    """
-    if window > 0 and ends_at - now <= window:
-        return max(ends_at, now + by)
-    return ends_at
-
-
-@dataclass(frozen=True, slots=True)
-class Auction:
-    """An auction's state, as the reference model holds it (times in ms)."""
-
-    id: str
-    starting_price: int
-    increment: int
-    ends_at: int
-    extend_window: int = 0
-    extend_by: int = 0
-    status: str = OPEN
-    current: int | None = None
-    bidder: str | None = None
-    seq: int = 0
-
-    @property
-    def minimum(self) -> int:
-        return minimum_bid(self.current, self.starting_price, self.increment)
 
 
 @dataclass(frozen=True, slots=True)
@@ -255,64 +222,6 @@ class Verdict:
             extended=bool(wire.get("extended", False)),
             retry_after_ms=wire.get("retry_after_ms"),
         )
-
-
-def verdict_ttl(verdict: Verdict, key_ttl_ms: int, refusal_ttl_ms: int) -> int | None:
-    """How long a verdict is kept under its idempotency key (ms), or None: not kept.
-
-    An accepted bid's verdict is kept for the key TTL, so that every retry gets the same seq.
-    A too-low bid's is kept, shorter, so that a retry soon after gets the same ``minimum``
-    (judged again, it would be refused too, as the minimum only rises, but with a newer one).
-    The other refusals come out the same however often they are judged again (an auction that
-    has closed stays closed; a missing one stays missing unless an admin creates it) or must
-    not stick (``rate_limited``), so they are not kept: a bid on an auction that does not
-    exist stores nothing. place.lua applies this.
-    """
-    if verdict.ok:
-        return key_ttl_ms
-    if verdict.code == ErrorCode.BID_TOO_LOW:
-        return refusal_ttl_ms
-    return None
-
-
-#: An event an auction emitted: its name, its position (the auction's sequence) and data.
-Emitted = tuple[str, int, dict[str, Any]]
-
-
-def apply_bid(
-    auction: Auction | None, auction_id: str, amount: int, bidder: str, now: int
-) -> tuple[Auction | None, Verdict, list[Emitted]]:
-    """Judge one bid at ``now``: the new state, the verdict and the events (what place.lua does)."""
-    if auction is None:
-        code = ErrorCode.AUCTION_NOT_FOUND.value
-        return None, Verdict(auction_id, amount, ok=False, code=code), []
-    if auction.status != OPEN or now >= auction.ends_at:
-        verdict = Verdict(auction.id, amount, ok=False, code=ErrorCode.AUCTION_CLOSED.value)
-        return auction, verdict, []
-    minimum = auction.minimum
-    if amount < minimum:
-        code = ErrorCode.BID_TOO_LOW.value
-        return auction, Verdict(auction.id, amount, ok=False, code=code, minimum=minimum), []
-    seq = auction.seq + 1
-    ends_at = extended_end(now, auction.ends_at, auction.extend_window, auction.extend_by)
-    placed = {"amount": amount, "bidder": bidder, "seq": seq, "ends_at": ends_at, "placed_at": now}
-    events: list[Emitted] = [("bid.placed", seq, placed)]
-    last = seq
-    if ends_at > auction.ends_at:
-        last = seq + 1
-        events.append(("auction.extended", last, {"ends_at": ends_at}))
-    state = replace(auction, current=amount, bidder=bidder, seq=last, ends_at=ends_at)
-    verdict = Verdict(auction.id, amount, ok=True, seq=seq, ends_at=ends_at, extended=last > seq)
-    return state, verdict, events
-
-
-def close_auction(auction: Auction, now: int) -> tuple[Auction, list[Emitted]]:
-    """Close an open auction whose end has passed (what close.lua does); else change nothing."""
-    if auction.status != OPEN or now < auction.ends_at:
-        return auction, []
-    seq = auction.seq + 1
-    closed = {"winner": auction.bidder, "amount": auction.current}
-    return replace(auction, status=CLOSED, seq=seq), [("auction.closed", seq, closed)]
 
 
 def verdict_outcome(verdict: Verdict, command: PlaceCommand) -> dict[str, Any] | ServiceError:

@@ -7,7 +7,10 @@ from dataclasses import dataclass
 from common.settings import Env, Secret
 
 
-__all__ = ["BidsSettings"]
+__all__ = ["DEFAULT_PORT", "BidsSettings"]
+
+#: The HTTP port of /livez, /readyz, /metrics and the admin API unless ``RT_PORT`` says so.
+DEFAULT_PORT = 8102
 
 
 @dataclass(frozen=True, slots=True)
@@ -20,7 +23,7 @@ class BidsSettings:
     close_interval: float = 0.25
     #: Seconds an accepted bid's verdict is kept; a retry after that is judged anew.
     key_ttl: float = 86_400.0
-    #: Seconds a too-low bid's verdict is kept (other refusals are not kept: rules.verdict_ttl).
+    #: Seconds a too-low bid's verdict is kept (other refusals are not kept: place.lua).
     refusal_ttl: float = 300.0
     #: Bids per second per user (a token bucket in Redis, checked in place.lua), and its size.
     bid_rate: float = 10.0

@@ -19,18 +19,23 @@ Keys (``bids:`` is :func:`common.keys.service_prefix`):
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Final, cast
 
 from redis.asyncio import Redis
-from redis.exceptions import NoScriptError
 
-from bids_service.rules import CLOSED, AuctionSpec, PlaceCommand, Verdict, minimum_bid
+from bids_service.rules import (
+    AUCTION_CHANNEL_PREFIX,
+    CLOSED,
+    AuctionSpec,
+    PlaceCommand,
+    Verdict,
+    minimum_bid,
+)
 from common.codec import load_bus
-from common.keys import event_channel, service_prefix
+from common.keys import EVENT_CHANNEL_PREFIX, event_channel, service_prefix
+from common.lua import ScriptCall, Scripts, text
 
 
 __all__ = [
@@ -48,12 +53,9 @@ __all__ = [
 
 PREFIX: Final = service_prefix("bids")
 OPEN_KEY: Final = PREFIX + "open"
-_LUA = Path(__file__).parent / "lua"
 _SCRIPTS = ("place", "close", "due", "create", "replay")
 #: Most bids judged by one call of the place script (about 2 ms of Redis's time).
 PLACE_CHUNK = 128
-#: One script call: its keys and its arguments.
-_Call = tuple[Sequence[str], Sequence[str]]
 
 
 def auction_key(auction: str) -> str:
@@ -73,13 +75,9 @@ def rate_key(user: str) -> str:
     return f"{PREFIX}rate:{user}"
 
 
-_CHANNEL_PREFIX: Final = "auction:"
-_PUBSUB_PREFIX: Final = event_channel("")
-
-
 def auction_channel(auction: str) -> str:
     """The client channel of an auction's events."""
-    return _CHANNEL_PREFIX + auction
+    return AUCTION_CHANNEL_PREFIX + auction
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,8 +89,8 @@ class Replay:
     events: list[dict[str, Any]] | None
 
 
-def _text(value: bytes | None) -> str | None:
-    return None if value is None else value.decode()
+def _optional_text(value: bytes | None) -> str | None:
+    return None if value is None else text(value)
 
 
 def _integer(value: bytes | None) -> int | None:
@@ -116,7 +114,7 @@ def auction_view(fields: dict[bytes, bytes]) -> dict[str, Any]:
         "title": fields[b"title"].decode(),
         "status": status,
         "current": current,
-        "bidder": _text(fields.get(b"bidder")),
+        "bidder": _optional_text(fields.get(b"bidder")),
         "minimum": minimum_bid(current, starting_price, increment),
         "starting_price": starting_price,
         "increment": increment,
@@ -126,7 +124,7 @@ def auction_view(fields: dict[bytes, bytes]) -> dict[str, Any]:
         "bids": int(fields.get(b"bids") or 0),
         "seq": seq,
         "position": str(seq),
-        "winner": _text(fields.get(b"winner")) if status == CLOSED else None,
+        "winner": _optional_text(fields.get(b"winner")) if status == CLOSED else None,
     }
 
 
@@ -151,50 +149,18 @@ class BidStore:
         self._bid_burst = str(bid_burst)
         self._maxlen = str(history_maxlen)
         self._replay_limit = str(replay_limit)
-        prelude = (_LUA / "lib.lua").read_text()
-        self._source = {name: prelude + (_LUA / f"{name}.lua").read_text() for name in _SCRIPTS}
-        self._sha = {
-            name: hashlib.sha1(source.encode()).hexdigest() for name, source in self._source.items()
-        }
+        self._scripts = Scripts(redis, "bids_service", _SCRIPTS)
 
-    async def load_scripts(self) -> None:
-        """SCRIPT LOAD every script (after a start, or a Redis that lost its script cache)."""
-        pipe = self._redis.pipeline(transaction=False)
-        for source in self._source.values():
-            pipe.script_load(source)
-        await pipe.execute()
+    async def load(self) -> None:
+        """Load the scripts (at start-up; they are loaded again on NOSCRIPT)."""
+        await self._scripts.load()
 
-    async def _eval(self, name: str, keys: Sequence[str], args: Sequence[str | int]) -> Any:
-        try:
-            return await self._redis.evalsha(self._sha[name], len(keys), *keys, *args)
-        except NoScriptError:
-            await self.load_scripts()
-            return await self._redis.evalsha(self._sha[name], len(keys), *keys, *args)
-
-    async def _eval_many(self, name: str, calls: Sequence[_Call]) -> list[Any]:
-        """One pipeline of EVALSHA ``name``, each call ``(keys, args)``, in order.
-
-        A script missing from Redis's cache fails without effect, so the calls that met
-        NOSCRIPT are sent again once the scripts are loaded.
-        """
-        sha = self._sha[name]
-        results = await self._pipeline(sha, calls)
-        missing = [i for i, result in enumerate(results) if isinstance(result, NoScriptError)]
-        if missing:
-            await self.load_scripts()
-            again = await self._pipeline(sha, [calls[i] for i in missing])
-            for i, result in zip(missing, again, strict=True):
-                results[i] = result
+    async def _run(self, calls: Sequence[ScriptCall]) -> list[Any]:
+        """One pipeline of script calls, in order; a script's error is raised."""
+        results = await self._scripts.pipeline(calls)
         for result in results:
             if isinstance(result, Exception):
                 raise result
-        return results
-
-    async def _pipeline(self, sha: str, calls: Sequence[_Call]) -> list[Any]:
-        pipe = self._redis.pipeline(transaction=False)
-        for keys, args in calls:
-            pipe.evalsha(sha, len(keys), *keys, *args)
-        results: list[Any] = await pipe.execute(raise_on_error=False)
         return results
 
     # Bids.
@@ -206,15 +172,15 @@ class BidStore:
         """
         # Many bids per script call: redis-py spends far more per command than per argument,
         # and Redis less per bid. Chunks bound how long one call holds Redis.
-        calls: list[_Call] = []
+        calls: list[ScriptCall] = []
         for start in range(0, len(bids), PLACE_CHUNK):
             keys = [OPEN_KEY]
             args = [
                 self._key_ttl,
                 self._refusal_ttl,
                 self._maxlen,
-                _CHANNEL_PREFIX,
-                _PUBSUB_PREFIX,
+                AUCTION_CHANNEL_PREFIX,
+                EVENT_CHANNEL_PREFIX,
                 self._bid_rate,
                 self._bid_burst,
             ]
@@ -227,9 +193,9 @@ class BidStore:
                     rate_key(bidder),
                 )
                 args += (auction, bidder, command.key, str(command.amount))
-            calls.append((keys, args))
+            calls.append(ScriptCall("place", keys, args))
         verdicts = []
-        for flat in await self._eval_many("place", calls):
+        for flat in await self._run(calls):
             for i in range(0, len(flat), 2):
                 verdicts.append((Verdict.from_wire(load_bus(flat[i + 1])), flat[i] == 1))
         return verdicts
@@ -258,7 +224,9 @@ class BidStore:
     async def replay(self, auction: str, since: int | None) -> Replay | None:
         """The auction's position and the events after ``since``; None for an unknown auction."""
         args = ("" if since is None else str(since), self._replay_limit)
-        result = await self._eval("replay", (auction_key(auction), history_key(auction)), args)
+        result = await self._scripts.call(
+            "replay", (auction_key(auction), history_key(auction)), args
+        )
         if result is None:
             return None
         position = int(result[0])
@@ -287,12 +255,12 @@ class BidStore:
             str(spec.extend_window_ms),
             str(spec.extend_by_ms),
         )
-        created, detail = await self._eval("create", (auction_key(auction), OPEN_KEY), args)
+        created, detail = await self._scripts.call("create", (auction_key(auction), OPEN_KEY), args)
         return int(detail) if created == 1 else cast(bytes, detail).decode()
 
     async def due(self, limit: int) -> list[str]:
         """Open auctions whose end has passed, by Redis's clock."""
-        ids = await self._eval("due", (OPEN_KEY,), (str(limit),))
+        ids = await self._scripts.call("due", (OPEN_KEY,), (str(limit),))
         return [auction.decode() for auction in ids]
 
     async def close(self, auctions: Sequence[str]) -> list[str]:
@@ -301,8 +269,9 @@ class BidStore:
         for auction in auctions:
             channel = auction_channel(auction)
             keys = (auction_key(auction), history_key(auction), OPEN_KEY)
-            calls.append((keys, (auction, event_channel(channel), channel, self._maxlen)))
-        results = await self._eval_many("close", calls)
+            args = (auction, event_channel(channel), channel, self._maxlen)
+            calls.append(ScriptCall("close", keys, args))
+        results = await self._run(calls)
         return [auction for auction, closed in zip(auctions, results, strict=True) if closed == 1]
 
 

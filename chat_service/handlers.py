@@ -1,22 +1,23 @@
 """Chat requests: each becomes a plan (one script call, or none) and a way to read its result.
 
-Planning validates (chat_service/rules.py) and builds the call; the service runs the calls
-of a whole batch in one pipeline and then finishes each plan with its result. ``docs/chat.md``
-describes every request, reply, event and error.
+Planning validates (chat_service/rules.py) and builds the call; :meth:`ChatHandlers.handle_batch`
+runs the calls of a whole batch in one pipeline and then finishes each plan with its result.
+``docs/chat.md`` describes every request, reply, event and error.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from prometheus_client import Counter
+from redis.exceptions import ResponseError
 
 from chat_service import rules
+from chat_service.metrics import ChatMetrics
 from chat_service.settings import ChatSettings
 from chat_service.store import (
-    Call,
     ChatStore,
     decode_create,
     decode_history,
@@ -24,71 +25,23 @@ from chat_service.store import (
     decode_send,
     decode_typing,
 )
-from common.bus.worker import Outcome
+from common.bus.worker import Outcome, traced
 from common.envelope import Reply, Request, new_id
 from common.errors import ErrorCode, ServiceError
+from common.lua import ScriptCall
 
 
-__all__ = ["ChatHandlers", "ChatMetrics", "Plan"]
+__all__ = ["ChatHandlers", "Plan"]
 
-#: The error code of a chat.create for a room that exists with another creator or privacy.
-ROOM_EXISTS = "room_exists"
-
-
-class ChatMetrics:
-    """Counters of the chat service, beside the bus worker's (requests, latency, backlog)."""
-
-    def __init__(self) -> None:
-        self.messages = Counter(
-            "rt_chat_messages",
-            "chat.send requests by result: posted, duplicate, or an error code.",
-            ["result"],
-        )
-        self.typing = Counter(
-            "rt_chat_typing", "chat.typing requests by result: sent or dropped.", ["result"]
-        )
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
 class Plan:
     """What one request needs: a script call (or none) and how to read its result."""
 
-    call: Call | None
+    call: ScriptCall | None
     finish: Callable[[Any], Outcome]
-
-
-def _refusal(status: str, room: str, action: str) -> ServiceError:
-    if status == "not_found":
-        return ServiceError(
-            ErrorCode.ROOM_NOT_FOUND, f"there is no room {room!r}: join it first", room=room
-        )
-    if status == "forbidden":
-        return ServiceError(
-            ErrorCode.FORBIDDEN,
-            f"room {room!r} is private: only its members may {action}",
-            room=room,
-        )
-    return ServiceError(ErrorCode.INTERNAL_ERROR, "internal error")
-
-
-def _creation_refusal(status: str, room: str, detail: int) -> ServiceError | None:
-    """The error of a room creation the quota or the creation rate refused, else None."""
-    if status == "too_many_rooms":
-        return ServiceError(
-            ErrorCode.TOO_MANY_ROOMS,
-            f"you have created {detail} rooms that still exist, the most one user may: "
-            f"room {room!r} was not created (join an existing room instead)",
-            room=room,
-            limit=detail,
-        )
-    if status == "rate_limited":
-        return ServiceError(
-            ErrorCode.RATE_LIMITED,
-            f"too many new rooms: room {room!r} was not created, retry later",
-            room=room,
-            retry_after_ms=detail,
-        )
-    return None
 
 
 class ChatHandlers:
@@ -108,6 +61,25 @@ class ChatHandlers:
             "chat.create": self._create,
             "subscribe": self._subscribe,
         }
+
+    async def handle_batch(self, requests: list[Request]) -> list[Outcome]:
+        """Handle one read's requests in order, with one Redis round trip for all of them."""
+        plans: list[Plan | ServiceError] = []
+        for request in requests:
+            try:
+                plans.append(self.plan(request))
+            except ServiceError as exc:
+                plans.append(exc)
+        calls = [plan.call for plan in plans if isinstance(plan, Plan) and plan.call is not None]
+        results = iter(await self._store.run(calls))
+        outcomes: list[Outcome] = []
+        for request, plan in zip(requests, plans, strict=True):
+            if isinstance(plan, ServiceError):
+                outcomes.append(plan)
+                continue
+            result = next(results) if plan.call is not None else None
+            outcomes.append(_finish(request, plan, result))
+        return outcomes
 
     def plan(self, request: Request) -> Plan:
         """The plan of one request.
@@ -144,7 +116,7 @@ class ChatHandlers:
             created = decode_create(result)
             if created.status == "conflict":
                 return ServiceError(
-                    ROOM_EXISTS,
+                    rules.ROOM_EXISTS,
                     f"room {command.room!r} exists already",
                     room=command.room,
                 )
@@ -156,7 +128,7 @@ class ChatHandlers:
                     room=command.room,
                     limit=created.detail,
                 )
-            refused = _creation_refusal(created.status, command.room, created.detail)
+            refused = rules.creation_refusal(created.status, command.room, created.detail)
             if refused is not None:
                 return refused
             return {
@@ -176,11 +148,11 @@ class ChatHandlers:
 
         def finish(result: Any) -> Outcome:
             opened = decode_open(result)
-            refused = _creation_refusal(opened.status, command.room, opened.detail)
+            refused = rules.creation_refusal(opened.status, command.room, opened.detail)
             if refused is not None:
                 return refused
             if opened.status not in ("ok", "created"):
-                return _refusal(opened.status, command.room, "join it")
+                return rules.refusal(opened.status, command.room, "join it")
             data: dict[str, Any] = {
                 "room": command.room,
                 "channel": channel,
@@ -218,11 +190,11 @@ class ChatHandlers:
         def finish(result: Any) -> Outcome:
             opened = decode_open(result)
             if opened.status != "ok":
-                return _refusal(opened.status, command.room, "subscribe to it")
+                return rules.refusal(opened.status, command.room, "subscribe to it")
             answer: dict[str, Any] = {"position": opened.position}
             if opened.recovered is not None:
                 answer["recovered"] = opened.recovered
-                answer["events"] = [_event(message) for message in opened.messages]
+                answer["events"] = [rules.replayed_event(message) for message in opened.messages]
             return answer
 
         latest = self._settings.join_messages if command.since is not None else 0
@@ -248,7 +220,7 @@ class ChatHandlers:
                     retry_after_ms=sent.retry_after_ms,
                 )
             else:
-                outcome = _refusal(sent.status, command.room, "post in it")
+                outcome = rules.refusal(sent.status, command.room, "post in it")
             self.count(request, outcome.code if isinstance(outcome, ServiceError) else sent.status)
             return outcome
 
@@ -261,7 +233,7 @@ class ChatHandlers:
         def finish(result: Any) -> Outcome:
             history = decode_history(result)
             if history.status != "ok":
-                return _refusal(history.status, command.room, "read it")
+                return rules.refusal(history.status, command.room, "read it")
             return {"room": command.room, "messages": history.messages, "more": history.more}
 
         call = self._store.history(command.room, user, command.before, command.limit)
@@ -275,14 +247,21 @@ class ChatHandlers:
             if status in ("sent", "dropped"):
                 self.count(request, status)
                 return {"sent": status == "sent"}
-            refusal = _refusal(status, command.room, "type in it")
+            refusal = rules.refusal(status, command.room, "type in it")
             self.count(request, refusal.code)
             return refusal
 
         return Plan(self._store.typing(command.room, user, new_id()), finish)
 
 
-def _event(message: dict[str, Any]) -> dict[str, Any]:
-    """A stored message as a replayed event of a subscribe answer."""
-    data = {key: value for key, value in message.items() if key != "position"}
-    return {"event": "message", "position": message["position"], "data": data}
+def _finish(request: Request, plan: Plan, result: Any) -> Outcome:
+    if isinstance(result, ResponseError):
+        with traced(request):
+            logger.error("a chat script failed", extra={"type": request.type, "error": str(result)})
+        return ServiceError(ErrorCode.INTERNAL_ERROR, "internal error")
+    try:
+        return plan.finish(result)
+    except (IndexError, ValueError, TypeError):
+        with traced(request):
+            logger.exception("unexpected script result", extra={"type": request.type})
+        return ServiceError(ErrorCode.INTERNAL_ERROR, "internal error")

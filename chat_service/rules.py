@@ -1,8 +1,9 @@
-"""What chat requests must look like: pure validation, no I/O.
+"""Chat rules, pure (no I/O): what requests must look like, and what the scripts' answers mean.
 
 Each ``parse_*`` function turns the data of one request (the client's frame minus ``type``
 and ``ref``) into a frozen command, or raises :class:`ServiceError` with the code the client
-gets (``bad_request``, ``empty_message``, ``message_too_long``).
+gets (``bad_request``, ``empty_message``, ``message_too_long``). :func:`refusal` and
+:func:`creation_refusal` turn a script's refusal into the error the client gets.
 """
 
 from __future__ import annotations
@@ -12,11 +13,13 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 from common.errors import ErrorCode, ServiceError
+from common.keys import channel_prefix
 
 
 __all__ = [
     "CHANNEL_PREFIX",
     "MAX_USER_LENGTH",
+    "ROOM_EXISTS",
     "Create",
     "History",
     "Join",
@@ -26,17 +29,21 @@ __all__ = [
     "Subscribe",
     "canonical_position",
     "channel_of",
+    "creation_refusal",
     "parse_create",
     "parse_history",
     "parse_join",
     "parse_room_only",
     "parse_send",
     "parse_subscribe",
-    "position_key",
+    "refusal",
+    "replayed_event",
 ]
 
 #: Client channels of rooms are ``chat:<room>``.
-CHANNEL_PREFIX: Final = "chat:"
+CHANNEL_PREFIX: Final = channel_prefix("chat")
+#: The error code of a chat.create for a room that exists with another creator or privacy.
+ROOM_EXISTS = "room_exists"
 #: A user name (a token's ``sub``) has at most this many characters, as in common/auth.py.
 MAX_USER_LENGTH: Final = 128
 
@@ -134,12 +141,6 @@ def canonical_position(value: object, name: str = "position") -> str:
     return f"{ms}-{seq}"
 
 
-def position_key(position: str) -> tuple[int, int]:
-    """The order of two canonical positions: compare these keys."""
-    ms, _, seq = position.partition("-")
-    return int(ms), int(seq)
-
-
 def channel_of(room: str) -> str:
     """The client channel of a room."""
     return CHANNEL_PREFIX + room
@@ -216,3 +217,47 @@ def parse_history(data: dict[str, Any], limits: Limits) -> History:
 
 def parse_room_only(data: dict[str, Any]) -> RoomOnly:
     return RoomOnly(_room(data))
+
+
+# Decisions on what the scripts answered.
+
+
+def refusal(status: str, room: str, action: str) -> ServiceError:
+    """The error of a script's refusal to let a user ``action`` in ``room``."""
+    if status == "not_found":
+        return ServiceError(
+            ErrorCode.ROOM_NOT_FOUND, f"there is no room {room!r}: join it first", room=room
+        )
+    if status == "forbidden":
+        return ServiceError(
+            ErrorCode.FORBIDDEN,
+            f"room {room!r} is private: only its members may {action}",
+            room=room,
+        )
+    return ServiceError(ErrorCode.INTERNAL_ERROR, "internal error")
+
+
+def creation_refusal(status: str, room: str, detail: int) -> ServiceError | None:
+    """The error of a room creation the quota or the creation rate refused, else None."""
+    if status == "too_many_rooms":
+        return ServiceError(
+            ErrorCode.TOO_MANY_ROOMS,
+            f"you have created {detail} rooms that still exist, the most one user may: "
+            f"room {room!r} was not created (join an existing room instead)",
+            room=room,
+            limit=detail,
+        )
+    if status == "rate_limited":
+        return ServiceError(
+            ErrorCode.RATE_LIMITED,
+            f"too many new rooms: room {room!r} was not created, retry later",
+            room=room,
+            retry_after_ms=detail,
+        )
+    return None
+
+
+def replayed_event(message: dict[str, Any]) -> dict[str, Any]:
+    """A stored message as a replayed event of a subscribe answer."""
+    data = {key: value for key, value in message.items() if key != "position"}
+    return {"event": "message", "position": message["position"], "data": data}

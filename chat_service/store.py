@@ -28,24 +28,21 @@ step. Calls are queued and run in one pipeline per batch of requests, in order.
 
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Final
 
 from redis.asyncio import Redis
-from redis.exceptions import NoScriptError
 
 from chat_service.rules import channel_of
 from chat_service.settings import ChatSettings
 from common.keys import event_channel, service_prefix
+from common.lua import ScriptCall, Scripts, text
 
 
 __all__ = [
-    "Call",
     "ChatStore",
     "Created",
-    "History",
+    "HistoryPage",
     "Opened",
     "Sent",
     "decode_create",
@@ -56,10 +53,7 @@ __all__ = [
     "message_of",
 ]
 
-logger = logging.getLogger(__name__)
-
 PREFIX: Final = service_prefix("chat")
-LUA_DIR: Final = Path(__file__).parent / "lua"
 SCRIPTS: Final = ("create", "open", "send", "typing", "history")
 
 
@@ -96,57 +90,24 @@ def typing_key(room: str, user: str) -> str:
     return f"{PREFIX}typing:{room}|{user}"
 
 
-@dataclass(frozen=True, slots=True)
-class Call:
-    """One script call, to be run in a pipeline."""
-
-    script: str
-    keys: tuple[str, ...]
-    args: tuple[str | int | float, ...]
-
-
 class ChatStore:
     """Builds script calls from commands and runs them against Redis."""
 
     def __init__(self, redis: Redis, settings: ChatSettings) -> None:
-        self._redis = redis
         self._settings = settings
-        prelude = (LUA_DIR / "lib.lua").read_text()
-        self._sources = {name: prelude + (LUA_DIR / f"{name}.lua").read_text() for name in SCRIPTS}
-        self._shas: dict[str, str] = {}
+        self._scripts = Scripts(redis, "chat_service", SCRIPTS)
 
     async def load(self) -> None:
-        """Load every script into Redis (again after a restart of Redis: NOSCRIPT)."""
-        for name, source in self._sources.items():
-            sha = await self._redis.script_load(source)
-            self._shas[name] = sha.decode() if isinstance(sha, bytes) else str(sha)
+        """Load the scripts (at start-up; they are loaded again on NOSCRIPT)."""
+        await self._scripts.load()
 
-    async def run(self, calls: list[Call]) -> list[Any]:
+    async def run(self, calls: list[ScriptCall]) -> list[Any]:
         """Run ``calls`` in one pipeline, in order; each result is a value or an exception.
 
         Connection failures propagate (the batch is handled again later); a script error
         (a ResponseError) is returned in place of that call's result.
         """
-        if not calls:
-            return []
-        if not self._shas:
-            await self.load()
-        results = await self._execute(calls)
-        missing = [i for i, result in enumerate(results) if isinstance(result, NoScriptError)]
-        if missing:
-            # Redis lost its script cache (a restart): nothing of those calls ran.
-            logger.warning("reloading the chat scripts", extra={"calls": len(missing)})
-            await self.load()
-            again = await self._execute([calls[i] for i in missing])
-            for i, result in zip(missing, again, strict=True):
-                results[i] = result
-        return results
-
-    async def _execute(self, calls: list[Call]) -> list[Any]:
-        pipe = self._redis.pipeline(transaction=False)
-        for call in calls:
-            pipe.evalsha(self._shas[call.script], len(call.keys), *call.keys, *call.args)
-        return list(await pipe.execute(raise_on_error=False))
+        return await self._scripts.pipeline(calls)
 
     # Calls.
 
@@ -162,8 +123,8 @@ class ChatStore:
             max(1, round(settings.empty_room_ttl * 1000)),
         )
 
-    def create(self, room: str, user: str, private: bool, members: tuple[str, ...]) -> Call:
-        return Call(
+    def create(self, room: str, user: str, private: bool, members: tuple[str, ...]) -> ScriptCall:
+        return ScriptCall(
             "create",
             (room_key(room), members_key(room), owned_key(user), create_rate_key(user)),
             (
@@ -175,8 +136,10 @@ class ChatStore:
             ),
         )
 
-    def open(self, room: str, user: str, *, create: bool, since: str | None, latest: int) -> Call:
-        return Call(
+    def open(
+        self, room: str, user: str, *, create: bool, since: str | None, latest: int
+    ) -> ScriptCall:
+        return ScriptCall(
             "open",
             (
                 room_key(room),
@@ -195,10 +158,10 @@ class ChatStore:
             ),
         )
 
-    def send(self, room: str, user: str, text: str, client_id: str, message_id: str) -> Call:
+    def send(self, room: str, user: str, text: str, client_id: str, message_id: str) -> ScriptCall:
         settings = self._settings
         channel = channel_of(room)
-        return Call(
+        return ScriptCall(
             "send",
             (
                 room_key(room),
@@ -221,9 +184,9 @@ class ChatStore:
             ),
         )
 
-    def typing(self, room: str, user: str, event_id: str) -> Call:
+    def typing(self, room: str, user: str, event_id: str) -> ScriptCall:
         channel = channel_of(room)
-        return Call(
+        return ScriptCall(
             "typing",
             (room_key(room), members_key(room), typing_key(room, user)),
             (
@@ -235,8 +198,8 @@ class ChatStore:
             ),
         )
 
-    def history(self, room: str, user: str, before: str | None, limit: int) -> Call:
-        return Call(
+    def history(self, room: str, user: str, before: str | None, limit: int) -> ScriptCall:
+        return ScriptCall(
             "history",
             (room_key(room), members_key(room), log_key(room)),
             (user, before or "", limit),
@@ -246,15 +209,11 @@ class ChatStore:
 # What the scripts return, decoded. Redis gives strings as bytes.
 
 
-def _text(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
-
-
 def message_of(entry: Any) -> dict[str, Any]:
     """A stream entry ``[position, [field, value, ...]]`` as a message of a reply."""
-    position = _text(entry[0])
+    position = text(entry[0])
     fields = entry[1]
-    values = {_text(fields[i]): _text(fields[i + 1]) for i in range(0, len(fields) - 1, 2)}
+    values = {text(fields[i]): text(fields[i + 1]) for i in range(0, len(fields) - 1, 2)}
     return {
         "id": values.get("id", ""),
         "user": values.get("user", ""),
@@ -274,7 +233,7 @@ class Created:
 
 
 def decode_create(result: Any) -> Created:
-    return Created(_text(result[0]), int(result[1]))
+    return Created(text(result[0]), int(result[1]))
 
 
 @dataclass(frozen=True, slots=True)
@@ -290,11 +249,11 @@ class Opened:
 
 
 def decode_open(result: Any) -> Opened:
-    recovered = _text(result[3])
+    recovered = text(result[3])
     return Opened(
-        status=_text(result[0]),
+        status=text(result[0]),
         private=bool(int(result[1])),
-        position=_text(result[2]),
+        position=text(result[2]),
         recovered=None if recovered == "" else recovered == "1",
         messages=[message_of(entry) for entry in result[4]],
         detail=int(result[5]) if len(result) > 5 else 0,
@@ -310,27 +269,29 @@ class Sent:
 
 
 def decode_send(result: Any) -> Sent:
-    status = _text(result[0])
+    status = text(result[0])
     if status in ("posted", "duplicate"):
-        return Sent(status, _text(result[1]), _text(result[2]))
+        return Sent(status, text(result[1]), text(result[2]))
     if status == "rate_limited":
         return Sent(status, retry_after_ms=int(result[1]))
     return Sent(status)
 
 
 def decode_typing(result: Any) -> str:
-    return _text(result[0])
+    return text(result[0])
 
 
 @dataclass(frozen=True, slots=True)
-class History:
+class HistoryPage:
+    """What history.lua found: a page of messages, and whether older ones remain."""
+
     status: str
     more: bool
     #: Oldest first.
     messages: list[dict[str, Any]]
 
 
-def decode_history(result: Any) -> History:
+def decode_history(result: Any) -> HistoryPage:
     messages = [message_of(entry) for entry in result[2]]
     messages.reverse()
-    return History(_text(result[0]), bool(int(result[1])), messages)
+    return HistoryPage(text(result[0]), bool(int(result[1])), messages)

@@ -1,4 +1,5 @@
-"""Every Redis key, stream and pub/sub channel name the bus uses is built here."""
+"""Every Redis key, stream and pub/sub channel name the bus uses is built here, and the prefix
+of each namespace's client channels."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ __all__ = [
     "GATEWAY_LEASES",
     "REVOCATIONS",
     "REVOKED",
+    "channel_prefix",
     "event_channel",
     "reply_channel",
     "request_stream",
@@ -39,6 +41,14 @@ def request_stream(service: str) -> str:
 def reply_channel(gateway_id: str) -> str:
     """The pub/sub channel carrying replies to the connections one gateway holds."""
     return f"gw:{gateway_id}:replies"
+
+
+def channel_prefix(namespace: str) -> str:
+    """The prefix of a namespace's client channels: ``chat:`` for ``chat:<room>``.
+
+    The namespaces are those of :data:`common.namespaces.NAMESPACES`.
+    """
+    return f"{namespace}:"
 
 
 def event_channel(channel: str) -> str:

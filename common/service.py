@@ -5,8 +5,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import sys
 from collections.abc import AsyncIterator, Callable
-from typing import Any, TypedDict
+from typing import TypedDict, TypeVar
 
 import uvicorn
 from prometheus_client import Counter, Gauge, Histogram
@@ -14,9 +15,9 @@ from redis.asyncio import Redis
 from starlette.applications import Starlette
 from starlette.routing import BaseRoute
 
-from common.bus.worker import BatchHandler, RequestHandler, ServiceWorker
-from common.envelope import Reply, Request
-from common.errors import ErrorCode, ServiceError
+from common.bus.worker import BatchHandler, Outcome, ServiceWorker
+from common.envelope import Request
+from common.errors import ConfigError
 from common.health import health_routes, redis_answers
 from common.log import configure_logging
 from common.metrics import Children
@@ -26,7 +27,7 @@ from common.settings import Env, LogSettings, ServiceSettings
 from common.tasks import cancel_and_wait
 
 
-__all__ = ["Service", "ServiceMetrics", "create_service_app", "run_service"]
+__all__ = ["Service", "ServiceMetrics", "create_service_app", "run_service", "service_main"]
 
 logger = logging.getLogger(__name__)
 
@@ -34,24 +35,18 @@ logger = logging.getLogger(__name__)
 class Service:
     """A service's behaviour on the bus; subclasses override what they need.
 
-    ``handle`` answers one request (``subscribe`` goes to :meth:`subscribe`); a subclass
-    that sets :attr:`batch_handler` handles each read's requests together instead.
-    ``routes`` adds HTTP routes (an admin API) beside health and metrics, and
-    ``background`` runs for the life of the process (timers, sweepers).
+    :meth:`handle_batch` answers the requests of each read of the stream together (the
+    gateway's ``subscribe`` among them). ``routes`` adds HTTP routes (an admin API) beside
+    health and metrics, and ``background`` runs for the life of the process (timers,
+    sweepers).
     """
-
-    batch_handler: BatchHandler | None = None
 
     async def setup(self) -> None:
         """Prepare before the first request (load Lua scripts, seed data)."""
 
-    async def handle(self, request: Request) -> dict[str, Any] | Reply:
-        if request.type == "subscribe":
-            return await self.subscribe(request)
-        raise ServiceError(ErrorCode.UNKNOWN_TYPE, f"unknown message type {request.type!r}")
-
-    async def subscribe(self, request: Request) -> dict[str, Any]:
-        raise ServiceError(ErrorCode.INVALID_CHANNEL, "this service keeps no channel history")
+    async def handle_batch(self, requests: list[Request]) -> list[Outcome]:
+        """One outcome per request, in order (see :data:`common.bus.worker.BatchHandler`)."""
+        raise NotImplementedError
 
     def routes(self) -> list[BaseRoute]:
         return []
@@ -60,8 +55,8 @@ class Service:
         """Run until cancelled; the default has nothing to do."""
 
 
-#: Builds a service (or a bare request handler) once Redis is connected.
-ServiceFactory = Callable[[Redis], "Service | RequestHandler"]
+#: Builds a service (or a bare batch handler) once Redis is connected.
+ServiceFactory = Callable[[Redis], "Service | BatchHandler"]
 
 
 class ServiceMetrics:
@@ -126,9 +121,7 @@ def create_service_app(settings: ServiceSettings, make_service: ServiceFactory) 
         service = made if isinstance(made, Service) else _HandlerService(made)
         await service.setup()
         app.router.routes.extend(service.routes())
-        worker = ServiceWorker(
-            redis, settings, service.handle, metrics, batch_handler=service.batch_handler
-        )
+        worker = ServiceWorker(redis, settings, service.handle_batch, metrics)
         redis_box.append(redis)
         worker_box.append(worker)
         tasks = [
@@ -154,11 +147,11 @@ def create_service_app(settings: ServiceSettings, make_service: ServiceFactory) 
 
 
 class _HandlerService(Service):
-    def __init__(self, handler: RequestHandler) -> None:
+    def __init__(self, handler: BatchHandler) -> None:
         self._handler = handler
 
-    async def handle(self, request: Request) -> dict[str, Any] | Reply:
-        return await self._handler(request)
+    async def handle_batch(self, requests: list[Request]) -> list[Outcome]:
+        return await self._handler(requests)
 
 
 def run_service(service: str, default_port: int, make_service: ServiceFactory) -> None:
@@ -178,3 +171,25 @@ def run_service(service: str, default_port: int, make_service: ServiceFactory) -
         timeout_graceful_shutdown=5,
     )
     GracefulServer(config).run()
+
+
+_Settings = TypeVar("_Settings")
+
+
+def service_main(
+    service: str,
+    default_port: int,
+    read_settings: Callable[[Env], _Settings],
+    make_factory: Callable[[_Settings], ServiceFactory],
+) -> int:
+    """The ``__main__`` of a service package: its own settings, then :func:`run_service`.
+
+    Returns the exit status: 2, with the reason on stderr, when a setting is invalid.
+    """
+    try:
+        settings = read_settings(Env())
+    except ConfigError as exc:
+        print(f"{service}_service: cannot start: {exc}", file=sys.stderr)
+        return 2
+    run_service(service, default_port, make_factory(settings))
+    return 0

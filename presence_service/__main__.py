@@ -1,38 +1,13 @@
-"""``python -m presence_service``: the presence service on RT_PORT (default 8103)."""
+"""``python -m presence_service``: the presence service, with the settings in the environment."""
 
 from __future__ import annotations
 
-import logging
 import sys
 
-from redis.asyncio import Redis
-
-from common.errors import ConfigError
-from common.service import run_service
-from common.settings import Env
-from presence_service.app import PresenceService
-from presence_service.settings import PresenceSettings
-
-
-DEFAULT_PORT = 8103
-
-logger = logging.getLogger("presence_service")
-
-
-def main() -> int:
-    try:
-        settings = PresenceSettings.from_env(Env())
-    except ConfigError as exc:
-        logging.basicConfig()
-        logger.error("cannot start: %s", exc)
-        return 2
-
-    def factory(redis: Redis) -> PresenceService:
-        return PresenceService(redis, settings)
-
-    run_service("presence", DEFAULT_PORT, factory)
-    return 0
+from common.service import service_main
+from presence_service.app import service_factory
+from presence_service.settings import DEFAULT_PORT, PresenceSettings
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(service_main("presence", DEFAULT_PORT, PresenceSettings.from_env, service_factory))

@@ -1,173 +1,119 @@
-"""From bus requests to store operations and back to reply data (no I/O here).
+"""The presence service's batch handler: each read of the request stream in one pipeline.
 
-Two kinds of requests reach the presence service. Notifications from gateways (``track``,
-``untrack``, ``drop``: types without a dot, so no client can send them) change presence and
-get no reply. Client requests (``presence.list``, ``presence.count``) read it.
+Every notification and query of a read becomes one script call of one pipeline (a single
+round trip); a query's prior notifications run just before it.
 """
 
 from __future__ import annotations
 
-from dataclasses import replace
-from typing import Any, Literal
+import contextlib
+import logging
 
-from common.envelope import Request
-from common.errors import ErrorCode, ProtocolError, ServiceError
-from common.namespaces import Access, parse_channel
-from presence_service.model import PRESENCE_CHANNEL_PREFIX, Change, Listing, Query
+from redis.exceptions import ResponseError
 
-
-__all__ = [
-    "NOTIFICATIONS",
-    "QUERIES",
-    "count_reply",
-    "list_reply",
-    "parse_change",
-    "parse_prior",
-    "parse_query",
-    "subscribe_reply",
-]
-
-#: Notification types, sent by gateways with ``noreply``.
-NOTIFICATIONS = frozenset({"track", "untrack", "drop"})
-#: Client request types, and ``subscribe`` (a gateway asking whether a user may subscribe
-#: to a ``presence:`` channel, should that namespace ever be made owner-checked).
-QUERIES = frozenset({"presence.list", "presence.count", "subscribe"})
-
-
-def _tracked_channel(value: object) -> str:
-    """A channel whose namespace has presence, or a ServiceError saying why not."""
-    try:
-        namespace = parse_channel(value)
-    except ProtocolError as exc:
-        raise ServiceError(exc.code, exc.message) from None
-    if not namespace.presence:
-        raise ServiceError(
-            ErrorCode.INVALID_CHANNEL,
-            f"presence is not kept for {namespace.name!r} channels "
-            "(ask about the channel itself, e.g. 'chat:lobby')",
-        )
-    assert isinstance(value, str)
-    return value
+from common.bus.worker import Outcome, traced
+from common.envelope import Request, now_ms
+from common.errors import ErrorCode, ServiceError
+from presence_service.metrics import PresenceMetrics
+from presence_service.rules import (
+    NOTIFICATIONS,
+    QUERIES,
+    Applied,
+    Change,
+    Listing,
+    Query,
+    count_reply,
+    list_reply,
+    parse_change,
+    parse_prior,
+    parse_query,
+    subscribe_reply,
+)
+from presence_service.store import PresenceStore
 
 
-def parse_change(request: Request) -> Change:
-    """The change a gateway's notification describes.
+__all__ = ["PresenceHandlers"]
 
-    Raises:
-        ServiceError: the notification is malformed (a gateway bug; it is dropped).
-    """
-    data = request.data
-    seq = data.get("seq")
-    if not isinstance(seq, int) or isinstance(seq, bool) or seq < 1:
-        raise ServiceError(ErrorCode.BAD_REQUEST, "a notification needs a positive integer seq")
-    if request.user is None:
-        raise ServiceError(ErrorCode.BAD_REQUEST, "a notification needs the connection's user")
-    if request.type == "drop":
-        restart = data.get("restart", False)
-        if not isinstance(restart, bool):
-            raise ServiceError(ErrorCode.BAD_REQUEST, "'restart' must be a boolean")
-        kind: Literal["track", "untrack", "drop"] = "drop"
-        channel = ""
-    elif request.type in ("track", "untrack"):
-        kind = "track" if request.type == "track" else "untrack"
-        channel = _tracked_channel(data.get("channel"))
-        restart = False
-    else:
-        raise ServiceError(ErrorCode.UNKNOWN_TYPE, f"unknown notification {request.type!r}")
-    return Change(
-        kind,
-        connection=request.connection,
-        gateway=request.gateway,
-        user=request.user,
-        seq=seq,
-        ts=request.ts,
-        channel=channel,
-        restart=restart,
-    )
+logger = logging.getLogger(__name__)
 
 
-def parse_prior(request: Request) -> list[Change]:
-    """The track and untrack notifications a read must see applied first (``prior``).
+class PresenceHandlers:
+    def __init__(self, store: PresenceStore, metrics: PresenceMetrics, *, list_limit: int) -> None:
+        self.store = store
+        self.metrics = metrics
+        self._list_limit = list_limit
 
-    They come from the gateway, stamped like the read; the same notification handled from
-    the stream, before or after, is refused as stale.
+    async def handle_batch(self, requests: list[Request]) -> list[Outcome]:
+        """Handle one read's requests in one pipeline; one outcome per request, in order.
 
-    Raises:
-        ServiceError: one of them is malformed or of another type (a gateway bug).
-    """
-    changes = []
-    for item in request.prior:
-        if item["type"] not in ("track", "untrack"):
-            raise ServiceError(ErrorCode.BAD_REQUEST, f"{item['type']!r} cannot come before a read")
-        changes.append(parse_change(replace(request, type=item["type"], data=item["data"])))
-    return changes
+        A query's prior notifications run just before it, in the same pipeline.
+        """
+        outcomes: list[Outcome | None] = [None] * len(requests)
+        operations: list[Change | Query] = []
+        #: For each operation, the request it answers; None for a prior notification.
+        places: list[int | None] = []
+        for index, request in enumerate(requests):
+            try:
+                if request.type in NOTIFICATIONS:
+                    prior: list[Change] = []
+                    operation: Change | Query = parse_change(request)
+                elif request.type in QUERIES:
+                    prior = parse_prior(request)
+                    operation = parse_query(request, self._list_limit)
+                else:
+                    raise ServiceError(
+                        ErrorCode.UNKNOWN_TYPE, f"unknown message type {request.type!r}"
+                    )
+            except ServiceError as exc:
+                if request.noreply:
+                    with traced(request):
+                        logger.error(
+                            "dropping a malformed notification",
+                            extra={"type": request.type, "error": exc.message},
+                        )
+                outcomes[index] = exc
+                continue
+            operations += prior
+            places += [None] * len(prior)
+            operations.append(operation)
+            places.append(index)
+        results = await self.store.run(operations)
+        applied_at = now_ms()
+        for place, operation, result in zip(places, operations, results, strict=True):
+            if place is None:
+                self._outcome(operation, result)
+            else:
+                request = requests[place]
+                outcomes[place] = self._outcome(operation, result, request)
+                if isinstance(operation, Change):
+                    self.metrics.lag.observe(max(0.0, (applied_at - request.ts) / 1000))
+        return [outcome if outcome is not None else {} for outcome in outcomes]
 
-
-def parse_query(request: Request, list_limit: int) -> Query:
-    """The read a client's ``presence.list`` or ``presence.count`` asks for.
-
-    Anyone authenticated may read the presence of a channel anyone authenticated may
-    subscribe to (``auction:``). Where the owning service decides who may subscribe
-    (``chat:``), only a user present in the channel may read it: this service cannot ask the
-    owner, and a user present was admitted by it.
-
-    Raises:
-        ServiceError: the channel is missing, malformed, or not one with presence.
-    """
-    if request.user is None:
-        raise ServiceError(ErrorCode.UNAUTHENTICATED, "authenticate first")
-    channel = request.data.get("channel")
-    if request.type == "subscribe":
-        # The presence channel of channel C is "presence:C": the same rule applies to C.
-        if not isinstance(channel, str) or not channel.startswith(PRESENCE_CHANNEL_PREFIX):
-            raise ServiceError(ErrorCode.INVALID_CHANNEL, "not a presence channel")
-        channel = channel[len(PRESENCE_CHANNEL_PREFIX) :]
-    channel = _tracked_channel(channel)
-    namespace = parse_channel(channel)
-    member = request.user if namespace.access is Access.OWNER else None
-    limit = list_limit if request.type == "presence.list" else 0
-    return Query(channel, member, limit)
-
-
-def _check_allowed(query: Query, listing: Listing) -> None:
-    if not listing.allowed:
-        raise ServiceError(
-            ErrorCode.FORBIDDEN,
-            f"only users subscribed to {query.channel!r} may see who is in it",
-        )
-
-
-def list_reply(query: Query, listing: Listing) -> dict[str, Any]:
-    """``{channel, users: [{user, connections}], count}``, users sorted by name.
-
-    ``truncated: true`` is added when the channel has more users than one reply carries.
-
-    Raises:
-        ServiceError: ``forbidden``, the asker may not see this channel.
-    """
-    _check_allowed(query, listing)
-    users = [{"user": user, "connections": n} for user, n in sorted(listing.users)]
-    reply: dict[str, Any] = {"channel": query.channel, "users": users, "count": listing.count}
-    if listing.truncated:
-        reply["truncated"] = True
-    return reply
-
-
-def subscribe_reply(query: Query, listing: Listing) -> dict[str, Any]:
-    """The answer to a gateway's ``subscribe`` to ``presence:<channel>``: no history.
-
-    Raises:
-        ServiceError: ``forbidden``, the user may not see this channel's presence.
-    """
-    _check_allowed(query, listing)
-    return {"position": None}
-
-
-def count_reply(query: Query, listing: Listing) -> dict[str, Any]:
-    """``{channel, count}``: the number of users present.
-
-    Raises:
-        ServiceError: ``forbidden``, the asker may not see this channel.
-    """
-    _check_allowed(query, listing)
-    return {"channel": query.channel, "count": listing.count}
+    def _outcome(
+        self,
+        operation: Change | Query,
+        result: Applied | Listing | ResponseError,
+        request: Request | None = None,
+    ) -> Outcome:
+        """The outcome of one operation; ``request`` is None for a prior notification."""
+        kind = request.type if request is not None else "prior"
+        if isinstance(result, ResponseError):
+            with traced(request) if request is not None else contextlib.nullcontext():
+                logger.error("a presence script failed", extra={"type": kind, "error": str(result)})
+            return ServiceError(ErrorCode.INTERNAL_ERROR, "internal error")
+        if isinstance(operation, Query):
+            assert isinstance(result, Listing)
+            try:
+                if kind == "presence.list":
+                    return list_reply(operation, result)
+                if kind == "subscribe":
+                    return subscribe_reply(operation, result)
+                return count_reply(operation, result)
+            except ServiceError as exc:
+                return exc
+        assert isinstance(result, Applied)
+        self.metrics.notifications.labels(
+            operation.kind, "applied" if result.applied else "stale"
+        ).inc()
+        self.metrics.published(result.joins, result.leaves)
+        return {}

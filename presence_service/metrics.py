@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from prometheus_client import Counter, Gauge, Histogram
 
-from presence_service.model import Reaped, Stats
+from presence_service.rules import Reaped, Stats
 
 
 __all__ = ["PresenceMetrics"]

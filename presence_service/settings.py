@@ -7,7 +7,10 @@ from dataclasses import dataclass
 from common.settings import Env
 
 
-__all__ = ["PresenceSettings"]
+__all__ = ["DEFAULT_PORT", "PresenceSettings"]
+
+#: The HTTP port of /livez, /readyz and /metrics unless ``RT_PORT`` says otherwise.
+DEFAULT_PORT = 8103
 
 
 @dataclass(frozen=True, slots=True)

@@ -6,16 +6,15 @@ change, so that the order of events on a channel is the order of the changes.
 
 from __future__ import annotations
 
-import secrets
 from collections.abc import Sequence
-from importlib import resources
 from typing import Any
 
 from redis.asyncio import Redis
-from redis.exceptions import NoScriptError, ResponseError
+from redis.exceptions import ResponseError
 
 from common.keys import EVENT_CHANNEL_PREFIX, GATEWAY_LEASES, service_prefix
-from presence_service.model import (
+from common.lua import ScriptCall, Scripts, id_nonce, text
+from presence_service.rules import (
     PRESENCE_CHANNEL_PREFIX,
     Applied,
     Change,
@@ -28,8 +27,9 @@ from presence_service.model import (
 
 __all__ = ["PresenceStore"]
 
-#: Scripts that run with lib.lua prepended; ``list`` stands alone.
-_WITH_PRELUDE = ("track", "untrack", "drop", "reap", "expire")
+_SCRIPTS = ("track", "untrack", "drop", "reap", "expire", "list")
+#: ``list`` runs without lib.lua, whose common arguments it does not take.
+_BARE = ("list",)
 
 
 class PresenceStore:
@@ -48,13 +48,11 @@ class PresenceStore:
         self._tombstone_ttl = tombstone_ttl
         self._batch = batch
         self.prefix = service_prefix("presence")
-        self._sources = _read_scripts()
-        self._shas: dict[str, str] = {}
+        self._scripts = Scripts(redis, "presence_service", _SCRIPTS, bare=_BARE)
 
     async def load(self) -> None:
-        """Load every script into Redis (again after a Redis restart emptied its cache)."""
-        for name, source in self._sources.items():
-            self._shas[name] = str(await self._redis.script_load(source))
+        """Load the scripts (at start-up; they are loaded again on NOSCRIPT)."""
+        await self._scripts.load()
 
     # Keys.
 
@@ -78,15 +76,13 @@ class PresenceStore:
                 applied or not, and applying again is harmless (a change older than what
                 was applied for its connection and channel is refused).
         """
-        if not operations:
-            return []
-        if not self._shas:
-            await self.load()
-        results = await self._execute(operations)
-        if any(isinstance(result, NoScriptError) for result in results):
-            # Redis lost its script cache (a restart): load, and run the batch again.
-            await self.load()
-            results = await self._execute(operations)
+        calls = [
+            self._query_call(operation)
+            if isinstance(operation, Query)
+            else self._change_call(operation)
+            for operation in operations
+        ]
+        results = await self._scripts.pipeline(calls)
         outcomes: list[Applied | Listing | ResponseError] = []
         for operation, result in zip(operations, results, strict=True):
             if isinstance(result, ResponseError):
@@ -97,19 +93,10 @@ class PresenceStore:
                 outcomes.append(_applied(result))
         return outcomes
 
-    async def _execute(self, operations: Sequence[Change | Query]) -> list[Any]:
-        pipe = self._redis.pipeline(transaction=False)
-        for operation in operations:
-            if isinstance(operation, Query):
-                self._queue_query(pipe, operation)
-            else:
-                self._queue_change(pipe, operation)
-        return list(await pipe.execute(raise_on_error=False))
-
     def _common_args(self) -> list[str]:
-        return [self.prefix, PRESENCE_CHANNEL_PREFIX, EVENT_CHANNEL_PREFIX, secrets.token_hex(12)]
+        return [self.prefix, PRESENCE_CHANNEL_PREFIX, EVENT_CHANNEL_PREFIX, id_nonce()]
 
-    def _queue_change(self, pipe: Any, change: Change) -> None:
+    def _change_call(self, change: Change) -> ScriptCall:
         args = [
             *self._common_args(),
             change.connection,
@@ -122,11 +109,11 @@ class PresenceStore:
             args += ["1" if change.restart else "0", str(self._grace_ms), str(self._tombstone_ttl)]
         else:
             args.append(change.channel)
-        pipe.evalsha(self._shas[change.kind], 1, self.connection_key(change.connection), *args)
+        return ScriptCall(change.kind, (self.connection_key(change.connection),), args)
 
-    def _queue_query(self, pipe: Any, query: Query) -> None:
+    def _query_call(self, query: Query) -> ScriptCall:
         key = self.channel_key(query.channel)
-        pipe.evalsha(self._shas["list"], 1, key, query.member or "", str(query.limit))
+        return ScriptCall("list", (key,), (query.member or "", str(query.limit)))
 
     # Sweeps.
 
@@ -143,7 +130,7 @@ class PresenceStore:
                 [GATEWAY_LEASES, dead_key],
                 [str(self._batch), str(self._tombstone_ttl), str(remember_ms)],
             )
-            gateway = _text(result[0])
+            gateway = text(result[0])
             if not gateway:
                 break
             connections += int(result[1])
@@ -173,28 +160,7 @@ class PresenceStore:
         return Stats(int(channels), int(users), int(lingering), int(gateways))
 
     async def _call(self, name: str, keys: list[str], args: list[str]) -> Any:
-        if not self._shas:
-            await self.load()
-        argv = [*self._common_args(), *args]
-        try:
-            return await self._redis.evalsha(self._shas[name], len(keys), *keys, *argv)
-        except NoScriptError:
-            await self.load()
-            return await self._redis.evalsha(self._shas[name], len(keys), *keys, *argv)
-
-
-def _read_scripts() -> dict[str, str]:
-    folder = resources.files("presence_service") / "lua"
-    prelude = (folder / "lib.lua").read_text()
-    sources = {}
-    for name in (*_WITH_PRELUDE, "list"):
-        text = (folder / f"{name}.lua").read_text()
-        sources[name] = prelude + "\n" + text if name in _WITH_PRELUDE else text
-    return sources
-
-
-def _text(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
+        return await self._scripts.call(name, keys, [*self._common_args(), *args])
 
 
 def _applied(result: Any) -> Applied:
@@ -205,5 +171,5 @@ def _listing(result: Any) -> Listing:
     if not int(result[0]):
         return Listing(allowed=False)
     flat = result[3:]
-    users = tuple((_text(flat[i]), int(flat[i + 1])) for i in range(0, len(flat), 2))
+    users = tuple((text(flat[i]), int(flat[i + 1])) for i in range(0, len(flat), 2))
     return Listing(True, int(result[1]), bool(int(result[2])), users)

@@ -70,8 +70,9 @@ local function place(auction_key, history_key, verdict_key, rate_key, auction, b
   end
   local f = redis.call('HMGET', auction_key, 'status', 'ends_at', 'current', 'starting_price',
     'increment', 'seq', 'extend_window', 'extend_by', 'bids')
-  -- Verdicts are kept as rules.verdict_ttl says: a missing or closed auction's refusal is not
-  -- kept (judged again, it comes out the same), a too-low bid's for refusal_ttl.
+  -- Verdicts are kept as verdict_ttl of the reference model (tests/bids/model.py) says: a
+  -- missing or closed auction's refusal is not kept (judged again, it comes out the same), a
+  -- too-low bid's for refusal_ttl.
   if not f[1] then
     return 1, cmsgpack.pack({auction = auction, amount = amount, ok = false,
       code = 'auction_not_found'})
@@ -96,7 +97,7 @@ local function place(auction_key, history_key, verdict_key, rate_key, auction, b
   local ends_at = tonumber(f[2])
   local window = tonumber(f[7])
   local new_end = ends_at
-  -- rules.extended_end
+  -- anti-sniping (tests/bids/model.py extended_end)
   if window > 0 and ends_at - now <= window then
     new_end = math.max(ends_at, now + tonumber(f[8]))
   end

@@ -11,12 +11,9 @@
 -- older messages remain; entries newest first, as XREVRANGE gives them.
 
 local user, before, limit = ARGV[1], ARGV[2], tonumber(ARGV[3])
-local private = redis.call('HGET', KEYS[1], 'private')
-if not private then
-    return {'not_found', 0, {}}
-end
-if private == '1' and redis.call('SISMEMBER', KEYS[2], user) == 0 then
-    return {'forbidden', 0, {}}
+local refused = refusal(KEYS[1], KEYS[2], user)
+if refused then
+    return {refused, 0, {}}
 end
 local last = '+'
 if before ~= '' then

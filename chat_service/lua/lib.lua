@@ -1,10 +1,24 @@
--- Helpers shared by the chat scripts: the store prepends this file to each script it loads.
+-- Helpers shared by the chat scripts: the loader (common/lua.py) puts this file after the
+-- common prelude (now_ms, int, NIL, pack_map, event_envelope) in each script.
 -- No KEYS or ARGV of its own.
 
--- Redis's clock in milliseconds (with a fraction), one clock for every instance.
-local function now_ms()
-    local time = redis.call('TIME')
-    return time[1] * 1000 + time[2] / 1000
+-- Whether `user` is kept out of a room whose hash says `private`: a private room admits its
+-- members only.
+local function excluded(private, members_key, user)
+    return private == '1' and redis.call('SISMEMBER', members_key, user) == 0
+end
+
+-- Why `user` may not use the room, or nil when they may: 'not_found' (no such room) or
+-- 'forbidden' (excluded).
+local function refusal(room_key, members_key, user)
+    local private = redis.call('HGET', room_key, 'private')
+    if not private then
+        return 'not_found'
+    end
+    if excluded(private, members_key, user) then
+        return 'forbidden'
+    end
+    return nil
 end
 
 -- Take one token from a user's bucket (hash: tokens, at) that refills `rate` per second up to
@@ -55,7 +69,7 @@ end
 -- A new room's hash. A public room starts empty, so it expires after empty_ttl ms unless a
 -- message (send.lua) or a join (open.lua) comes first; a private room has members and stays.
 local function new_room(key, private, user, now, empty_ttl)
-    local created = string.format('%d', math.floor(now))
+    local created = int(now)
     redis.call('HSET', key, 'private', private, 'creator', user, 'created', created,
         'last', '0-0', 'trimmed', '0-0')
     if private ~= '1' then

@@ -72,7 +72,7 @@ end
 local private = 0
 if room[1] == '1' then
     private = 1
-    if redis.call('SISMEMBER', KEYS[2], user) == 0 then
+    if excluded(room[1], KEYS[2], user) then
         return {'forbidden', 1, '0-0', '', {}}
     end
 end

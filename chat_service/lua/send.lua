@@ -29,12 +29,9 @@ if done then
     local first_id, first_position = string.match(done, '^(%S+) (%S+)$')
     return {'duplicate', first_id, first_position}
 end
-local private = redis.call('HGET', KEYS[1], 'private')
-if not private then
-    return {'not_found'}
-end
-if private == '1' and redis.call('SISMEMBER', KEYS[2], user) == 0 then
-    return {'forbidden'}
+local refused = refusal(KEYS[1], KEYS[2], user)
+if refused then
+    return {refused}
 end
 
 -- The user's send rate, across rooms and instances (lib.lua).
@@ -60,10 +57,7 @@ redis.call('PERSIST', KEYS[1])
 redis.call('SET', KEYS[4], id .. ' ' .. position, 'PX', ttl)
 
 local ts = tonumber(string.match(position, '^(%d+)-'))
-local event = {
-    v = 1, kind = 'event', id = id, ts = ts, channel = ARGV[5], event = 'message',
-    position = position,
-    data = {id = id, user = user, text = text, ts = ts, client_id = client_id},
-}
-redis.call('PUBLISH', ARGV[6], cmsgpack.pack(event))
+-- The message's id is the event's id too; its data is what chat.history gives of it.
+local data = pack_map({'id', id, 'user', user, 'text', text, 'ts', ts, 'client_id', client_id})
+redis.call('PUBLISH', ARGV[6], event_envelope(id, ts, ARGV[5], 'message', position, data))
 return {'posted', id, position}

@@ -14,20 +14,14 @@
 -- {"forbidden"}.
 
 local user = ARGV[1]
-local private = redis.call('HGET', KEYS[1], 'private')
-if not private then
-    return {'not_found'}
-end
-if private == '1' and redis.call('SISMEMBER', KEYS[2], user) == 0 then
-    return {'forbidden'}
+local refused = refusal(KEYS[1], KEYS[2], user)
+if refused then
+    return {refused}
 end
 if not redis.call('SET', KEYS[3], '1', 'NX', 'PX', ARGV[5]) then
     return {'dropped'}
 end
-local time = redis.call('TIME')
-local event = {
-    v = 1, kind = 'event', id = ARGV[2], ts = time[1] * 1000 + math.floor(time[2] / 1000),
-    channel = ARGV[3], event = 'typing', data = {user = user},
-}
-redis.call('PUBLISH', ARGV[4], cmsgpack.pack(event))
+-- No position: typing is never stored.
+redis.call('PUBLISH', ARGV[4],
+    event_envelope(ARGV[2], now_ms(), ARGV[3], 'typing', nil, pack_map({'user', user})))
 return {'sent'}

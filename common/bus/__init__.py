@@ -5,12 +5,12 @@ from __future__ import annotations
 from common.bus.listener import PubSubListener
 from common.bus.producer import RequestProducer
 from common.bus.publisher import event_message, publish_event
-from common.bus.worker import RequestHandler, ServiceWorker
+from common.bus.worker import BatchHandler, ServiceWorker
 
 
 __all__ = [
+    "BatchHandler",
     "PubSubListener",
-    "RequestHandler",
     "RequestProducer",
     "ServiceWorker",
     "event_message",

@@ -4,14 +4,20 @@ Entries are acknowledged (and deleted) only after they are handled and the reply
 published. Entries left pending by a dead instance are claimed (XAUTOCLAIM) once idle for
 ``claim_idle_ms``, so each request is handled at least once; services make the effect
 idempotent (an idempotency key, a client id) so that it happens exactly once.
+
+Each read's requests go to the service's batch handler together (one Redis round trip for
+all of them, say); each request is then counted with its result and its share of the
+batch's time, and the worker's log lines about one request carry its trace id. A handler
+that logs about one request binds its trace id with :func:`traced`.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from typing import Any, Protocol, cast
 
 from redis.asyncio import Redis
@@ -33,19 +39,27 @@ from common.settings import ServiceSettings
 from common.tasks import raise_if_cancelled
 
 
-__all__ = ["BatchHandler", "Outcome", "RequestHandler", "ServiceWorker", "WorkerObserver"]
+__all__ = ["BatchHandler", "Outcome", "ServiceWorker", "WorkerObserver", "traced"]
 
 logger = logging.getLogger(__name__)
 
 #: What handling one request comes to: reply data, a whole reply, or a refusal.
 Outcome = dict[str, Any] | Reply | ServiceError
 
-#: Handles one request: returns the reply data (or a Reply), or raises ServiceError.
-RequestHandler = Callable[[Request], Awaitable["dict[str, Any] | Reply"]]
-
 #: Handles the requests of one read together (one Redis round trip for all, say), in order;
-#: returns one outcome per request.
+#: returns one outcome per request. Raising a connection error leaves the whole read to be
+#: handled again; raising anything else answers every request ``internal_error``.
 BatchHandler = Callable[[list[Request]], Awaitable[list[Outcome]]]
+
+
+@contextlib.contextmanager
+def traced(request: Request) -> Iterator[None]:
+    """Bind ``request``'s trace id to every log line written inside (:data:`trace_id`)."""
+    token = trace_id.set(request.trace)
+    try:
+        yield
+    finally:
+        trace_id.reset(token)
 
 
 class WorkerObserver(Protocol):
@@ -76,15 +90,12 @@ class ServiceWorker:
         self,
         redis: Redis,
         settings: ServiceSettings,
-        handler: RequestHandler,
+        handler: BatchHandler,
         observer: WorkerObserver | None = None,
-        *,
-        batch_handler: BatchHandler | None = None,
     ) -> None:
         self._redis = redis
         self._settings = settings
         self._handler = handler
-        self._batch_handler = batch_handler
         self._observer = observer or _NoObserver()
         self.stream = request_stream(settings.service)
         self.group = settings.service
@@ -183,14 +194,19 @@ class ServiceWorker:
                 refusals.append(decoded)
         # A lost connection propagates from here: nothing is acknowledged, and the entries
         # are claimed again once idle, which idempotent handlers make harmless.
-        if self._batch_handler is not None:
-            started = time.perf_counter()
-            outcomes = await self._run_batch(requests)
-            each = (time.perf_counter() - started) / max(1, len(requests))
-            for request, outcome in zip(requests, outcomes, strict=True):
-                self._observer.handled(request.type, _result(outcome), each)
-        else:
-            outcomes = [await self._run_one(request) for request in requests]
+        started = time.perf_counter()
+        outcomes = await self._run_batch(requests)
+        each = (time.perf_counter() - started) / max(1, len(requests))
+        debug = logger.isEnabledFor(logging.DEBUG)
+        for request, outcome in zip(requests, outcomes, strict=True):
+            result = _result(outcome)
+            self._observer.handled(request.type, result, each)
+            if debug:
+                with traced(request):
+                    logger.debug(
+                        "request handled",
+                        extra={"type": request.type, "result": result, "seconds": each},
+                    )
         pipe = self._redis.pipeline(transaction=False)
         for request, outcome in zip(requests, outcomes, strict=True):
             if not request.noreply:
@@ -231,35 +247,20 @@ class ServiceWorker:
         reply = Reply(address.request_id, address.connection, error=error.to_error())
         return reply_channel(address.gateway), pack_bus(reply.to_wire())
 
-    async def _run_one(self, request: Request) -> Outcome:
-        token = trace_id.set(request.trace)
-        started = time.perf_counter()
-        outcome: Outcome
-        try:
-            outcome = await self._handler(request)
-        except ServiceError as exc:
-            outcome = exc
-        except _RETRYABLE:
-            raise
-        except Exception:
-            logger.exception("request handler failed", extra={"type": request.type})
-            outcome = _internal_error()
-        finally:
-            trace_id.reset(token)
-        self._observer.handled(request.type, _result(outcome), time.perf_counter() - started)
-        return outcome
-
     async def _run_batch(self, requests: list[Request]) -> list[Outcome]:
-        assert self._batch_handler is not None
+        if not requests:
+            return []
         try:
-            outcomes = await self._batch_handler(requests)
+            outcomes = await self._handler(requests)
         except _RETRYABLE:
             raise
         except Exception:
-            logger.exception("batch handler failed", extra={"count": len(requests)})
+            logger.exception("batch handler failed", extra=_batch(requests))
             return [_internal_error() for _ in requests]
         if len(outcomes) != len(requests):
-            logger.error("batch handler returned the wrong number of outcomes")
+            logger.error(
+                "batch handler returned the wrong number of outcomes", extra=_batch(requests)
+            )
             return [_internal_error() for _ in requests]
         return outcomes
 
@@ -283,11 +284,17 @@ def _reply_address(field: bytes | None) -> ReplyAddress | None:
         return None
 
 
+def _batch(requests: list[Request]) -> dict[str, Any]:
+    """What a log line about a whole batch says of it: its size and its trace ids."""
+    return {"count": len(requests), "traces": ",".join(request.trace for request in requests)}
+
+
 def _packed_reply(request: Request, outcome: Outcome) -> bytes:
     try:
         return pack_bus(_reply(request, outcome).to_wire())
     except (TypeError, ValueError, OverflowError):
-        logger.exception("a reply could not be encoded", extra={"type": request.type})
+        with traced(request):
+            logger.exception("a reply could not be encoded", extra={"type": request.type})
         return pack_bus(_reply(request, _internal_error()).to_wire())
 
 

@@ -1,5 +1,6 @@
--- Shared prelude of every presence script: the store prepends it to each script's text, so
--- that the bookkeeping of a membership (and its join/leave event) is written once.
+-- The library of every presence script but list.lua: the loader (common/lua.py) puts it
+-- after the common prelude in each, so that the bookkeeping of a membership (and its
+-- join/leave event) is written once.
 --
 -- ARGV (common to every script; a script's own arguments start at ARGV[5]):
 --   ARGV[1]  key prefix of the service's state ("presence:")
@@ -24,24 +25,15 @@
 local P = ARGV[1]
 local EVENT_PREFIX = ARGV[2]
 local PUBSUB_PREFIX = ARGV[3]
-local NONCE = ARGV[4]
-
-local function now_ms()
-  local t = redis.call('TIME')
-  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-end
+local next_id = event_ids(ARGV[4])
 
 local NOW = now_ms()
 local joins, leaves = 0, 0
 
 local function publish(channel, event, user)
-  local id = NONCE .. string.format('%08x', joins + leaves)
-  -- No position: presence keeps no history. `data` always has a key, so that cmsgpack
-  -- encodes it as a map (an empty Lua table would become an empty array).
-  local body = cmsgpack.pack({
-    v = 1, kind = 'event', id = id, ts = NOW,
-    channel = EVENT_PREFIX .. channel, event = event, data = {user = user},
-  })
+  -- No position: presence keeps no history.
+  local body = event_envelope(next_id(), NOW, EVENT_PREFIX .. channel, event, nil,
+    pack_map({'user', user}))
   redis.call('PUBLISH', PUBSUB_PREFIX .. EVENT_PREFIX .. channel, body)
 end
 

@@ -1,4 +1,4 @@
--- list: the users present in one channel, with their connection counts (no prelude).
+-- list: the users present in one channel, with their connection counts (without lib.lua).
 --
 -- KEYS[1]   the channel's members (P.."ch:"..channel: user -> connections)
 -- ARGV[1]   the asking user if they must be present themselves to ask, else ""

@@ -16,7 +16,7 @@ from tests.bids.support import make_store
 
 async def _auction_with_bids(redis: Redis) -> list[Accepted]:
     store = make_store(redis)
-    await store.load_scripts()
+    await store.load()
     spec = parse_auction_spec(
         {"title": "t", "starting_price": 10, "increment": 5, "duration_s": 60},
         extend_window=0,

@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 from redis.asyncio import Redis
 
-from bids_service.rules import Auction, apply_bid
 from loadtests.invariants import Accepted, check_invariants
+from tests.bids.model import Auction, apply_bid
 from tests.bids.support import BidClient, Launcher, create_auction, history, state
 from tests.support.processes import ManagedProcess
 

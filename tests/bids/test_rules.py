@@ -9,12 +9,8 @@ import pytest
 from bids_service.rules import (
     CLOSED,
     MAX_AMOUNT,
-    Auction,
     PlaceCommand,
     Verdict,
-    apply_bid,
-    close_auction,
-    extended_end,
     minimum_bid,
     parse_auction_spec,
     parse_get,
@@ -22,9 +18,9 @@ from bids_service.rules import (
     parse_place,
     parse_subscribe,
     verdict_outcome,
-    verdict_ttl,
 )
 from common.errors import ServiceError
+from tests.bids.model import Auction, apply_bid, close_auction, extended_end, verdict_ttl
 
 
 def _error(call: Any, *args: Any) -> ServiceError:

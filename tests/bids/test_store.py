@@ -20,7 +20,7 @@ from tests.support.client import wait_for
 async def store(redis: Redis) -> BidStore:
     """A store with its scripts loaded."""
     made = make_store(redis)
-    await made.load_scripts()
+    await made.load()
     return made
 
 
@@ -91,7 +91,7 @@ async def test_closing_publishes_a_valid_event_with_nulls(store: BidStore, redis
 async def test_one_users_bids_in_one_call_share_one_bucket(redis: Redis) -> None:
     """Within one script call a user's bids draw on one bucket; other users have their own."""
     limited = make_store(redis, bid_rate=0.01, bid_burst=2)
-    await limited.load_scripts()
+    await limited.load()
     await limited.create("a", _spec())
     bids = [(PlaceCommand("a", amount, f"k{amount}"), "ann") for amount in (1, 2, 3)]
     bids.append((PlaceCommand("a", 4, "k4"), "bob"))

@@ -17,6 +17,7 @@ from typing import Any
 from redis.asyncio import Redis
 from websockets.asyncio.client import ClientConnection
 
+from common.envelope import position_key
 from tests.support.client import DEADLINE, Frame, connect_user, recv_json, send_json
 from tests.support.processes import ManagedProcess, start_process
 
@@ -59,10 +60,6 @@ async def cut_pubsub(redis: Redis, gateway_id: str) -> None:
 def name(prefix: str) -> str:
     """A name no other test uses (rooms, users)."""
     return f"{prefix}-{uuid.uuid4().hex[:10]}"
-
-
-def position_key(position: str) -> tuple[int, ...]:
-    return tuple(int(part) for part in position.split("-"))
 
 
 def is_message(channel: str) -> Callable[[Frame], bool]:

@@ -9,6 +9,7 @@ import pytest
 from chat_service import rules
 from chat_service.rules import Limits
 from chat_service.settings import ChatSettings
+from common.envelope import position_key
 from common.errors import ServiceError
 from common.settings import Env
 
@@ -71,7 +72,7 @@ def test_positions_are_canonical_stream_ids() -> None:
     assert rules.parse_join({"room": "r"}).since is None
     for bad in ("17", "17-", "-1", "a-1", "1-2-3", 17, "18446744073709551616-0"):
         assert _code(rules.parse_join, {"room": "r", "since": bad}) == "bad_request"
-    assert rules.position_key("10-0") > rules.position_key("9-5")
+    assert position_key("10-0") > position_key("9-5")
 
 
 def test_subscribe_takes_the_room_from_a_chat_channel() -> None:

@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from typing import Any
 
 import pytest
 from redis.asyncio import Redis
 
-from common.bus.worker import Outcome
+from common.bus.worker import Outcome, traced
 from common.codec import pack_bus
 from common.envelope import Event, Reply, ReplyAddress, Request
 from common.errors import ServiceError
+from common.log import trace_id
 from tests.common import eventually
 from tests.common.worker_support import (
     GATEWAY,
@@ -87,8 +89,11 @@ async def test_an_unexpected_exception_becomes_internal_error_and_is_acked(
     """A handler crash is answered internal_error without its details, acked, and work goes on."""
     running = start_worker(Handler())
     crash, after = _request("chat.crash"), _request(n=1)
-    await _add(redis, crash, after)
-    failed, ok = await replies.wait(running, crash, after)
+    # One at a time: a crash fails its whole batch (see the batch tests below).
+    await _add(redis, crash)
+    (failed,) = await replies.wait(running, crash)
+    await _add(redis, after)
+    (ok,) = await replies.wait(running, after)
     assert failed.error == {"code": "internal_error", "message": "internal error"}
     assert ok.ok
     await eventually(lambda: _is_acked(redis), "XPENDING to be empty")
@@ -280,7 +285,7 @@ async def test_a_batch_handler_gets_each_read_together(
     batch = BatchRecorder(answer)
     requests = [_request(n=n) for n in range(4)]
     await _add(redis, *requests)
-    running = start_worker(Handler(), batch_handler=batch)
+    running = start_worker(batch)
     answers = await replies.wait(running, *requests)
     assert batch.batches == [requests]
     assert [reply.data for reply in answers] == [{"n": 0}, None, {"whole": 2}, {"n": 3}]
@@ -305,7 +310,56 @@ async def test_a_failing_batch_handler_answers_internal_error_to_all(
     """A batch handler that raises or miscounts its outcomes makes every reply internal_error."""
     requests = [_request(n=n) for n in range(3)]
     await _add(redis, *requests)
-    running = start_worker(Handler(), batch_handler=BatchRecorder(answer))
+    running = start_worker(BatchRecorder(answer))
     for reply in await replies.wait(running, *requests):
         assert reply.error == {"code": "internal_error", "message": "internal error"}
     await eventually(lambda: _is_acked(redis), "XPENDING to be empty")
+
+
+# Trace ids.
+
+
+class TraceRecorder(logging.Handler):
+    """Keeps each record's message with the trace id bound when it was logged."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.lines: list[tuple[str, str | None]] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.lines.append((record.getMessage(), trace_id.get()))
+
+
+async def test_log_lines_about_a_request_carry_its_trace_id(
+    redis: Redis, replies: Replies, start_worker: StartWorker
+) -> None:
+    """The worker's line per request, and a handler's lines under traced(), name its trace."""
+    handler_log = logging.getLogger("tests.handler")
+
+    def answer(requests: list[Request]) -> list[Outcome]:
+        for request in requests:
+            with traced(request):
+                handler_log.warning("handling")
+        return [{} for _ in requests]
+
+    recorder = TraceRecorder()
+    worker_log = logging.getLogger("common.bus.worker")
+    level = worker_log.level
+    worker_log.setLevel(logging.DEBUG)
+    for log in (worker_log, handler_log):
+        log.addHandler(recorder)
+    try:
+        requests = [
+            Request("chat.echo", {}, GATEWAY, "conn-1", "alice", trace=f"t{n}") for n in range(3)
+        ]
+        await _add(redis, *requests)
+        running = start_worker(BatchRecorder(answer))
+        await replies.wait(running, *requests)
+    finally:
+        for log in (worker_log, handler_log):
+            log.removeHandler(recorder)
+        worker_log.setLevel(level)
+    traces = [request.trace for request in requests]
+    assert [trace for line, trace in recorder.lines if line == "handling"] == traces
+    assert [trace for line, trace in recorder.lines if line == "request handled"] == traces
+    assert trace_id.get() is None

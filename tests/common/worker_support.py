@@ -12,7 +12,7 @@ from redis.asyncio import Redis
 from redis.asyncio.client import PubSub
 from redis.exceptions import ConnectionError as RedisConnectionError
 
-from common.bus.worker import BatchHandler, RequestHandler, ServiceWorker
+from common.bus.worker import BatchHandler, Outcome, ServiceWorker
 from common.codec import load_bus, pack_bus
 from common.envelope import Reply, Request, parse_envelope
 from common.errors import ErrorCode, ServiceError
@@ -63,12 +63,12 @@ class Observer:
 
 
 class Handler:
-    """A request handler that records each request and answers by its type.
+    """A batch handler that records each request and answers each by its type, in order.
 
-    ``chat.echo`` returns the data; ``chat.refuse`` raises a ServiceError with details;
-    ``chat.crash`` raises an unexpected exception; ``chat.odd`` returns data msgpack cannot
-    encode; ``chat.flaky`` loses the Redis connection the first time it is handled;
-    ``chat.whole`` returns a whole Reply.
+    ``chat.echo`` returns the data; ``chat.refuse`` a ServiceError with details; ``chat.odd``
+    data msgpack cannot encode; ``chat.whole`` a whole Reply. ``chat.crash`` makes the batch
+    raise an unexpected exception; ``chat.flaky`` makes it lose the Redis connection the
+    first time that request is handled.
     """
 
     def __init__(self) -> None:
@@ -77,10 +77,13 @@ class Handler:
     def ids(self) -> list[str]:
         return [request.id for request in self.requests]
 
-    async def __call__(self, request: Request) -> dict[str, Any] | Reply:
-        self.requests.append(request)
+    async def __call__(self, requests: list[Request]) -> list[Outcome]:
+        self.requests += requests
+        return [self._answer(request) for request in requests]
+
+    def _answer(self, request: Request) -> Outcome:
         if request.type == "chat.refuse":
-            raise ServiceError(ErrorCode.ROOM_NOT_FOUND, "no such room", room="r-9", tried=[1, 2])
+            return ServiceError(ErrorCode.ROOM_NOT_FOUND, "no such room", room="r-9", tried=[1, 2])
         if request.type == "chat.crash":
             raise RuntimeError("boom: internal detail")
         if request.type == "chat.odd":
@@ -127,13 +130,12 @@ async def start_worker_fixture(redis: Redis, redis_url: str) -> AsyncIterator[St
     running: list[Running] = []
 
     def start(
-        handler: RequestHandler,
+        handler: BatchHandler,
         *,
         instance: str = "w1",
         claim_idle_ms: int = 60_000,
         claim_interval: float = 0.05,
         batch: int = 16,
-        batch_handler: BatchHandler | None = None,
     ) -> Running:
         settings = ServiceSettings(
             bus=BusSettings(redis_url=Secret(redis_url)),
@@ -144,7 +146,7 @@ async def start_worker_fixture(redis: Redis, redis_url: str) -> AsyncIterator[St
             claim_interval=claim_interval,
         )
         observer = Observer()
-        worker = ServiceWorker(redis, settings, handler, observer, batch_handler=batch_handler)
+        worker = ServiceWorker(redis, settings, handler, observer)
         task = asyncio.get_running_loop().create_task(worker.run())
         running.append(Running(worker, task, observer))
         return running[-1]

@@ -15,7 +15,7 @@ from redis.asyncio.client import PubSub
 from common.codec import load_bus
 from common.envelope import Event, now_ms, parse_envelope
 from common.keys import GATEWAY_LEASES
-from presence_service.model import Applied, Change, Listing, Query
+from presence_service.rules import Applied, Change, Listing, Query
 from presence_service.store import PresenceStore
 
 

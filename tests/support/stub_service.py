@@ -40,7 +40,7 @@ from typing import Any
 from redis.asyncio import Redis
 
 from common.bus.publisher import publish_event
-from common.bus.worker import RequestHandler
+from common.bus.worker import BatchHandler, Outcome
 from common.envelope import Event, Reply, Request, position_key
 from common.errors import ErrorCode, ServiceError
 from common.keys import service_prefix
@@ -69,10 +69,10 @@ def channel_key(service: str, channel: str) -> str:
     return service_prefix(service) + "channel:" + channel
 
 
-def make_handler(service: str) -> Callable[[Redis], RequestHandler]:
+def make_handler(service: str) -> Callable[[Redis], BatchHandler]:
     """The ``make_handler`` argument of :func:`run_service` for a stub named ``service``."""
 
-    def factory(redis: Redis) -> RequestHandler:
+    def factory(redis: Redis) -> BatchHandler:
         async def handle(request: Request) -> dict[str, Any] | Reply:
             record = {
                 "id": request.id,
@@ -106,7 +106,17 @@ def make_handler(service: str) -> Callable[[Redis], RequestHandler]:
                 )
             raise ServiceError(ErrorCode.UNKNOWN_TYPE, f"the stub has no {request.type!r}")
 
-        return handle
+        async def handle_each(requests: list[Request]) -> list[Outcome]:
+            # One at a time, in order: a refusal answers its own request only.
+            outcomes: list[Outcome] = []
+            for request in requests:
+                try:
+                    outcomes.append(await handle(request))
+                except ServiceError as exc:
+                    outcomes.append(exc)
+            return outcomes
+
+        return handle_each
 
     return factory
 

@@ -8,7 +8,10 @@ import pytest
 
 from common.envelope import Request
 from common.errors import ServiceError
-from presence_service.handlers import (
+from presence_service.rules import (
+    Change,
+    Listing,
+    Query,
     count_reply,
     list_reply,
     parse_change,
@@ -16,7 +19,6 @@ from presence_service.handlers import (
     parse_query,
     subscribe_reply,
 )
-from presence_service.model import Change, Listing, Query
 
 
 def request(kind: str, data: dict[str, Any], user: str | None = "alice") -> Request:

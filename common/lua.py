@@ -1,0 +1,136 @@
+"""A service's Lua scripts: read once, sent by SHA1, loaded again when Redis has lost them.
+
+Each script runs as one chunk: the shared prelude (``common/prelude.lua``: the event
+envelope, event ids, ``now_ms``), then the service's library (its ``lua/lib.lua``, if it has
+one and the script is not ``bare``), then the script's own file with its KEYS/ARGV header.
+
+One retry rule, for single calls and pipelines alike: a call that meets ``NOSCRIPT`` (a Redis
+that restarted, or flushed its script cache) did nothing, so every script is loaded again
+(``SCRIPT LOAD``, one pipeline) and the calls that met it are sent again, once, in their
+order. Only ``EVALSHA`` and ``SCRIPT LOAD`` are sent: what the services' ACL users allow
+(``common/acl.py``). redis-py's ``register_script`` is not used: in a pipeline it sends
+``SCRIPT EXISTS`` first, a second round trip for every batch.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import secrets
+from collections.abc import Collection, Iterable, Sequence
+from dataclasses import dataclass
+from importlib import resources
+from typing import Any
+
+from redis.asyncio import Redis
+from redis.exceptions import NoScriptError
+
+
+__all__ = ["ScriptCall", "Scripts", "id_nonce", "text"]
+
+logger = logging.getLogger(__name__)
+
+#: An argument of a script call (redis-py sends each as a string).
+Arg = str | int | float
+
+
+@dataclass(frozen=True, slots=True)
+class ScriptCall:
+    """One call of a script, to be sent in a pipeline: the script's name, keys and arguments."""
+
+    script: str
+    keys: Sequence[str]
+    args: Sequence[Arg]
+
+
+def _read(package: str, name: str) -> str:
+    return (resources.files(package) / name).read_text()
+
+
+class Scripts:
+    """The scripts in ``<package>/lua/<name>.lua``, for one Redis client.
+
+    Args:
+        redis: the client (decoding off: scripts return bytes).
+        package: the service package whose ``lua/`` folder holds the scripts.
+        names: the scripts to load.
+        bare: scripts that run without the service's ``lib.lua`` (the prelude still comes
+            first).
+    """
+
+    def __init__(
+        self, redis: Redis, package: str, names: Iterable[str], *, bare: Collection[str] = ()
+    ) -> None:
+        self._redis = redis
+        prelude = _read("common", "prelude.lua")
+        folder = resources.files(package) / "lua"
+        library = folder / "lib.lua"
+        shared = library.read_text() if library.is_file() else ""
+        self.sources = {
+            name: "\n".join(
+                (prelude, "" if name in bare else shared, (folder / f"{name}.lua").read_text())
+            )
+            for name in names
+        }
+        self._shas = {
+            name: hashlib.sha1(source.encode()).hexdigest() for name, source in self.sources.items()
+        }
+
+    async def load(self) -> None:
+        """SCRIPT LOAD every script, in one round trip (at start-up, and after NOSCRIPT)."""
+        pipe = self._redis.pipeline(transaction=False)
+        for source in self.sources.values():
+            pipe.script_load(source)
+        await pipe.execute()
+
+    async def call(self, script: str, keys: Sequence[str], args: Sequence[Arg]) -> Any:
+        """Run one script and return its result.
+
+        Raises:
+            redis.exceptions.ResponseError: the script failed.
+            redis.exceptions.ConnectionError: Redis is unreachable.
+        """
+        sha = self._shas[script]
+        try:
+            return await self._redis.evalsha(sha, len(keys), *keys, *args)
+        except NoScriptError:
+            await self._reload(1)
+            return await self._redis.evalsha(sha, len(keys), *keys, *args)
+
+    async def pipeline(self, calls: Sequence[ScriptCall]) -> list[Any]:
+        """Run ``calls`` in one pipeline, in order; each result is a value or its ResponseError.
+
+        Raises:
+            redis.exceptions.ConnectionError: Redis is unreachable; which calls ran is unknown.
+        """
+        if not calls:
+            return []
+        results = await self._execute(calls)
+        missing = [i for i, result in enumerate(results) if isinstance(result, NoScriptError)]
+        if missing:
+            await self._reload(len(missing))
+            again = await self._execute([calls[i] for i in missing])
+            for i, result in zip(missing, again, strict=True):
+                results[i] = result
+        return results
+
+    async def _reload(self, calls: int) -> None:
+        logger.warning("Redis had lost the Lua scripts; loading them", extra={"calls": calls})
+        await self.load()
+
+    async def _execute(self, calls: Sequence[ScriptCall]) -> list[Any]:
+        pipe = self._redis.pipeline(transaction=False)
+        shas = self._shas
+        for call in calls:
+            pipe.evalsha(shas[call.script], len(call.keys), *call.keys, *call.args)
+        return list(await pipe.execute(raise_on_error=False))
+
+
+def id_nonce() -> str:
+    """24 random hex digits: the prelude's ``event_ids`` start a call's event ids with them."""
+    return secrets.token_hex(12)
+
+
+def text(value: bytes | str | int) -> str:
+    """A string of a script's result (Redis gives strings as bytes, counts as integers)."""
+    return value.decode() if isinstance(value, bytes) else str(value)

@@ -1,0 +1,248 @@
+"""Presence rules, pure (no I/O): the values the service works with, and from bus requests
+to store operations and back to reply data.
+
+Two kinds of requests reach the presence service. Notifications from gateways (``track``,
+``untrack``, ``drop``: types without a dot, so no client can send them) change presence and
+get no reply. Client requests (``presence.list``, ``presence.count``) read it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import Any, Final, Literal
+
+from common.envelope import Request
+from common.errors import ErrorCode, ProtocolError, ServiceError
+from common.keys import channel_prefix
+from common.namespaces import Access, parse_channel
+
+
+__all__ = [
+    "NOTIFICATIONS",
+    "PRESENCE_CHANNEL_PREFIX",
+    "QUERIES",
+    "Applied",
+    "Change",
+    "Listing",
+    "Query",
+    "Reaped",
+    "Stats",
+    "count_reply",
+    "list_reply",
+    "parse_change",
+    "parse_prior",
+    "parse_query",
+    "subscribe_reply",
+]
+
+#: The client channel of channel C's presence events is PRESENCE_CHANNEL_PREFIX + C.
+PRESENCE_CHANNEL_PREFIX: Final = channel_prefix("presence")
+
+
+@dataclass(frozen=True, slots=True)
+class Change:
+    """One notification from a gateway: a connection's subscription began, ended, or closed."""
+
+    kind: Literal["track", "untrack", "drop"]
+    connection: str
+    gateway: str
+    user: str
+    seq: int
+    #: When the gateway made it (ms since the epoch, gateway clock).
+    ts: int
+    #: The channel of a track or untrack.
+    channel: str = ""
+    #: A drop because the gateway is restarting (close 1012).
+    restart: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Applied:
+    """What one change did: applied, or refused as older than what was already applied."""
+
+    applied: bool
+    joins: int
+    leaves: int
+
+
+@dataclass(frozen=True, slots=True)
+class Query:
+    """A read of one channel's presence."""
+
+    channel: str
+    #: Who asks, when only a user present in the channel may see it; else None.
+    member: str | None
+    #: Most users to return; 0 for only the count.
+    limit: int
+
+
+@dataclass(frozen=True, slots=True)
+class Listing:
+    allowed: bool
+    count: int = 0
+    truncated: bool = False
+    #: (user, connections), in no particular order.
+    users: tuple[tuple[str, int], ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Reaped:
+    """What one sweep for dead gateways released."""
+
+    gateways: tuple[str, ...] = ()
+    connections: int = 0
+    leaves: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Stats:
+    channels: int
+    users: int
+    lingering: int
+    gateways: int
+
+
+#: Notification types, sent by gateways with ``noreply``.
+NOTIFICATIONS = frozenset({"track", "untrack", "drop"})
+#: Client request types, and ``subscribe`` (a gateway asking whether a user may subscribe
+#: to a ``presence:`` channel, should that namespace ever be made owner-checked).
+QUERIES = frozenset({"presence.list", "presence.count", "subscribe"})
+
+
+def _tracked_channel(value: object) -> str:
+    """A channel whose namespace has presence, or a ServiceError saying why not."""
+    try:
+        namespace = parse_channel(value)
+    except ProtocolError as exc:
+        raise ServiceError(exc.code, exc.message) from None
+    if not namespace.presence:
+        raise ServiceError(
+            ErrorCode.INVALID_CHANNEL,
+            f"presence is not kept for {namespace.name!r} channels "
+            "(ask about the channel itself, e.g. 'chat:lobby')",
+        )
+    assert isinstance(value, str)
+    return value
+
+
+def parse_change(request: Request) -> Change:
+    """The change a gateway's notification describes.
+
+    Raises:
+        ServiceError: the notification is malformed (a gateway bug; it is dropped).
+    """
+    data = request.data
+    seq = data.get("seq")
+    if not isinstance(seq, int) or isinstance(seq, bool) or seq < 1:
+        raise ServiceError(ErrorCode.BAD_REQUEST, "a notification needs a positive integer seq")
+    if request.user is None:
+        raise ServiceError(ErrorCode.BAD_REQUEST, "a notification needs the connection's user")
+    if request.type == "drop":
+        restart = data.get("restart", False)
+        if not isinstance(restart, bool):
+            raise ServiceError(ErrorCode.BAD_REQUEST, "'restart' must be a boolean")
+        kind: Literal["track", "untrack", "drop"] = "drop"
+        channel = ""
+    elif request.type in ("track", "untrack"):
+        kind = "track" if request.type == "track" else "untrack"
+        channel = _tracked_channel(data.get("channel"))
+        restart = False
+    else:
+        raise ServiceError(ErrorCode.UNKNOWN_TYPE, f"unknown notification {request.type!r}")
+    return Change(
+        kind,
+        connection=request.connection,
+        gateway=request.gateway,
+        user=request.user,
+        seq=seq,
+        ts=request.ts,
+        channel=channel,
+        restart=restart,
+    )
+
+
+def parse_prior(request: Request) -> list[Change]:
+    """The track and untrack notifications a read must see applied first (``prior``).
+
+    They come from the gateway, stamped like the read; the same notification handled from
+    the stream, before or after, is refused as stale.
+
+    Raises:
+        ServiceError: one of them is malformed or of another type (a gateway bug).
+    """
+    changes = []
+    for item in request.prior:
+        if item["type"] not in ("track", "untrack"):
+            raise ServiceError(ErrorCode.BAD_REQUEST, f"{item['type']!r} cannot come before a read")
+        changes.append(parse_change(replace(request, type=item["type"], data=item["data"])))
+    return changes
+
+
+def parse_query(request: Request, list_limit: int) -> Query:
+    """The read a client's ``presence.list`` or ``presence.count`` asks for.
+
+    Anyone authenticated may read the presence of a channel anyone authenticated may
+    subscribe to (``auction:``). Where the owning service decides who may subscribe
+    (``chat:``), only a user present in the channel may read it: this service cannot ask the
+    owner, and a user present was admitted by it.
+
+    Raises:
+        ServiceError: the channel is missing, malformed, or not one with presence.
+    """
+    if request.user is None:
+        raise ServiceError(ErrorCode.UNAUTHENTICATED, "authenticate first")
+    channel = request.data.get("channel")
+    if request.type == "subscribe":
+        # The presence channel of channel C is "presence:C": the same rule applies to C.
+        if not isinstance(channel, str) or not channel.startswith(PRESENCE_CHANNEL_PREFIX):
+            raise ServiceError(ErrorCode.INVALID_CHANNEL, "not a presence channel")
+        channel = channel[len(PRESENCE_CHANNEL_PREFIX) :]
+    channel = _tracked_channel(channel)
+    namespace = parse_channel(channel)
+    member = request.user if namespace.access is Access.OWNER else None
+    limit = list_limit if request.type == "presence.list" else 0
+    return Query(channel, member, limit)
+
+
+def _check_allowed(query: Query, listing: Listing) -> None:
+    if not listing.allowed:
+        raise ServiceError(
+            ErrorCode.FORBIDDEN,
+            f"only users subscribed to {query.channel!r} may see who is in it",
+        )
+
+
+def list_reply(query: Query, listing: Listing) -> dict[str, Any]:
+    """``{channel, users: [{user, connections}], count}``, users sorted by name.
+
+    ``truncated: true`` is added when the channel has more users than one reply carries.
+
+    Raises:
+        ServiceError: ``forbidden``, the asker may not see this channel.
+    """
+    _check_allowed(query, listing)
+    users = [{"user": user, "connections": n} for user, n in sorted(listing.users)]
+    reply: dict[str, Any] = {"channel": query.channel, "users": users, "count": listing.count}
+    if listing.truncated:
+        reply["truncated"] = True
+    return reply
+
+
+def subscribe_reply(query: Query, listing: Listing) -> dict[str, Any]:
+    """The answer to a gateway's ``subscribe`` to ``presence:<channel>``: no history.
+
+    Raises:
+        ServiceError: ``forbidden``, the user may not see this channel's presence.
+    """
+    _check_allowed(query, listing)
+    return {"position": None}
+
+
+def count_reply(query: Query, listing: Listing) -> dict[str, Any]:
+    """``{channel, count}``: the number of users present.
+
+    Raises:
+        ServiceError: ``forbidden``, the asker may not see this channel.
+    """
+    _check_allowed(query, listing)
+    return {"channel": query.channel, "count": listing.count}
