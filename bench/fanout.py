@@ -52,8 +52,8 @@ from common.auth import issue_token
 from common.bus.publisher import event_message
 from common.codec import dump_client
 from common.envelope import Event
-from common.redis_server import LOOPBACK, RedisServer
 from common.settings import Secret
+from devtools.redis_server import LOOPBACK, RedisServer
 
 
 CHANNEL = "presence:bench"

@@ -13,8 +13,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from common.redis_server import LOOPBACK
 from common.settings import Secret
+from devtools.redis_server import LOOPBACK
 
 
 __all__ = [

@@ -23,8 +23,8 @@ from typing import Any
 
 from common.auth import issue_token
 from common.codec import dump_client, load_client
-from common.redis_server import RedisServer
 from common.settings import Secret
+from devtools.redis_server import RedisServer
 
 
 __all__ = ["REPO_ROOT", "Process", "Stack", "cpu_seconds"]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from common.redis_server import RedisServer
+from devtools.redis_server import RedisServer
 from tests.bids.support import BidClient, Launcher, create_auction
 from tests.support.client import wait_for
 from tests.support.processes import ManagedProcess

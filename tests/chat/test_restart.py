@@ -23,7 +23,7 @@ from redis.asyncio import Redis
 
 from common.bus.publisher import publish_event
 from common.envelope import Event
-from common.redis_server import RedisServer
+from devtools.redis_server import RedisServer
 from tests.chat.support import ChatClient, cut_pubsub, is_message, name, start_chat
 from tests.support.client import StalledClient, make_token, wait_for
 from tests.support.processes import ManagedProcess, start_gateway, wait_all_ready

@@ -11,7 +11,7 @@ from redis.asyncio import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
 
 from common.bus.listener import PubSubListener
-from common.redis_server import RedisServer
+from devtools.redis_server import RedisServer
 from tests.common import WAIT, cancel_and_wait, eventually
 
 

@@ -15,7 +15,7 @@ from common.bus.producer import RequestProducer
 from common.codec import load_bus, pack_bus
 from common.envelope import ReplyAddress, Request, parse_envelope
 from common.keys import request_stream
-from common.redis_server import RedisServer
+from devtools.redis_server import RedisServer
 from tests.common import eventually
 
 

@@ -8,7 +8,7 @@ from typing import Any, cast
 from redis.asyncio import Redis
 
 from common.keys import reply_channel
-from common.redis_server import RedisServer
+from devtools.redis_server import RedisServer
 from tests.common import eventually
 from tests.common.worker_support import (
     GATEWAY,

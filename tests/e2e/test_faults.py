@@ -13,7 +13,7 @@ from redis.asyncio import Redis
 
 from common.bus.publisher import publish_event
 from common.envelope import Event
-from common.redis_server import RedisServer
+from devtools.redis_server import RedisServer
 from tests.e2e.conftest import Launcher
 from tests.support.client import (
     DEADLINE,

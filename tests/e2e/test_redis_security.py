@@ -15,7 +15,7 @@ from common import acl
 from common.codec import load_bus, pack_bus
 from common.envelope import Reply, Request, parse_envelope
 from common.keys import reply_channel, request_stream
-from common.redis_server import RedisServer
+from devtools.redis_server import RedisServer
 from tests.e2e.conftest import Launcher
 from tests.support.client import DEADLINE, call, connect_user, recv_json, send_json
 from tests.support.processes import START_TIMEOUT, ManagedProcess, wait_all_ready

@@ -19,7 +19,7 @@ import pytest
 import redis
 from websockets.exceptions import InvalidMessage
 
-from common.redis_server import RedisServer, ServerTls
+from devtools.redis_server import RedisServer, ServerTls
 from tests.support.certs import Authority, Issued
 from tests.support.client import call, connect_user
 from tests.support.processes import START_TIMEOUT, ManagedProcess, start_gateway, start_process
