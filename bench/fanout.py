@@ -53,7 +53,8 @@ from common.bus.publisher import event_message
 from common.codec import dump_client
 from common.envelope import Event
 from common.settings import Secret
-from devtools.redis_server import LOOPBACK, RedisServer
+from devtools.net import LOOPBACK
+from devtools.redis_server import RedisServer
 
 
 CHANNEL = "presence:bench"

@@ -10,7 +10,6 @@ from __future__ import annotations
 import hashlib
 import shutil
 import signal
-import socket
 import subprocess
 import tempfile
 import time
@@ -27,12 +26,12 @@ from redis.retry import Retry
 
 from common.redis_client import check_server_info
 from devtools.errors import RedisServerError, RedisStartError
+from devtools.net import LOOPBACK, free_port
 from devtools.redis_binary import find_server_binary
 
 
-__all__ = ["LOOPBACK", "RedisServer", "ServerTls", "check_server_version"]
+__all__ = ["RedisServer", "ServerTls", "check_server_version"]
 
-LOOPBACK = "127.0.0.1"
 # Pause between readiness probes; it is spent waiting on the process, so an early exit is seen.
 _PROBE_INTERVAL = 0.05
 
@@ -75,13 +74,6 @@ def check_server_version(
     except redis.RedisError as exc:
         raise RedisServerError(f"cannot query Redis at {_redacted(url)}: {exc}") from exc
     return check_server_info(info)
-
-
-def _free_loopback_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind((LOOPBACK, 0))
-        port: int = probe.getsockname()[1]
-        return port
 
 
 @dataclass(frozen=True, slots=True)
@@ -137,7 +129,7 @@ class RedisServer:
         maxmemory: str | None = None,
         tls: ServerTls | None = None,
     ) -> None:
-        self._port = port if port is not None else _free_loopback_port()
+        self._port = port if port is not None else free_port()
         self._acl = tuple(acl)
         self._password = password
         self._maxmemory = maxmemory

@@ -12,9 +12,9 @@ import redis
 
 from common.redis_client import RedisVersionError, check_server_info, parse_version
 from devtools.errors import RedisStartError
+from devtools.net import free_port
 from devtools.redis_binary import bundled_valkey_binary, find_server_binary
 from devtools.redis_server import RedisServer, check_server_version
-from tests.support.ports import free_port
 
 
 @pytest.fixture
