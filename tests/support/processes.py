@@ -13,7 +13,7 @@ from pathlib import Path
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from devtools import processes as launcher
+from devtools import processes as devtools_processes
 from devtools.net import free_port
 from devtools.processes import REPO_ROOT, ProcessError, environment, http_get, python_command
 from tests.support.redis_users import credentials
@@ -66,7 +66,7 @@ def metric_value(text: str, name: str, labels: Mapping[str, str] | None = None) 
     return 0.0
 
 
-class ManagedProcess(launcher.ManagedProcess):
+class ManagedProcess(devtools_processes.ManagedProcess):
     """A process of a test, listed by :func:`live_processes` until it is stopped.
 
     ``command``, when given, is run instead of ``python -m <module> <args>``.
@@ -119,7 +119,7 @@ class ManagedProcess(launcher.ManagedProcess):
         Raises:
             ProcessError: the process exited, or was not ready within ``timeout`` seconds.
         """
-        launcher.wait_all_ready([self], timeout)
+        devtools_processes.wait_all_ready([self], timeout)
 
     def stop(self, timeout: float = STOP_TIMEOUT, *, signum: int | None = None) -> int:
         try:
@@ -134,14 +134,14 @@ def live_processes() -> list[ManagedProcess]:
 
 
 def wait_all_ready(
-    processes: Sequence[launcher.ManagedProcess], timeout: float = START_TIMEOUT
+    processes: Sequence[devtools_processes.ManagedProcess], timeout: float = START_TIMEOUT
 ) -> None:
     """Wait for every process's /readyz to answer 200, all within one deadline.
 
     Raises:
         ProcessError: one exited or was still not ready at the deadline.
     """
-    launcher.wait_all_ready(processes, timeout)
+    devtools_processes.wait_all_ready(processes, timeout)
 
 
 def _environment(overrides: Mapping[str, str]) -> dict[str, str]:
