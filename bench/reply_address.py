@@ -16,7 +16,7 @@ from redis.typing import EncodableT, FieldT
 
 from common.codec import pack_bus
 from common.envelope import ReplyAddress, Request
-from common.redis_server import RedisServer
+from devtools.redis_server import RedisServer
 
 
 #: A typical client request, as the gateway makes it (the bus.md worked example).

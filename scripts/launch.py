@@ -31,15 +31,18 @@ from pathlib import Path
 from typing import TextIO
 
 from common import acl
-from common.redis_server import (
-    RedisServer,
-    RedisServerError,
-    RedisStartError,
-    check_server_version,
-)
 
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
+# devtools/ belongs to the checkout, not to the installed project: a script run by its path
+# has only scripts/ on sys.path, so the checkout's root goes there too.
+if str(REPO_ROOT) not in sys.path:
+    sys.path.insert(0, str(REPO_ROOT))
+
+from devtools.errors import RedisServerError, RedisStartError, RedisVersionError  # noqa: E402 (needs the path above)
+from devtools.redis_server import RedisServer, check_server_version  # noqa: E402
+
+
 JWT_SECRET_PATH = REPO_ROOT / ".dev" / "jwt-secret"
 #: The bids service's admin credential in development (see docs/bids.md).
 BIDS_ADMIN_TOKEN_PATH = REPO_ROOT / ".dev" / "bids-admin-token"
@@ -301,7 +304,7 @@ async def launch(specs: Sequence[ProcessSpec]) -> int:
 
     try:
         redis_url, redis_server = await provide_redis(output)
-    except RedisServerError as exc:
+    except (RedisServerError, RedisVersionError) as exc:
         output.line(LAUNCHER_NAME, f"error: {exc}")
         return 1
     try:

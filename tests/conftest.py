@@ -15,7 +15,7 @@ import pytest
 import redis
 from redis.asyncio import Redis
 
-from common.redis_server import RedisServer
+from devtools.redis_server import RedisServer
 from tests.support.processes import live_processes
 from tests.support.redis_users import TestUsers, acl_enabled, acl_refusals, register
 

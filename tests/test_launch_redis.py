@@ -12,7 +12,7 @@ import redis
 from redis.exceptions import AuthenticationError, NoPermissionError
 
 from common import acl
-from tests.support.ports import free_port
+from devtools.net import free_port
 
 
 LAUNCH = Path(__file__).resolve().parents[1] / "scripts" / "launch.py"

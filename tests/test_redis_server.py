@@ -10,17 +10,11 @@ from collections.abc import Iterator
 import pytest
 import redis
 
-from common.redis_server import (
-    RedisServer,
-    RedisStartError,
-    RedisVersionError,
-    bundled_valkey_binary,
-    check_server_info,
-    check_server_version,
-    find_server_binary,
-    parse_version,
-)
-from tests.support.ports import free_port
+from common.redis_client import RedisVersionError, check_server_info, parse_version
+from devtools.errors import RedisStartError
+from devtools.net import free_port
+from devtools.redis_binary import bundled_valkey_binary, find_server_binary
+from devtools.redis_server import RedisServer, check_server_version
 
 
 @pytest.fixture

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import itertools
 import json
-import time
 import urllib.error
 import urllib.request
 from collections import defaultdict
@@ -21,6 +20,7 @@ from common.codec import load_bus
 from tests.support.client import DEADLINE, connect_user
 from tests.support.launcher import ModuleProcesses
 from tests.support.processes import ManagedProcess, wait_all_ready
+from tests.support.waiting import Deadline
 
 
 __all__ = [
@@ -228,15 +228,14 @@ class BidClient:
     ) -> list[dict[str, Any]]:
         """Wait until at least ``count`` events of the auction arrived; return them all."""
         channel = f"auction:{auction}"
-        deadline = time.monotonic() + within
+        deadline = Deadline(within)
         while len(self.events[channel]) < count:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0 or self._reader.done():
+            if deadline.expired() or self._reader.done():
                 got = [(e["event"], e["position"]) for e in self.events[channel]]
                 raise AssertionError(f"{count} events of {channel} not seen in {within} s: {got}")
             self._changed.clear()
             try:
-                async with asyncio.timeout(remaining):
+                async with asyncio.timeout(deadline.remaining()):
                     await self._changed.wait()
             except TimeoutError:
                 pass
@@ -245,17 +244,16 @@ class BidClient:
     async def wait_event(self, auction: str, name: str, within: float = DEADLINE) -> dict[str, Any]:
         """Wait for the first event called ``name`` on the auction's channel."""
         channel = f"auction:{auction}"
-        deadline = time.monotonic() + within
+        deadline = Deadline(within)
         while True:
             for event in self.events[channel]:
                 if event["event"] == name:
                     return event
-            remaining = deadline - time.monotonic()
-            if remaining <= 0 or self._reader.done():
+            if deadline.expired() or self._reader.done():
                 raise AssertionError(f"no {name} on {channel} within {within} s")
             self._changed.clear()
             try:
-                async with asyncio.timeout(remaining):
+                async with asyncio.timeout(deadline.remaining()):
                     await self._changed.wait()
             except TimeoutError:
                 pass

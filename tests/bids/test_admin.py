@@ -16,8 +16,8 @@ from bids_service.seed import DEMO_AUCTIONS
 from bids_service.store import OPEN_KEY
 from common.settings import Secret
 from tests.bids.support import ADMIN_TOKEN, BidClient, Launcher, admin, state
-from tests.support.client import wait_for
 from tests.support.processes import ManagedProcess, wait_all_ready
+from tests.support.waiting import wait_until
 
 
 class Stack:
@@ -218,7 +218,7 @@ async def test_every_change_leaves_an_audit_line_without_the_token(stack: Stack,
     async def all_logged() -> bool:
         return len(mine()) >= 4
 
-    await wait_for(all_logged, what="four audit lines")
+    await wait_until(all_logged, what="four audit lines")
     created, conflict, unauthorized, invalid = mine()
     assert created["action"] == "auction.create"
     assert (created["status"], created["auction"]) == (201, name)

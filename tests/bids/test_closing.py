@@ -9,8 +9,8 @@ import pytest
 from redis.asyncio import Redis
 
 from tests.bids.support import BidClient, Launcher, create_auction, history, state
-from tests.support.client import wait_for
 from tests.support.processes import ManagedProcess
+from tests.support.waiting import wait_until
 
 
 AUCTIONS = 12
@@ -61,7 +61,7 @@ async def test_each_auction_closes_exactly_once(
     async def all_counted() -> bool:
         return await _closed_total(instances) - closed_before >= AUCTIONS
 
-    await wait_for(all_counted, what="closes counted")
+    await wait_until(all_counted, what="closes counted")
     # Let every instance's closer make a few more passes: none may close anything again.
     runs = await _closer_runs(instances)
 
@@ -69,7 +69,7 @@ async def test_each_auction_closes_exactly_once(
         now = await _closer_runs(instances)
         return all(after >= before + 3 for before, after in zip(runs, now, strict=True))
 
-    await wait_for(more_passes, what="three more closer passes on every instance")
+    await wait_until(more_passes, what="three more closer passes on every instance")
     assert await _closed_total(instances) - closed_before == AUCTIONS
     for auction in auctions:
         events = [event["event"] for event in await history(bus, auction)]

@@ -11,8 +11,8 @@ from redis.asyncio import Redis
 
 from common.keys import request_stream
 from tests.bids.support import BidClient, Launcher, create_auction, history
-from tests.support.client import wait_for
 from tests.support.processes import ManagedProcess
+from tests.support.waiting import wait_until
 
 
 BIDDERS = 20
@@ -58,7 +58,7 @@ async def test_sigkill_with_requests_pending(
     async def pending_at_doomed() -> bool:
         return await _pending_of(bus, consumer) > 0
 
-    await wait_for(pending_at_doomed, what=f"requests pending at {consumer}")
+    await wait_until(pending_at_doomed, what=f"requests pending at {consumer}")
     stranded = await _pending_of(bus, consumer)
     doomed.signal(signal.SIGKILL)
     assert doomed.wait(10.0) == -signal.SIGKILL
@@ -73,7 +73,7 @@ async def test_sigkill_with_requests_pending(
         summary: dict[str, Any] = await bus.xpending(request_stream("bids"), "bids")
         return int(summary["pending"]) == 0
 
-    await wait_for(nothing_pending, what="every request acknowledged")
+    await wait_until(nothing_pending, what="every request acknowledged")
     assert stranded >= 1
     # Retries after the failover get the verdicts the survivor gave.
     for client, auction, reply in zip(clients, auctions, replies, strict=True):

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from common.redis_server import RedisServer
+from devtools.redis_server import RedisServer
 from tests.bids.support import BidClient, Launcher, create_auction
-from tests.support.client import wait_for
 from tests.support.processes import ManagedProcess
+from tests.support.waiting import wait_until
 
 
 @pytest.fixture(scope="module")
@@ -47,7 +47,7 @@ async def test_live_ready_and_metrics(
             for gauge in ("rt_service_stream_pending", "rt_service_stream_lag")
         )
 
-    await wait_for(backlog_reported, what="stream pending and lag gauges")
+    await wait_until(backlog_reported, what="stream pending and lag gauges")
     assert await instance.metric("rt_service_stream_pending", {"service": "bids"}) == 0
 
 
@@ -62,7 +62,7 @@ async def test_not_ready_while_redis_is_down_then_bidding_again(
         async def unready() -> bool:
             return (await instance.get_async("/readyz"))[0] == 503
 
-        await wait_for(unready, within=10.0, what="/readyz 503")
+        await wait_until(unready, within=10.0, what="/readyz 503")
         assert (await instance.get_async("/livez"))[0] == 200
     finally:
         redis_server.start()
@@ -71,7 +71,7 @@ async def test_not_ready_while_redis_is_down_then_bidding_again(
         statuses = [(await process.get_async("/readyz"))[0] for process in (gateway, instance)]
         return statuses == [200, 200]
 
-    await wait_for(ready, within=15.0, what="gateway and bids ready again")
+    await wait_until(ready, within=15.0, what="gateway and bids ready again")
     # The restarted Redis is empty: no consumer group, no scripts, no auctions.
     await create_auction(instance, id=name)
     client = await BidClient.open(gateway, f"{name}-ann")

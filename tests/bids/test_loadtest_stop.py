@@ -16,8 +16,8 @@ from bids_service.store import history_key
 from common.codec import load_bus
 from common.keys import request_stream
 from tests.bids.support import Launcher, create_auction
-from tests.support.client import wait_for
 from tests.support.processes import JWT_SECRET, REPO_ROOT, ManagedProcess, start_process
+from tests.support.waiting import wait_until
 
 
 LOCUSTFILE = REPO_ROOT / "loadtests" / "locustfile.py"
@@ -52,7 +52,7 @@ class LocustRun:
             lengths = [await bus.xlen(history_key(auction)) for auction in self.auctions]
             return sum(lengths) >= BIDS_BEFORE_STOP
 
-        await wait_for(enough, within=30.0, what=f"{BIDS_BEFORE_STOP} accepted bids")
+        await wait_until(enough, within=30.0, what=f"{BIDS_BEFORE_STOP} accepted bids")
 
     async def interrupt(self) -> tuple[int, dict[str, Any]]:
         """Ctrl-C (SIGINT) the run; return its exit code and the results it wrote."""
@@ -165,7 +165,7 @@ async def test_requests_without_a_verdict_at_the_bound_are_said_not_lost(
             groups = await bus.xinfo_groups(request_stream("bids"))
             return sum(int(g["pending"]) + int(g["lag"] or 0) for g in groups) >= USERS
 
-        await wait_for(every_bidder_waits, within=10.0, what="a request of every bidder queued")
+        await wait_until(every_bidder_waits, within=10.0, what="a request of every bidder queued")
         code, results = await run.interrupt()
     finally:
         instance.signal(signal.SIGCONT)

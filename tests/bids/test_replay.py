@@ -7,8 +7,8 @@ import asyncio
 import pytest
 
 from tests.bids.support import BidClient, Launcher, create_auction
-from tests.support.client import wait_for
 from tests.support.processes import ManagedProcess
+from tests.support.waiting import wait_until
 
 
 REPLAY_LIMIT = 50
@@ -44,7 +44,7 @@ class Writer:
         async def done() -> bool:
             return self.seq >= seq
 
-        await wait_for(done, within=20.0, what=f"the writer's seq {seq}")
+        await wait_until(done, within=20.0, what=f"the writer's seq {seq}")
 
     async def stop(self) -> int:
         self.stopping.set()
@@ -139,7 +139,7 @@ async def test_replay_of_a_closed_auction_ends_with_its_close(
         view = await client.request({"type": "bids.get", "auction": name})
         return bool(view["data"]["status"] == "closed")
 
-    await wait_for(closed, what="the auction closed")
+    await wait_until(closed, what="the auction closed")
     reply = await client.subscribe(name, since="1")
     assert reply["data"]["recovered"] is True
     assert reply["data"]["position"] == "3"

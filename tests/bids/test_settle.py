@@ -6,14 +6,17 @@ import threading
 import time
 
 from loadtests.settle import InFlight
+from tests.support.waiting import MS, wait_until_blocking
 
 
-def _until_closed(in_flight: InFlight, within: float = 5.0) -> None:
-    deadline = time.monotonic() + within
-    while in_flight.admit():
+def _until_closed(in_flight: InFlight, within: float = 5_000 * MS) -> None:
+    def closed() -> bool:
+        if not in_flight.admit():
+            return True
         in_flight.done()
-        assert time.monotonic() < deadline, "the count was not closed in time"
-        threading.Event().wait(0.001)
+        return False
+
+    wait_until_blocking(closed, "the count closed", within=within, interval=0.001)
 
 
 def test_the_wait_ends_when_the_last_request_in_flight_ends() -> None:

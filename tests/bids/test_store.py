@@ -13,7 +13,7 @@ from common.codec import load_bus
 from common.envelope import Event
 from common.keys import event_channel
 from tests.bids.support import history, make_store, state
-from tests.support.client import wait_for
+from tests.support.waiting import wait_until
 
 
 @pytest.fixture
@@ -74,7 +74,7 @@ async def test_closing_publishes_a_valid_event_with_nulls(store: BidStore, redis
     async def due() -> bool:
         return await store.due(10) == ["a"]
 
-    await wait_for(due, what="the auction due")
+    await wait_until(due, what="the auction due")
     assert await store.close(["a"]) == ["a"]
     assert await store.close(["a"]) == []
     message = None

@@ -7,7 +7,6 @@ Bob's page uses gateway 1, which stays up.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
 from typing import Any, cast
 
 import msgpack
@@ -18,19 +17,11 @@ from playwright.sync_api import expect
 from tests.browser.conftest import RESULTS, OpenPage
 from tests.browser.support import TIMEOUT_MS, get_auction, show_new_auction
 from tests.support.system import System
+from tests.support.waiting import wait_until_blocking
 
 
 #: How long a page may take to show what it missed once its gateway is back (ms).
 RECOVERY_MS = 30_000
-
-
-def wait_until(condition: Callable[[], bool], what: str, within: float = 10.0) -> None:
-    """Poll ``condition`` until it holds; fail after ``within`` seconds."""
-    deadline = time.monotonic() + within
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what} not reached within {within} s")
-        time.sleep(0.05)
 
 
 def entries(bus: redis.Redis, stream: str) -> list[tuple[bytes, dict[bytes, bytes]]]:
@@ -128,20 +119,23 @@ def test_a_request_retried_after_a_forced_reconnect_has_exactly_one_effect(
             alice.page.get_by_role("button", name="Send").click()
         else:
             alice.bid("retry-lamp", "30.00")
-        wait_until(lambda: len(requests_in_stream(bus, service, **request)) == 1, "the request")
+        wait_until_blocking(
+            lambda: len(requests_in_stream(bus, service, **request)) == 1, "the request"
+        )
         system.kill_gateway(0)
         system.start_gateway_again(0)
-        wait_until(
+        wait_until_blocking(
             lambda: len(requests_in_stream(bus, service, **request)) == 2,
             "the retry after the reconnect",
             within=RECOVERY_MS / 1000,
         )
+        # Read while the service is still frozen: once it runs, it deletes what it handled.
+        first, retry = requests_in_stream(bus, service, **request)
     finally:
         frozen.resume()
-    first, retry = requests_in_stream(bus, service, **request)
     key = "client_id" if service == "chat" else "key"
     assert first["data"][key] == retry["data"][key], "the retry must reuse the idempotency key"
-    wait_until(lambda: all_handled(bus, service), f"{service} handling both", within=15)
+    wait_until_blocking(lambda: all_handled(bus, service), f"{service} handling both", within=15)
 
     if service == "chat":
         for page in (alice, bob):

@@ -7,7 +7,6 @@
 from __future__ import annotations
 
 import itertools
-import time
 import uuid
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -20,6 +19,7 @@ from websockets.asyncio.client import ClientConnection
 from common.envelope import position_key
 from tests.support.client import DEADLINE, Frame, connect_user, recv_json, send_json
 from tests.support.processes import ManagedProcess, start_process
+from tests.support.waiting import WAIT, Deadline
 
 
 __all__ = ["ChatClient", "cut_pubsub", "is_message", "name", "position_key", "start_chat"]
@@ -107,12 +107,11 @@ class ChatClient:
         for index, frame in enumerate(self.unread):
             if predicate(frame):
                 return self.unread.pop(index)
-        deadline = time.monotonic() + within
+        deadline = Deadline(within)
         while True:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
+            if deadline.expired():
                 raise AssertionError(f"no matching frame within {within} s: {self.unread[-5:]}")
-            frame = await recv_json(self.ws, remaining)
+            frame = await recv_json(self.ws, deadline.remaining())
             if predicate(frame):
                 return frame
             self.unread.append(frame)
@@ -139,10 +138,7 @@ class ChatClient:
         position: str = data["position"]
         return position
 
-    async def messages(self, channel: str, count: int, within: float = 10.0) -> list[Frame]:
+    async def messages(self, channel: str, count: int, within: float = WAIT) -> list[Frame]:
         """The next ``count`` message events of ``channel``, in order."""
-        deadline = time.monotonic() + within
-        return [
-            await self.next(is_message(channel), max(0.0, deadline - time.monotonic()))
-            for _ in range(count)
-        ]
+        deadline = Deadline(within)
+        return [await self.next(is_message(channel), deadline.remaining()) for _ in range(count)]

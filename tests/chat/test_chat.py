@@ -12,8 +12,9 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.chat.support import ChatClient, name, position_key, start_chat
-from tests.support.client import Frame, wait_for
+from tests.support.client import Frame
 from tests.support.processes import ManagedProcess, metric_value, start_gateway, wait_all_ready
+from tests.support.waiting import wait_until
 
 
 @dataclass
@@ -349,4 +350,4 @@ async def test_health_and_metrics(cluster: Cluster) -> None:
             f'{metric}{{service="chat"}}' in body for body in await scraped() for metric in names
         )
 
-    await wait_for(backlog_reported, what="stream pending and lag gauges")
+    await wait_until(backlog_reported, what="stream pending and lag gauges")

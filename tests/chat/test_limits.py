@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -12,8 +11,9 @@ from redis.asyncio import Redis
 
 from chat_service.store import members_key, room_key
 from tests.chat.support import ChatClient, name, start_chat
-from tests.support.client import DEADLINE, Frame, wait_for
+from tests.support.client import DEADLINE, Frame
 from tests.support.processes import ManagedProcess, start_gateway, wait_all_ready
+from tests.support.waiting import Deadline, wait_until
 
 
 QUOTA = 5
@@ -47,12 +47,13 @@ def gateway(bus_url: str, log_dir: Path) -> Iterator[ManagedProcess]:
 
 async def _create_room(client: ChatClient, room: str) -> Frame:
     """Join ``room`` (creating it) once the creation rate allows; return the reply."""
-    deadline = time.monotonic() + DEADLINE
+    deadline = Deadline(DEADLINE)
     while True:
         reply = await client.request("chat.join", room=room)
         if reply["ok"] or reply["error"]["code"] != "rate_limited":
             return reply
-        assert time.monotonic() < deadline, reply
+        assert not deadline.expired(), reply
+        # The pause the refusal asks for, not a wait for a condition.
         await asyncio.sleep(reply["error"]["retry_after_ms"] / 1000)
 
 
@@ -94,7 +95,7 @@ async def test_the_room_quota_is_reached_and_freed_by_expiry(
         async def expired() -> bool:
             return await bus.exists(room_key(empty)) == 0
 
-        await wait_for(expired, within=EMPTY_TTL_S + DEADLINE, what="the empty room gone")
+        await wait_until(expired, within=EMPTY_TTL_S + DEADLINE, what="the empty room gone")
         assert (await _create_room(client, name("freed")))["ok"]
 
 
@@ -114,7 +115,7 @@ async def test_an_empty_room_expires_but_rooms_with_messages_or_members_stay(
         async def expired() -> bool:
             return await bus.exists(room_key(empty)) == 0
 
-        await wait_for(expired, within=EMPTY_TTL_S + DEADLINE, what="the empty room gone")
+        await wait_until(expired, within=EMPTY_TTL_S + DEADLINE, what="the empty room gone")
         assert await bus.exists(room_key(busy), room_key(private)) == 2
         gone = await client.request("chat.send", room=empty, text="anyone?", client_id="m2")
         assert gone["error"]["code"] == "room_not_found", gone

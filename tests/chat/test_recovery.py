@@ -16,13 +16,13 @@ import pytest
 from redis.asyncio import Redis
 
 from tests.chat.support import ChatClient, cut_pubsub, name, start_chat
-from tests.support.client import wait_for
 from tests.support.processes import (
     ManagedProcess,
     metric_value,
     start_gateway,
     wait_all_ready,
 )
+from tests.support.waiting import wait_until
 
 
 CHAT_ENV = {
@@ -165,5 +165,5 @@ async def test_a_gateway_whose_bus_connection_drops_recovers_what_was_posted_mea
         _, text = await setup.gateway.get_async("/metrics")
         return metric_value(text, "rt_gateway_recoveries_total", {"outcome": "ok"}) >= 1
 
-    await wait_for(recovered, what="the gateway's recovery counted")
+    await wait_until(recovered, what="the gateway's recovery counted")
     await redis.aclose()

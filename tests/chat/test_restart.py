@@ -13,7 +13,6 @@ import asyncio
 import contextlib
 import itertools
 import signal
-import time
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,10 +22,11 @@ from redis.asyncio import Redis
 
 from common.bus.publisher import publish_event
 from common.envelope import Event
-from common.redis_server import RedisServer
+from devtools.redis_server import RedisServer
 from tests.chat.support import ChatClient, cut_pubsub, is_message, name, start_chat
-from tests.support.client import StalledClient, make_token, wait_for
+from tests.support.client import StalledClient, make_token
 from tests.support.processes import ManagedProcess, start_gateway, wait_all_ready
+from tests.support.waiting import MS, Deadline, wait_until
 
 
 #: Most messages the chat service replays; a longer gap is not recovered.
@@ -41,7 +41,7 @@ CHAT_ENV = {
 GATEWAY_ENV = {"RT_REQUEST_TIMEOUT": "1", "RT_RATE_LIMIT": "10000", "RT_RATE_BURST": "10000"}
 OUTBOX_MAX_BYTES = 256 * 1024
 #: How long processes may take to find Redis again (their backoff caps at 2 s).
-RECOVERY = 15.0
+RECOVERY = 15_000 * MS
 ROUNDS = 4
 BUSY_INTERVAL = 0.02
 QUIET_POSTS = 5
@@ -107,14 +107,14 @@ async def bus(setup: Setup) -> AsyncIterator[Redis]:
 async def post_surely(poster: ChatClient, room: str, text: str) -> str:
     """Post until the service answers (a retry with the same client_id posts once); its id."""
     client_id = f"c{next(_ids)}"
-    deadline = time.monotonic() + RECOVERY
+    deadline = Deadline(RECOVERY)
     for _ in range(1000):
         reply = await poster.request("chat.send", room=room, text=text, client_id=client_id)
         if reply["ok"]:
             message_id: str = reply["data"]["id"]
             return message_id
         assert reply["error"]["code"] == "service_unavailable", reply
-        assert time.monotonic() < deadline, f"{client_id} not posted within {RECOVERY} s"
+        assert not deadline.expired(), f"{client_id} not posted within {RECOVERY} s"
         await asyncio.sleep(0.05)  # a pause between retries, not a wait for a condition
     raise AssertionError(f"{client_id} not posted")
 
@@ -123,7 +123,7 @@ async def ready(process: ManagedProcess) -> None:
     async def answers() -> bool:
         return (await process.get_async("/readyz"))[0] == 200
 
-    await wait_for(answers, within=RECOVERY, what=f"{process.name} ready")
+    await wait_until(answers, within=RECOVERY, what=f"{process.name} ready")
 
 
 @contextlib.asynccontextmanager
@@ -172,15 +172,15 @@ class Busy:
                 self.task.result()  # its failure, if it failed
             return len(self.ids) >= wanted
 
-        await wait_for(enough, within=RECOVERY, what=f"{more} more busy posts")
+        await wait_until(enough, within=RECOVERY, what=f"{more} more busy posts")
 
 
 async def received_through(client: ChatClient, channel: str, last: str) -> list[str]:
     """The ids of the message events of ``channel`` up to the one with id ``last``."""
     ids: list[str] = []
-    deadline = time.monotonic() + RECOVERY
+    deadline = Deadline(RECOVERY)
     for _ in range(100_000):
-        frame = await client.next(is_message(channel), max(0.0, deadline - time.monotonic()))
+        frame = await client.next(is_message(channel), deadline.remaining())
         ids.append(frame["data"]["id"])
         if frame["data"]["id"] == last:
             return ids
@@ -330,7 +330,7 @@ async def test_big_replies_to_a_client_that_stopped_reading_count_against_the_ou
         async def closed() -> bool:
             return await gateway.metric("rt_gateway_closes_total", {"code": "4408"}) == 1
 
-        await wait_for(closed, what="the stalled client closed 4408")
+        await wait_until(closed, what="the stalled client closed 4408")
         assert await stalled.read_until_closed(within=RECOVERY) == 4408
     finally:
         stalled.close()

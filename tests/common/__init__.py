@@ -1,43 +1,12 @@
-"""Tests of the common package, and the waiting helpers its bus tests share."""
+"""Tests of the common package, and the clean-up helper its bus tests share (waits are
+tests/support/waiting.py's)."""
 
 from __future__ import annotations
 
 import asyncio
-import inspect
-from collections.abc import Awaitable, Callable
 
 
-__all__ = ["WAIT", "cancel_and_wait", "eventually"]
-
-#: The deadline of one wait, in seconds: generous, as a wait ends as soon as its condition holds.
-WAIT = 10.0
-
-#: How often a condition is polled.
-_POLL = 0.01
-
-
-async def eventually(
-    condition: Callable[[], bool | Awaitable[bool]],
-    what: str,
-    *,
-    within: float = WAIT,
-) -> None:
-    """Poll ``condition`` (a function, possibly async) until it holds.
-
-    Raises:
-        AssertionError: it did not hold within ``within`` seconds; the message names ``what``.
-    """
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + within
-    while True:
-        result = condition()
-        if inspect.isawaitable(result):
-            result = await result
-        if result:
-            return
-        if loop.time() >= deadline:
-            raise AssertionError(f"timed out after {within} s waiting for {what}")
-        await asyncio.sleep(_POLL)
+__all__ = ["cancel_and_wait"]
 
 
 async def cancel_and_wait(

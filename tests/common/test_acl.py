@@ -14,7 +14,7 @@ from common import acl
 from common.codec import pack_bus
 from common.envelope import Reply
 from common.keys import GATEWAY_LEASES, event_channel, reply_channel, request_stream
-from common.redis_server import RedisServer
+from devtools.redis_server import RedisServer
 
 
 REPO_ROOT = Path(__file__).resolve().parents[2]

@@ -11,8 +11,9 @@ from redis.asyncio import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
 
 from common.bus.listener import PubSubListener
-from common.redis_server import RedisServer
-from tests.common import WAIT, cancel_and_wait, eventually
+from devtools.redis_server import RedisServer
+from tests.common import cancel_and_wait
+from tests.support.waiting import WAIT, Deadline, wait_until
 
 
 REPLIES = "gw:test:replies"
@@ -82,19 +83,20 @@ async def _publish_until_received(
 ) -> None:
     """Publish on each channel, again and again, until the listener has received on each."""
     pending = set(channels)
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + within
-    while pending:
+
+    async def received_on_each() -> bool:
         running.check()
+        pending.difference_update([c for c in pending if b"probe" in running.inbox.on(c)])
         for channel in sorted(pending):
             try:
                 await redis.publish(channel, b"probe")
             except (RedisConnectionError, OSError):
                 pass  # the test's own client may still be reconnecting
-        await asyncio.sleep(0.05)
-        pending = {channel for channel in pending if b"probe" not in running.inbox.on(channel)}
-        if pending and loop.time() >= deadline:
-            raise AssertionError(f"nothing received on {sorted(pending)} within {within} s")
+        return not pending
+
+    await wait_until(
+        received_on_each, f"a probe received on each of {sorted(channels)}", within=within
+    )
 
 
 async def _subscribers(redis: Redis, channel: str) -> int:
@@ -119,7 +121,7 @@ async def test_delivers_messages_in_order(redis: Redis, start_listener: StartLis
         body = str(n).encode()
         assert await redis.publish(channel, body) == 1
         expected.append((channel, body))
-    await eventually(lambda: len(running.inbox.messages) >= 200, "200 messages")
+    await wait_until(lambda: len(running.inbox.messages) >= 200, "200 messages")
     assert running.inbox.messages == expected
 
 
@@ -142,7 +144,7 @@ async def test_subscribe_returns_only_once_redis_confirms(
         await running.listener.subscribe(channel)
         # Redis counts the receivers of a publish: 1 means the subscription is in place.
         assert await redis.publish(channel, b"first") == 1
-    await eventually(lambda: len(running.inbox.messages) == 20, "20 messages")
+    await wait_until(lambda: len(running.inbox.messages) == 20, "20 messages")
     assert "ch:auction:19" in running.listener.channels
 
 
@@ -162,7 +164,7 @@ async def test_subscribe_while_the_listener_connects(
         except TimeoutError:
             raise AssertionError(f"subscribe() never returned (attempt {attempt})") from None
         assert await redis.publish(channel, b"x") == 1
-        await eventually(lambda: running.inbox.on(channel) == [b"x"], "the message")  # noqa: B023
+        await wait_until(lambda: running.inbox.on(channel) == [b"x"], "the message")  # noqa: B023
         running.task.cancel()
 
 
@@ -178,11 +180,11 @@ async def test_unsubscribe_stops_delivery(redis: Redis, start_listener: StartLis
     async def unsubscribed() -> bool:
         return await _subscribers(redis, "ch:chat:a") == 0
 
-    await eventually(unsubscribed, "Redis to drop the subscription")
+    await wait_until(unsubscribed, "Redis to drop the subscription")
     assert await redis.publish("ch:chat:a", b"after") == 0
     # The marker is published last on the same connection: once it arrives, "after" would have.
     assert await redis.publish(REPLIES, b"marker") == 1
-    await eventually(lambda: running.inbox.on(REPLIES) == [b"marker"], "the marker")
+    await wait_until(lambda: running.inbox.on(REPLIES) == [b"marker"], "the marker")
     assert running.inbox.on("ch:chat:a") == [b"before"]
 
 
@@ -195,7 +197,7 @@ async def test_permanent_channels_cannot_be_unsubscribed(
     running.listener.unsubscribe(REPLIES)
     assert REPLIES in running.listener.channels
     assert await redis.publish(REPLIES, b"still") == 1
-    await eventually(lambda: running.inbox.on(REPLIES) == [b"still"], "the reply")
+    await wait_until(lambda: running.inbox.on(REPLIES) == [b"still"], "the reply")
 
 
 async def test_a_failing_callback_does_not_stop_delivery(
@@ -213,7 +215,7 @@ async def test_a_failing_callback_does_not_stop_delivery(
     await _connected(running)
     for body in (b"one", b"bad", b"two"):
         await redis.publish(REPLIES, body)
-    await eventually(lambda: running.inbox.on(REPLIES) == [b"one", b"two"], "the good messages")
+    await wait_until(lambda: running.inbox.on(REPLIES) == [b"one", b"two"], "the good messages")
     assert running.listener.reconnects == 0
 
 
@@ -234,7 +236,7 @@ async def test_resubscribes_to_everything_after_a_redis_restart(
     listener.unsubscribe("ch:chat:gone")
     redis_server.stop()
     try:
-        await eventually(lambda: not listener.connected, "connected to go false")
+        await wait_until(lambda: not listener.connected, "connected to go false")
         assert listener.reconnects >= 1
     finally:
         redis_server.start()
@@ -255,19 +257,18 @@ async def test_connected_stays_false_while_redis_is_down(
     redis_server.stop()
     seen_connected = 0
     try:
-        await eventually(lambda: not listener.connected, "connected to go false")
+        await wait_until(lambda: not listener.connected, "connected to go false")
         attempts = listener.reconnects
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + WAIT
+        deadline = Deadline(WAIT)
         # Sample on every loop turn until the listener has failed to reconnect three more times.
-        while listener.reconnects < attempts + 3 and loop.time() < deadline:
+        while listener.reconnects < attempts + 3 and not deadline.expired():
             seen_connected += listener.connected
             await asyncio.sleep(0)
         assert listener.reconnects >= attempts + 3, "the listener stopped trying"
     finally:
         redis_server.start()
     assert seen_connected == 0, f"connected read true {seen_connected} times with Redis down"
-    await eventually(lambda: listener.connected, "connected to come back")
+    await wait_until(lambda: listener.connected, "connected to come back")
 
 
 async def test_subscribe_during_an_outage_returns_once_redis_is_back(
@@ -279,13 +280,13 @@ async def test_subscribe_during_an_outage_returns_once_redis_is_back(
     listener = running.listener
     redis_server.stop()
     try:
-        await eventually(lambda: not listener.connected, "connected to go false")
+        await wait_until(lambda: not listener.connected, "connected to go false")
         subscribing = asyncio.get_running_loop().create_task(listener.subscribe("ch:chat:late"))
         attempts = listener.reconnects
-        await eventually(lambda: listener.reconnects >= attempts + 1, "a failed reconnection")
+        await wait_until(lambda: listener.reconnects >= attempts + 1, "a failed reconnection")
         assert not subscribing.done(), "subscribe() returned while Redis was down"
     finally:
         redis_server.start()
     await asyncio.wait_for(subscribing, 20.0)
     assert await redis.publish("ch:chat:late", b"x") == 1
-    await eventually(lambda: running.inbox.on("ch:chat:late") == [b"x"], "the message")
+    await wait_until(lambda: running.inbox.on("ch:chat:late") == [b"x"], "the message")

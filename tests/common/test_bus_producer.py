@@ -15,8 +15,8 @@ from common.bus.producer import RequestProducer
 from common.codec import load_bus, pack_bus
 from common.envelope import ReplyAddress, Request, parse_envelope
 from common.keys import request_stream
-from common.redis_server import RedisServer
-from tests.common import eventually
+from devtools.redis_server import RedisServer
+from tests.support.waiting import wait_until
 
 
 class CountingRedis(Redis):
@@ -115,7 +115,7 @@ async def test_a_request_sent_in_a_later_turn_goes_out_in_the_next_batch(
     first, second = _request("chat", 1), _request("chat", 2)
     before = redis.pipelines
     _send(producer, "chat", first)
-    await eventually(lambda: redis.pipelines > before, "the first pipeline")
+    await wait_until(lambda: redis.pipelines > before, "the first pipeline")
     _send(producer, "chat", second)
     await producer.aclose()
     assert redis.pipelines - before == 2
@@ -166,7 +166,7 @@ async def test_redis_down_reports_every_id_of_the_batch(
     try:
         for request in requests:
             _send(producer, request.type.split(".")[0], request)
-        await eventually(lambda: bool(failures.calls), "on_failure", within=30.0)
+        await wait_until(lambda: bool(failures.calls), "on_failure", within=30.0)
         await producer.aclose()
     finally:
         redis_server.start()
@@ -207,7 +207,7 @@ async def test_a_notification_sent_while_redis_is_down_is_appended_once_it_is_ba
     try:
         producer.send("presence", kept.id, pack_bus(kept.to_wire()), retry=True)
         _send(producer, "chat", lost)
-        await eventually(lambda: bool(failures.calls), "on_failure", within=30.0)
+        await wait_until(lambda: bool(failures.calls), "on_failure", within=30.0)
     finally:
         redis_server.start()
     # Only the request whose client waits for an answer was reported.
@@ -216,7 +216,7 @@ async def test_a_notification_sent_while_redis_is_down_is_appended_once_it_is_ba
     async def appended() -> bool:
         return len(await _entries(redis, "presence")) == 1
 
-    await eventually(appended, "the notification appended after the restart", within=30.0)
+    await wait_until(appended, "the notification appended after the restart", within=30.0)
     entries = await _entries(redis, "presence")
     assert [parse_envelope(load_bus(fields[b"e"])) for _, fields in entries] == [kept]
     assert await _entries(redis, "chat") == []

@@ -14,7 +14,6 @@ from common.codec import pack_bus
 from common.envelope import Event, Reply, ReplyAddress, Request
 from common.errors import ServiceError
 from common.log import trace_id
-from tests.common import eventually
 from tests.common.worker_support import (
     GATEWAY,
     STREAM,
@@ -27,6 +26,7 @@ from tests.common.worker_support import (
     replies_fixture,  # noqa: F401 (a fixture: pytest finds it in this module)
     start_worker_fixture,  # noqa: F401 (a fixture too)
 )
+from tests.support.waiting import wait_until
 
 
 # Handling and replying.
@@ -47,7 +47,7 @@ async def test_requests_are_handled_replied_to_and_acked(
         assert reply.connection == request.connection
     assert [reply.request_id for reply in replies.received] == [r.id for r in requests]
     assert handler.requests == requests
-    await eventually(lambda: _is_acked(redis), "XPENDING to be empty")
+    await wait_until(lambda: _is_acked(redis), "XPENDING to be empty")
     assert running.observer.results == [("chat.echo", "ok")] * 5
     assert running.worker.alive
 
@@ -79,7 +79,7 @@ async def test_a_service_error_becomes_an_error_reply_with_details(
         "room": "r-9",
         "tried": [1, 2],
     }
-    await eventually(lambda: _is_acked(redis), "XPENDING to be empty")
+    await wait_until(lambda: _is_acked(redis), "XPENDING to be empty")
     assert running.observer.results == [("chat.refuse", "room_not_found")]
 
 
@@ -96,7 +96,7 @@ async def test_an_unexpected_exception_becomes_internal_error_and_is_acked(
     (ok,) = await replies.wait(running, after)
     assert failed.error == {"code": "internal_error", "message": "internal error"}
     assert ok.ok
-    await eventually(lambda: _is_acked(redis), "XPENDING to be empty")
+    await wait_until(lambda: _is_acked(redis), "XPENDING to be empty")
     assert ("chat.crash", "internal_error") in running.observer.results
 
 
@@ -111,7 +111,7 @@ async def test_a_reply_that_cannot_be_encoded_becomes_internal_error(
     assert failed.error is not None
     assert failed.error["code"] == "internal_error"
     assert ok.ok
-    await eventually(lambda: _is_acked(redis), "XPENDING to be empty")
+    await wait_until(lambda: _is_acked(redis), "XPENDING to be empty")
 
 
 async def test_a_notification_is_handled_and_acked_without_a_reply(
@@ -127,7 +127,7 @@ async def test_a_notification_is_handled_and_acked_without_a_reply(
     # Replies are published in entry order, so a reply to the notification would be here now.
     assert replies.for_(notification) == []
     assert handler.ids() == [notification.id, after.id]
-    await eventually(lambda: _is_acked(redis), "XPENDING to be empty")
+    await wait_until(lambda: _is_acked(redis), "XPENDING to be empty")
 
 
 # Entries that are not requests.
@@ -150,7 +150,7 @@ async def test_undecodable_entries_are_acked_and_dropped(
     await replies.wait(running, after)
     assert [reply.request_id for reply in replies.received] == [after.id]
     assert handler.requests == [after]
-    await eventually(lambda: _is_acked(redis), "XPENDING to be empty")
+    await wait_until(lambda: _is_acked(redis), "XPENDING to be empty")
     assert running.observer.results.count(("undecodable", "dropped")) == 6
 
 
@@ -163,7 +163,7 @@ async def test_an_entry_with_an_unhashable_kind_is_dropped_without_crashing(
     after = _request(n=1)
     await _add(redis, after)
     await replies.wait(running, after)
-    await eventually(lambda: _is_acked(redis), "XPENDING to be empty")
+    await wait_until(lambda: _is_acked(redis), "XPENDING to be empty")
 
 
 # Undecodable entries with a reply address (field r).
@@ -208,7 +208,7 @@ async def test_an_undecodable_entry_with_a_reply_address_gets_bad_request(
         assert reply.error is not None
         assert reply.error["code"] == "bad_request"
     assert handler.requests == []
-    await eventually(lambda: _is_acked(redis), "XPENDING to be empty")
+    await wait_until(lambda: _is_acked(redis), "XPENDING to be empty")
     assert running.observer.results == [("undecodable", "bad_request")] * len(requests)
 
 
@@ -231,7 +231,7 @@ async def test_an_undecodable_entry_with_a_bad_reply_address_is_dropped(
     await _add(redis, after)
     await replies.wait(running, after)
     assert [reply.request_id for reply in replies.received] == [after.id]
-    await eventually(lambda: _is_acked(redis), "XPENDING to be empty")
+    await wait_until(lambda: _is_acked(redis), "XPENDING to be empty")
     assert running.observer.results == [("undecodable", "dropped"), ("chat.echo", "ok")]
 
 
@@ -290,7 +290,7 @@ async def test_a_batch_handler_gets_each_read_together(
     assert batch.batches == [requests]
     assert [reply.data for reply in answers] == [{"n": 0}, None, {"whole": 2}, {"n": 3}]
     assert answers[1].error == {"code": "bid_too_low", "message": "too low", "minimum": 5}
-    await eventually(lambda: _is_acked(redis), "XPENDING to be empty")
+    await wait_until(lambda: _is_acked(redis), "XPENDING to be empty")
     assert running.observer.results.count(("chat.echo", "ok")) == 3
 
 
@@ -313,7 +313,7 @@ async def test_a_failing_batch_handler_answers_internal_error_to_all(
     running = start_worker(BatchRecorder(answer))
     for reply in await replies.wait(running, *requests):
         assert reply.error == {"code": "internal_error", "message": "internal error"}
-    await eventually(lambda: _is_acked(redis), "XPENDING to be empty")
+    await wait_until(lambda: _is_acked(redis), "XPENDING to be empty")
 
 
 # Trace ids.

@@ -8,8 +8,7 @@ from typing import Any, cast
 from redis.asyncio import Redis
 
 from common.keys import reply_channel
-from common.redis_server import RedisServer
-from tests.common import eventually
+from devtools.redis_server import RedisServer
 from tests.common.worker_support import (
     GATEWAY,
     SERVICE,
@@ -23,6 +22,7 @@ from tests.common.worker_support import (
     replies_fixture,  # noqa: F401 (a fixture: pytest finds it in this module)
     start_worker_fixture,  # noqa: F401 (a fixture too)
 )
+from tests.support.waiting import wait_until
 
 
 # Consumer group.
@@ -69,10 +69,10 @@ async def test_entries_of_a_dead_consumer_are_claimed_once_idle_and_handled_once
     running = start_worker(handler, claim_idle_ms=idle_ms, claim_interval=0.05)
     await replies.wait(running, *orphans)
     assert loop.time() - read_at >= idle_ms / 1000 - 0.05, "claimed before it was idle"
-    await eventually(lambda: _is_acked(redis), "XPENDING to be empty")
+    await wait_until(lambda: _is_acked(redis), "XPENDING to be empty")
     # Let claim passes run for longer than the idle time again: nothing may be handled twice.
     passes, since = running.observer.claim_passes, loop.time()
-    await eventually(
+    await wait_until(
         running.until(
             lambda: (
                 running.observer.claim_passes >= passes + 3
@@ -96,7 +96,7 @@ async def test_a_retryable_failure_leaves_the_entry_to_be_handled_again(
     (reply,) = await replies.wait(running, request)
     assert reply.ok
     assert handler.ids() == [request.id, request.id]
-    await eventually(lambda: _is_acked(redis), "XPENDING to be empty")
+    await wait_until(lambda: _is_acked(redis), "XPENDING to be empty")
 
 
 async def test_a_destroyed_group_is_recreated(
@@ -126,7 +126,7 @@ async def test_a_redis_restart_is_survived(
     await replies.wait(running, first)
     redis_server.stop()
     try:
-        await eventually(running.until(lambda: not running.worker.alive), "alive to go false")
+        await wait_until(running.until(lambda: not running.worker.alive), "alive to go false")
         assert running.observer.bus_errors >= 1
     finally:
         redis_server.start()
@@ -141,7 +141,7 @@ async def test_a_redis_restart_is_survived(
         await fresh.wait(running, second)
     finally:
         await pubsub.aclose()  # type: ignore[no-untyped-call]
-    await eventually(lambda: running.worker.alive, "alive to come back")
+    await wait_until(lambda: running.worker.alive, "alive to come back")
 
 
 # Stopping.
@@ -154,7 +154,7 @@ async def test_a_cancelled_worker_stops(start_worker: StartWorker) -> None:
     # many workers, at times spread over one 10 ms XREADGROUP period in 0.2 ms steps.
     for attempt in range(150):
         running = start_worker(Handler(), instance=f"w{attempt}", claim_interval=0.01)
-        await eventually(running.until(lambda: running.worker.alive), "the worker to start")  # noqa: B023
+        await wait_until(running.until(lambda: running.worker.alive), "the worker to start")  # noqa: B023
         # Where the cancel lands in the cycle (a placement, not a wait for a condition).
         await asyncio.sleep((attempt % 50) / 5000)
         running.task.cancel()

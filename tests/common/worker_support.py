@@ -18,7 +18,8 @@ from common.envelope import Reply, Request, parse_envelope
 from common.errors import ErrorCode, ServiceError
 from common.keys import reply_channel, request_stream
 from common.settings import BusSettings, Secret, ServiceSettings
-from tests.common import cancel_and_wait, eventually
+from tests.common import cancel_and_wait
+from tests.support.waiting import wait_until
 
 
 __all__ = [
@@ -184,7 +185,7 @@ class Replies:
             await self._drain()
             return all(self.for_(request) for request in requests)
 
-        await eventually(arrived, f"replies to {len(requests)} requests")
+        await wait_until(arrived, f"replies to {len(requests)} requests")
         answers = []
         for request in requests:
             (reply,) = self.for_(request)

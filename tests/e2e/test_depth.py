@@ -13,10 +13,10 @@ from common.codec import load_bus, pack_bus
 from common.envelope import Reply, ReplyAddress, Request, parse_envelope
 from common.keys import reply_channel, request_stream
 from realtime_gateway.protocol import MAX_DEPTH
-from tests.common import eventually
 from tests.e2e.conftest import Launcher
 from tests.support.client import DEADLINE, call, connect_user, recv_json
 from tests.support.processes import ManagedProcess, wait_all_ready
+from tests.support.waiting import wait_until
 
 
 #: The gateway waits this long for a service: a reply must come well before it.
@@ -90,7 +90,7 @@ async def test_the_gateway_writes_each_request_s_reply_address_beside_it(
 
     async with await connect_user(gateway.ws_url, "alice") as ws:
         await ws.send(json.dumps({"type": "presence.echo", "ref": "addr", "marker": marker}))
-        await eventually(appended, "the request appended")
+        await wait_until(appended, "the request appended")
     (fields,) = found
     request = parse_envelope(load_bus(fields[b"e"]))
     assert isinstance(request, Request)
@@ -127,4 +127,4 @@ async def test_a_service_refuses_a_request_it_cannot_decode_where_r_says(
         summary = await bus.xpending(request_stream("chat"), "chat")
         return int(summary["pending"]) == 0
 
-    await eventually(acked, "the refused entry to be acknowledged")
+    await wait_until(acked, "the refused entry to be acknowledged")

@@ -13,7 +13,8 @@ from redis.asyncio import Redis
 
 from common.bus.publisher import publish_event
 from common.envelope import Event
-from common.redis_server import RedisServer
+from devtools.net import free_port
+from devtools.redis_server import RedisServer
 from tests.e2e.conftest import Launcher
 from tests.support.client import (
     DEADLINE,
@@ -27,9 +28,7 @@ from tests.support.client import (
     recv_json,
     recv_until,
     send_json,
-    wait_for,
 )
-from tests.support.ports import free_port
 from tests.support.processes import (
     START_TIMEOUT,
     ManagedProcess,
@@ -37,12 +36,13 @@ from tests.support.processes import (
     wait_all_ready,
 )
 from tests.support.stub_service import handled_key
+from tests.support.waiting import MS, Deadline, wait_until
 
 
 REQUEST_TIMEOUT = 1.0
 SHUTDOWN_GRACE = 3.0
 #: How long the gateway and the stub may take to find Redis again (their backoff caps at 2 s).
-RECOVERY = 15.0
+RECOVERY = 15_000 * MS
 
 
 @pytest.fixture(scope="module")
@@ -102,9 +102,9 @@ async def test_gateway_started_before_redis_becomes_ready_when_redis_starts(
         async def status(expected: int) -> bool:
             return (await gateway.get_async("/readyz"))[0] == expected
 
-        await wait_for(lambda: status(503), within=START_TIMEOUT, what="/readyz 503")
+        await wait_until(lambda: status(503), within=START_TIMEOUT, what="/readyz 503")
         await asyncio.to_thread(server.start)
-        await wait_for(lambda: status(200), within=RECOVERY, what="/readyz 200")
+        await wait_until(lambda: status(200), within=RECOVERY, what="/readyz 200")
         async with await connect_user(gateway.ws_url, "alice") as ws:
             reply = await call(ws, {"type": "subscribe", "channel": "presence:early", "ref": 1})
             assert reply["ok"] is True
@@ -128,12 +128,12 @@ async def test_redis_restart_recovers_readiness_subscriptions_and_requests(
         async def gateway_status(expected: int) -> bool:
             return (await gateway.get_async("/readyz"))[0] == expected
 
-        await wait_for(lambda: gateway_status(503), what="/readyz 503 with Redis down")
+        await wait_until(lambda: gateway_status(503), what="/readyz 503 with Redis down")
 
         async def stub_status(expected: int) -> bool:
             return (await stub.get_async("/readyz"))[0] == expected
 
-        await wait_for(lambda: stub_status(503), what="the stub's /readyz 503 with Redis down")
+        await wait_until(lambda: stub_status(503), what="the stub's /readyz 503 with Redis down")
         # With the bus down a request fails at once rather than after RT_REQUEST_TIMEOUT.
         started = time.monotonic()
         reply = await call(ws, {"type": "chat.echo", "ref": "down"})
@@ -148,11 +148,11 @@ async def test_redis_restart_recovers_readiness_subscriptions_and_requests(
         assert time.monotonic() - started < REQUEST_TIMEOUT + 1
         await assert_open(ws)
         redis_server.start()
-        await wait_for(
+        await wait_until(
             lambda: gateway_status(200), within=RECOVERY, what="/readyz 200 with Redis back"
         )
         # The gateway resubscribes with backoff: publish until an event gets through.
-        deadline = time.monotonic() + RECOVERY
+        deadline = Deadline(RECOVERY)
         event = None
         for attempt in range(1000):
             await publish_event(bus, Event(channel, "back", {"attempt": attempt}))
@@ -160,12 +160,12 @@ async def test_redis_restart_recovers_readiness_subscriptions_and_requests(
                 event = await recv_json(ws, within=0.2)
                 break
             except AssertionError:
-                if time.monotonic() > deadline:
+                if deadline.expired():
                     break
         assert event is not None, "no event delivered after the restart"
         assert (event["type"], event["channel"], event["event"]) == ("event", channel, "back")
 
-        await wait_for(lambda: stub_status(200), within=RECOVERY, what="the stub ready again")
+        await wait_until(lambda: stub_status(200), within=RECOVERY, what="the stub ready again")
         reply = await call(ws, {"type": "chat.echo", "ref": "after", "n": 1})
         assert reply["ok"] is True, reply
         assert reply["data"]["echo"] == {"n": 1}
@@ -211,12 +211,12 @@ async def test_request_waits_in_stream_until_an_instance_starts(
             records = [json.loads(raw) for raw in await bus.lrange(handled_key("bids"), 0, -1)]
             return any(record["data"].get("marker") == marker for record in records)
 
-        await wait_for(handled, within=2 * DEADLINE, what="the stub handling the old request")
+        await wait_until(handled, within=2 * DEADLINE, what="the stub handling the old request")
 
         async def counted_late() -> bool:
             return await gateway.metric("rt_gateway_late_replies_total") > late_before
 
-        await wait_for(counted_late, what="the late reply counted")
+        await wait_until(counted_late, what="the late reply counted")
         # The client got exactly one reply for its ref: the late one is dropped.
         await send_json(ws, {"type": "bids.echo", "ref": "b2"})
         reply, skipped = await recv_until(ws, lambda frame: frame.get("ref") == "b2")

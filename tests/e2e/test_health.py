@@ -11,15 +11,9 @@ from common.bus.publisher import publish_event
 from common.envelope import Event
 from common.keys import event_channel, reply_channel
 from tests.e2e.conftest import Launcher
-from tests.support.client import (
-    call,
-    connect_user,
-    gateway_id_of,
-    recv_json,
-    send_json,
-    wait_for,
-)
+from tests.support.client import call, connect_user, gateway_id_of, recv_json, send_json
 from tests.support.processes import ManagedProcess, wait_all_ready
+from tests.support.waiting import wait_until
 
 
 @pytest.fixture(scope="module")
@@ -84,7 +78,7 @@ async def test_gateway_metrics_count_connections_and_messages(
     async def closed() -> bool:
         return await gateway.metric("rt_gateway_connections") == 0
 
-    await wait_for(closed, what="the connection count back to 0")
+    await wait_until(closed, what="the connection count back to 0")
 
 
 async def test_gateway_metrics_count_bus_errors(

@@ -35,10 +35,10 @@ from tests.support.client import (
     read_until_close,
     recv_until,
     send_json,
-    wait_for,
 )
 from tests.support.keys import SigningKey, claims, hs256_by_hand, new_key, write_jwks
 from tests.support.processes import JWT_SECRET, REPO_ROOT, ManagedProcess, wait_all_ready
+from tests.support.waiting import wait_until
 
 
 ISSUER = "https://id.test"
@@ -308,7 +308,7 @@ async def test_keys_rotate_without_dropping_a_connection(
         new_token = _signed(new, "rita")
         assert not await _accepts(gateway.ws_url, new_token)
         write_jwks(jwks, [old, new])
-        await wait_for(lambda: _accepts(gateway.ws_url, new_token), what="the new key trusted")
+        await wait_until(lambda: _accepts(gateway.ws_url, new_token), what="the new key trusted")
         assert await _accepts(gateway.ws_url, _signed(old, "rita"))
         reply = await call(ws, {"type": "auth", "token": new_token, "ref": "rotated"})
         assert reply["ok"] is True
@@ -318,7 +318,7 @@ async def test_keys_rotate_without_dropping_a_connection(
         async def old_refused() -> bool:
             return not await _accepts(gateway.ws_url, old_token)
 
-        await wait_for(old_refused, what="the old key removed")
+        await wait_until(old_refused, what="the old key removed")
         await assert_open(ws)
         reply = await call(ws, {"type": "auth", "token": _signed(new, "rita"), "ref": "again"})
         assert reply["ok"] is True
@@ -328,7 +328,7 @@ async def test_keys_rotate_without_dropping_a_connection(
         async def bad_file_read() -> bool:
             return "token keys not reloaded" in gateway.log_path.read_text()
 
-        await wait_for(bad_file_read, what="the bad JWKS read")
+        await wait_until(bad_file_read, what="the bad JWKS read")
         assert await _accepts(gateway.ws_url, _signed(new, "rita"))
     finally:
         await ws.close()
@@ -346,7 +346,7 @@ async def test_sighup_reloads_the_keys(launcher: Launcher, keys_dir: Path) -> No
         write_jwks(jwks, [old, new])
         assert not await _accepts(gateway.ws_url, token)
         gateway.signal(signal.SIGHUP)
-        await wait_for(lambda: _accepts(gateway.ws_url, token), what="keys reloaded on SIGHUP")
+        await wait_until(lambda: _accepts(gateway.ws_url, token), what="keys reloaded on SIGHUP")
         assert gateway.running
     finally:
         gateway.stop()

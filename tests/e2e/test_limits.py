@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import time
 import uuid
 
 import pytest
@@ -26,9 +25,9 @@ from tests.support.client import (
     read_until_close,
     recv_json,
     send_json,
-    wait_for,
 )
 from tests.support.processes import ManagedProcess, wait_all_ready
+from tests.support.waiting import Deadline, wait_until
 
 
 MAX_MESSAGE_BYTES = 1024
@@ -66,7 +65,7 @@ async def gateway(limited_gateway: ManagedProcess) -> ManagedProcess:
     async def idle() -> bool:
         return await limited_gateway.metric("rt_gateway_connections") == 0
 
-    await wait_for(idle, what="no connection left on the limited gateway")
+    await wait_until(idle, what="no connection left on the limited gateway")
     return limited_gateway
 
 
@@ -106,7 +105,7 @@ async def test_invalid_utf8_closes_1007_without_a_traceback_in_the_log(
     async def counted() -> bool:
         return await gateway.metric("rt_gateway_closes_total", {"code": "1007"}) == before + 1
 
-    await wait_for(counted, what="the 1007 close counted")
+    await wait_until(counted, what="the 1007 close counted")
     # The client's fault is not the gateway's error: no traceback per bad frame.
     assert "Invalid UTF-8" not in gateway.log_path.read_text(errors="replace")
 
@@ -128,12 +127,13 @@ async def test_burst_beyond_the_rate_gets_rate_limited(gateway: ManagedProcess) 
         # Every message is answered once, a refusal echoing the ref like any error reply.
         assert sorted(frame["ref"] for frame in frames) == list(range(RATE_BURST + 2))
         # Tokens come back at RATE_LIMIT per second.
-        deadline = time.monotonic() + DEADLINE
+        deadline = Deadline(DEADLINE)
         while True:
+            # One token's refill time between tries: the pace the rule sets, not a wait.
             await asyncio.sleep(1 / RATE_LIMIT)
             await send_json(ws, {"type": "ping", "ref": "again"})
             frame = await recv_json(ws)
-            if frame["type"] == "pong" or time.monotonic() > deadline:
+            if frame["type"] == "pong" or deadline.expired():
                 break
         assert frame == {"type": "pong", "ref": "again"}
 
@@ -197,7 +197,7 @@ async def test_max_connections_closes_1013(gateway: ManagedProcess) -> None:
         async def slot_free() -> bool:
             return await gateway.metric("rt_gateway_connections") < MAX_CONNECTIONS
 
-        await wait_for(slot_free, what="a connection slot freed")
+        await wait_until(slot_free, what="a connection slot freed")
         async with await connect_user(gateway.ws_url, "late") as ws:
             await assert_open(ws)
     finally:

@@ -10,7 +10,7 @@ import pytest
 import redis
 from redis.exceptions import OutOfMemoryError
 
-from common.redis_server import RedisServer
+from devtools.redis_server import RedisServer
 from tests.support.client import call, connect_user
 from tests.support.processes import ManagedProcess, start_gateway, start_process, wait_all_ready
 from tests.support.redis_users import TestUsers, register

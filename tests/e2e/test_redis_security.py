@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import time
 from pathlib import Path
 from typing import cast
 
@@ -15,11 +14,12 @@ from common import acl
 from common.codec import load_bus, pack_bus
 from common.envelope import Reply, Request, parse_envelope
 from common.keys import reply_channel, request_stream
-from common.redis_server import RedisServer
+from devtools.redis_server import RedisServer
 from tests.e2e.conftest import Launcher
 from tests.support.client import DEADLINE, call, connect_user, recv_json, send_json
 from tests.support.processes import START_TIMEOUT, ManagedProcess, wait_all_ready
 from tests.support.redis_users import TestUsers, acl_enabled, acl_refusals
+from tests.support.waiting import wait_until
 
 
 pytestmark = pytest.mark.skipif(
@@ -107,17 +107,21 @@ async def test_a_forged_reply_is_accepted_from_default_but_refused_from_a_gatewa
 
 async def _last_request(bus: Redis, service: str, ref: str, seen: set[str]) -> Request:
     """The newest request in ``service``'s stream not in ``seen`` (waiting for it)."""
-    deadline = time.monotonic() + DEADLINE
-    while time.monotonic() < deadline:
+    found: list[Request] = []
+
+    async def appended() -> bool:
         entries = await bus.xrevrange(request_stream(service), count=1)
         if entries:
             fields = cast("dict[bytes, bytes]", entries[0][1])
             value = parse_envelope(load_bus(fields[b"e"]))
             if isinstance(value, Request) and value.id not in seen:
-                seen.add(value.id)
-                return value
-        await asyncio.sleep(0.02)
-    raise AssertionError(f"no request of {ref!r} in {request_stream(service)}")
+                found.append(value)
+        return bool(found)
+
+    what = f"a request of {ref!r} in {request_stream(service)}"
+    await wait_until(appended, what, within=DEADLINE, interval=0.02)
+    seen.add(found[0].id)
+    return found[0]
 
 
 async def test_no_log_shows_a_redis_password(
@@ -135,12 +139,17 @@ async def test_no_log_shows_a_redis_password(
     )
     try:
         # Up (it serves HTTP while Redis refuses it), logging the refusal, and not ready.
-        deadline = time.monotonic() + START_TIMEOUT
-        while (await refused.get_async("/readyz"))[0] != 503 or (
-            "AuthenticationError" not in refused.log_tail(200)
-        ):
-            assert time.monotonic() < deadline, refused.describe()
-            await asyncio.sleep(0.05)
+        async def refused_and_logged() -> bool:
+            return (await refused.get_async("/readyz"))[0] == 503 and (
+                "AuthenticationError" in refused.log_tail(200)
+            )
+
+        try:
+            await wait_until(
+                refused_and_logged, "/readyz 503, refusal logged", within=START_TIMEOUT
+            )
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}: {refused.describe()}") from None
     finally:
         refused.stop()
     expected = {"rt-gateway: auth HELLO", "rt-gateway: auth AUTH"}

@@ -8,7 +8,6 @@ users, so this is the whole production setup of docs/security.md on loopback.
 from __future__ import annotations
 
 import ssl
-import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -19,11 +18,12 @@ import pytest
 import redis
 from websockets.exceptions import InvalidMessage
 
-from common.redis_server import RedisServer, ServerTls
+from devtools.redis_server import RedisServer, ServerTls
 from tests.support.certs import Authority, Issued
 from tests.support.client import call, connect_user
 from tests.support.processes import START_TIMEOUT, ManagedProcess, start_gateway, start_process
 from tests.support.redis_users import TestUsers, register
+from tests.support.waiting import wait_until_blocking
 
 
 @dataclass(frozen=True)
@@ -115,11 +115,15 @@ def wait_status(process: ManagedProcess, status: int, *, context: ssl.SSLContext
     """Wait until /readyz answers ``status``, over https for a TLS gateway."""
     tls = "RT_TLS_CERT_FILE" in process.env
     url = f"{'https' if tls else 'http'}://127.0.0.1:{process.port}/readyz"
-    deadline = time.monotonic() + START_TIMEOUT
-    while (now := _status(url, context if tls else None)) != status:
+
+    def answers() -> bool:
         assert process.running, process.describe()
-        assert time.monotonic() < deadline, f"/readyz {now}, not {status}: {process.describe()}"
-        time.sleep(0.05)
+        return _status(url, context if tls else None) == status
+
+    try:
+        wait_until_blocking(answers, f"/readyz {status}", within=START_TIMEOUT)
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}: {process.describe()}") from None
 
 
 def _wss(process: ManagedProcess) -> str:
@@ -172,11 +176,15 @@ def test_a_process_that_does_not_trust_redis_stays_unready(
     chat = start_process("chat-tls-distrust", "chat_service", log_dir=log_dir, env=env, wait=False)
     try:
         wait_status(chat, 503, context=_trusting(pki.authority))
-        deadline = time.monotonic() + START_TIMEOUT
         # The logs name the error's class only (common/log.py), not the certificate.
-        while chat.log_tail(200).count("request stream unavailable") < 3:
-            assert time.monotonic() < deadline, chat.describe()
-            time.sleep(0.05)
+        try:
+            wait_until_blocking(
+                lambda: chat.log_tail(200).count("request stream unavailable") >= 3,
+                "three refusals logged",
+                within=START_TIMEOUT,
+            )
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}: {chat.describe()}") from None
         assert _status(f"http://127.0.0.1:{chat.port}/readyz", None) == 503
     finally:
         chat.stop()

@@ -15,7 +15,7 @@ from common.envelope import Reply
 from common.keys import request_stream
 from realtime_gateway.metrics import GatewayMetrics
 from realtime_gateway.routing import Router
-from tests.common import WAIT
+from tests.support.waiting import WAIT
 
 
 if TYPE_CHECKING:

@@ -5,8 +5,8 @@ Every wait has a deadline (:data:`tests.support.client.DEADLINE` unless given).
 
 from __future__ import annotations
 
+import asyncio
 import itertools
-import time
 from collections.abc import Callable, Mapping
 from typing import Any, ClassVar
 
@@ -14,11 +14,12 @@ from redis.asyncio import Redis
 from websockets.asyncio.client import ClientConnection
 
 from common.keys import request_stream
-from tests.support.client import DEADLINE, call, connect_user, recv_json, send_json, wait_for
+from tests.support.client import DEADLINE, call, connect_user, recv_json, send_json
 from tests.support.launcher import ModuleProcesses
 from tests.support.processes import (
     ManagedProcess,
 )
+from tests.support.waiting import Deadline, wait_until
 
 
 __all__ = [
@@ -27,6 +28,7 @@ __all__ = [
     "SWEEP_INTERVAL",
     "Cluster",
     "Watcher",
+    "close_all",
     "presence_request",
     "settled",
     "subscribe",
@@ -99,7 +101,7 @@ async def settled(bus: Redis, within: float = DEADLINE) -> None:
                 return int(group["pending"]) == 0 and int(group.get("lag") or 0) == 0
         return False
 
-    await wait_for(done, within=within, what="the presence stream handled")
+    await wait_until(done, within=within, what="the presence stream handled")
 
 
 Event = tuple[str, str]
@@ -128,24 +130,22 @@ class Watcher:
         self, predicate: Callable[[list[Event]], bool], *, within: float = DEADLINE
     ) -> list[Event]:
         """Read events until ``predicate(all events so far)`` holds; return them."""
-        deadline = time.monotonic() + within
+        deadline = Deadline(within)
         while not predicate(self.events):
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
+            if deadline.expired():
                 raise AssertionError(f"not seen within {within} s; seen {self.events[-10:]!r}")
-            self._keep(await recv_json(self.ws, remaining))
+            self._keep(await recv_json(self.ws, deadline.remaining()))
         return self.events
 
     async def request(self, kind: str, **data: Any) -> dict[str, Any]:
         """The reply to ``presence.<kind>``, keeping the events that arrive before it."""
         ref = next(_refs)
         await send_json(self.ws, {"type": f"presence.{kind}", "ref": ref, **data})
-        deadline = time.monotonic() + DEADLINE
+        deadline = Deadline(DEADLINE)
         while True:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
+            if deadline.expired():
                 raise AssertionError(f"no reply within {DEADLINE} s")
-            frame = await recv_json(self.ws, remaining)
+            frame = await recv_json(self.ws, deadline.remaining())
             if frame.get("type") == "reply" and frame.get("ref") == ref:
                 return frame
             self._keep(frame)
@@ -182,3 +182,7 @@ class Watcher:
         """The events seen so far, forgetting them."""
         events, self.events = self.events, []
         return events
+
+
+async def close_all(*connections: ClientConnection) -> None:
+    await asyncio.gather(*(ws.close() for ws in connections))

@@ -15,8 +15,9 @@ from redis.asyncio import Redis
 
 from tests.chat.support import ChatClient, name
 from tests.presence.support import Cluster, settled
-from tests.support.client import authenticate, connect, make_token, wait_for
+from tests.support.client import authenticate, connect, make_token
 from tests.support.processes import ManagedProcess, wait_all_ready
+from tests.support.waiting import wait_until
 
 
 ROUNDS = 100
@@ -203,4 +204,4 @@ async def test_a_connection_that_left_everything_is_forgotten_when_it_closes(
         gone = not await bus.sismember(f"presence:gw:{gateway}", connection)
         return gone and await bus.hexists(f"presence:conn:{connection}", "dt")
 
-    await wait_for(forgotten, what="the closed connection's presence record ended")
+    await wait_until(forgotten, what="the closed connection's presence record ended")

@@ -18,8 +18,9 @@ from redis.asyncio import Redis
 from common.bus.publisher import publish_event
 from common.envelope import Event
 from tests.presence.support import Cluster, Watcher
-from tests.support.client import StalledClient, make_token, wait_for
+from tests.support.client import StalledClient, make_token
 from tests.support.processes import ManagedProcess, wait_all_ready
+from tests.support.waiting import wait_until
 
 
 PING_INTERVAL = 4.0
@@ -102,7 +103,7 @@ async def test_a_stalled_reader_is_released_and_cut_off_within_the_bound(
         async def released() -> bool:
             return await gateway.metric("rt_gateway_connections") == before - 1
 
-        await wait_for(
+        await wait_until(
             released,
             within=RELEASED_WITHIN + SLACK - (time.monotonic() - stopped),
             what="the connection released",
@@ -113,7 +114,7 @@ async def test_a_stalled_reader_is_released_and_cut_off_within_the_bound(
             end = await asyncio.to_thread(stalled.server_end, gateway.port)
             return end is None or not end[0]
 
-        await wait_for(
+        await wait_until(
             cut_off,
             within=max(0.1, CUT_WITHIN + SLACK - (time.monotonic() - stopped)),
             what="the gateway's socket of the stalled client closed",

@@ -1,6 +1,7 @@
 """A test client of the gateway's protocol v1, on the real ``websockets`` asyncio client.
 
-Every wait has a deadline: :data:`DEADLINE` seconds unless the caller gives another.
+Every wait has a deadline: :data:`DEADLINE` unless the caller gives another (a multiple of
+tests/support/waiting.py's scaled ``MS``, like every deadline of the tests).
 """
 
 from __future__ import annotations
@@ -9,7 +10,6 @@ import asyncio
 import contextlib
 import json
 import socket
-import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -23,6 +23,7 @@ from websockets.uri import parse_uri
 from common.auth import issue_token
 from common.settings import Secret
 from tests.support.processes import JWT_SECRET
+from tests.support.waiting import MS, Deadline
 
 
 __all__ = [
@@ -40,11 +41,10 @@ __all__ = [
     "recv_json",
     "recv_until",
     "send_json",
-    "wait_for",
 ]
 
-#: Seconds one expected frame (or condition) may take to arrive before a test fails.
-DEADLINE = 5.0
+#: Seconds one expected frame may take to arrive before a test fails.
+DEADLINE = 5_000 * MS
 _ESTABLISHED = "01"  # the TCP state in /proc/net/tcp
 
 Frame = dict[str, Any]
@@ -88,14 +88,13 @@ async def recv_until(
     limit: int = 100_000,
 ) -> tuple[Frame, list[Frame]]:
     """Read until a frame matches; return it and the frames skipped before it."""
-    deadline = time.monotonic() + within
+    deadline = Deadline(within)
     skipped: list[Frame] = []
     for _ in range(limit):
-        remaining = deadline - time.monotonic()
-        if remaining <= 0:
+        if deadline.expired():
             break
         try:
-            frame = await recv_json(ws, remaining)
+            frame = await recv_json(ws, deadline.remaining())
         except AssertionError as exc:
             raise AssertionError(f"{exc}; skipped {skipped[-5:]!r}") from None
         if predicate(frame):
@@ -157,14 +156,13 @@ async def read_until_close(
 
     The code is None if the connection ended without a close frame from the server.
     """
-    deadline = time.monotonic() + within
+    deadline = Deadline(within)
     frames: list[Frame] = []
     while True:
-        remaining = deadline - time.monotonic()
-        if remaining <= 0:
+        if deadline.expired():
             raise AssertionError(f"the connection was not closed within {within} s")
         try:
-            async with asyncio.timeout(remaining):
+            async with asyncio.timeout(deadline.remaining()):
                 raw = await ws.recv()
         except TimeoutError:
             raise AssertionError(f"the connection was not closed within {within} s") from None
@@ -180,23 +178,6 @@ async def expect_close(ws: ClientConnection, within: float = DEADLINE) -> tuple[
     """Read (discarding frames) until the server closes; return its close code and reason."""
     _, code, reason = await read_until_close(ws, within)
     return code, reason
-
-
-async def wait_for(
-    condition: Callable[[], Awaitable[bool]],
-    *,
-    within: float = DEADLINE,
-    interval: float = 0.05,
-    what: str = "condition",
-) -> None:
-    """Poll ``condition`` until it is true; fail after ``within`` seconds."""
-    deadline = time.monotonic() + within
-    while True:
-        if await condition():
-            return
-        if time.monotonic() >= deadline:
-            raise AssertionError(f"{what} not reached within {within} s")
-        await asyncio.sleep(interval)
 
 
 class StalledClient:

@@ -19,7 +19,7 @@ from pathlib import Path
 import redis
 
 from common import acl
-from common.redis_server import RedisServer
+from devtools.redis_server import RedisServer
 
 
 __all__ = [

@@ -9,23 +9,16 @@ by PID) and start it again on the same port. Everything is stopped by PID.
 
 from __future__ import annotations
 
-import os
 import signal
 import sys
-import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import psutil
 
-from tests.support.ports import free_port
-from tests.support.processes import (
-    REPO_ROOT,
-    START_TIMEOUT,
-    STOP_TIMEOUT,
-    ManagedProcess,
-    http_get,
-)
+from devtools.net import free_port
+from devtools.processes import environment
+from tests.support.processes import REPO_ROOT, STOP_TIMEOUT, ManagedProcess, http_get
 
 
 __all__ = ["BIDS_ADMIN_TOKEN_PATH", "SERVICES", "Launch", "System"]
@@ -41,7 +34,6 @@ _MODULES = {
     "presence": "presence_service",
     "bids": "bids_service",
 }
-_POLL = 0.05
 
 
 class Launch(ManagedProcess):
@@ -59,23 +51,12 @@ class Launch(ManagedProcess):
         name = f"launch-{'-'.join(names)}"
         super().__init__(name, "", [], dict(env), self.ports[names[0]], log, command=command)
 
-    def wait_ready(self, timeout: float = START_TIMEOUT) -> None:
-        """Return once every child answers 200 on /readyz; fail if the launcher exits."""
-        deadline = time.monotonic() + timeout
-        waiting = set(self.names)
-        while waiting:
-            if not self.running:
-                raise AssertionError(f"the launcher exited while starting: {self.describe()}")
-            waiting = {
-                name
-                for name in waiting
-                if http_get(f"http://127.0.0.1:{self.ports[name]}/readyz", 1.0)[0] != 200
-            }
-            if waiting and time.monotonic() > deadline:
-                raise AssertionError(
-                    f"{sorted(waiting)} not ready in {timeout} s: {self.describe()}"
-                )
-            time.sleep(_POLL)
+    def ready(self) -> bool:
+        """Whether every child answers 200 on /readyz (what ``wait_ready`` waits for)."""
+        return all(
+            http_get(f"http://127.0.0.1:{self.ports[name]}/readyz", 1.0)[0] == 200
+            for name in self.names
+        )
 
     def child(self, name: str) -> psutil.Process:
         """The child process running ``name`` (launch.py runs each as ``python -m <module>``)."""
@@ -85,16 +66,16 @@ class Launch(ManagedProcess):
                 return child
         raise AssertionError(f"{self!r} has no {name} child: {self.describe()}")
 
-    def stop(self, timeout: float = STOP_TIMEOUT) -> int:
+    def stop(self, timeout: float = STOP_TIMEOUT, *, signum: int | None = None) -> int:
         """SIGTERM the launcher, which stops its children in order (10 s each at most);
         whatever is left after that is SIGKILLed, children first."""
         if self.running:
             children = psutil.Process(self.pid).children()
-            os.kill(self.pid, signal.SIGTERM)
+            self.signal(signal.SIGTERM if signum is None else signum)
             if self.wait(timeout + 10) is None:
                 for child in children:
                     child.kill()
-        return super().stop(timeout)
+        return super().stop(timeout, signum=signum)
 
 
 class System:
@@ -110,8 +91,7 @@ class System:
 
     def _env(self, ports: Mapping[str, int]) -> dict[str, str]:
         # None of the caller's RT_* settings leak in; the launcher adds RT_DEV and the secrets.
-        env = {key: value for key, value in os.environ.items() if not key.startswith("RT_")}
-        env.update(
+        env = environment(
             {
                 "RT_REDIS_URL": self.redis_url,
                 "RT_LOG_FORMAT": "console",

@@ -16,7 +16,8 @@ import pytest
 
 from tests.support.processes import REPO_ROOT
 from tests.support.system import System
-from tests.wscat.transcript import Replay, Schedule, section_blocks
+from tests.wscat.readme import section_blocks
+from tests.wscat.transcript import Replay, Schedule
 
 
 WSCAT_BIN = Path(__file__).parent / "node_modules" / ".bin"

