@@ -28,7 +28,6 @@ from common.health import health_routes, redis_answers
 from common.keys import EVENT_CHANNEL_PREFIX, GATEWAY_LEASES, REVOCATIONS, reply_channel
 from common.log import connection_id
 from common.redis_client import check_redis_at_start, connect_redis
-from common.settings import GatewaySettings
 from common.tasks import cancel_and_wait, raise_if_cancelled
 from realtime_gateway.connection import Connection
 from realtime_gateway.edge import Edge
@@ -38,6 +37,7 @@ from realtime_gateway.keystore import KeyStore
 from realtime_gateway.metrics import GatewayMetrics
 from realtime_gateway.revoker import Revoker
 from realtime_gateway.routing import Router
+from realtime_gateway.settings import GatewaySettings
 from realtime_gateway.tasks import spawn
 from realtime_gateway.wsproto import (
     OUTBOX_EXTENSION,

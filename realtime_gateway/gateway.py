@@ -8,12 +8,12 @@ from typing import TYPE_CHECKING
 
 from common.auth import ClaimRules
 from common.revocation import RevocationSet
-from common.settings import GatewaySettings
 from realtime_gateway.edge import Edge
 from realtime_gateway.hub import Hub
 from realtime_gateway.keystore import KeyStore
 from realtime_gateway.metrics import GatewayMetrics
 from realtime_gateway.routing import Router
+from realtime_gateway.settings import GatewaySettings
 
 
 if TYPE_CHECKING:
