@@ -52,16 +52,13 @@ def error(code: ErrorCode, message: str) -> dict[str, Any]:
     return {"code": code.value, "message": message}
 
 
-def _watched_channel(channel: str) -> str | None:
-    """For ``presence:<channel>``: ``<channel>`` when its owner decides who may see it."""
-    name, _, watched = channel.partition(":")
-    if name != PRESENCE:
-        return None
+def _guarded(channel: str) -> bool:
+    """Whether ``channel``'s owner decides who may subscribe: then who is in it is for its
+    subscribers only (``presence:<channel>``)."""
     try:
-        namespace = parse_channel(watched)
+        return parse_channel(channel).access is Access.OWNER
     except ProtocolError:
-        return None
-    return watched if namespace.access is Access.OWNER else None
+        return False
 
 
 class ChannelSession:
@@ -148,7 +145,9 @@ class ChannelSession:
         if len(self.subscriptions) >= self._settings.max_subscriptions:
             self._refuse(ref, ErrorCode.TOO_MANY_SUBSCRIPTIONS, "too many subscriptions")
             return
-        watched = _watched_channel(channel) if namespace.name == PRESENCE else None
+        watched = channel[len(PRESENCE) + 1 :] if namespace.name == PRESENCE else None
+        if watched is not None and not _guarded(watched):
+            watched = None
         if watched is not None and self.subscriptions.get(watched) is not True:
             # Who is in a channel its owner guards (a private room) is for its subscribers.
             self._refuse(ref, ErrorCode.FORBIDDEN, f"subscribe to {watched!r} first")
@@ -263,7 +262,7 @@ class ChannelSession:
         if self._presence.get(channel, 0) > 0:
             self._remember(channel, -self._tell_presence("untrack", {"channel": channel}))
         watch = f"{PRESENCE}:{channel}"
-        if watch in self.subscriptions and _watched_channel(watch) == channel:
+        if watch in self.subscriptions and _guarded(channel):
             # Who comes and goes in a guarded channel is for its subscribers only.
             self._drop_subscription(watch)
             reason = f"no longer subscribed to {channel!r}"

@@ -149,7 +149,7 @@ class Session(ChannelSession):
             case Unsubscribe():
                 gate.count_message("unsubscribe")
                 self._unsubscribe(message)
-            case ServiceCall():
+            case _:  # a ServiceCall
                 gate.count_message("request")
                 if self._fits(message, text):
                     self._call(message)
