@@ -109,41 +109,47 @@ class Connection:
         gateway = self._gateway
         join = None
         for action in actions:
-            match action:
-                case Send():
-                    if self.outbox.send(text_frame(dump_client(action.message))):
-                        gateway.metrics.messages_out.inc()
-                case Call():
-                    on_reply = partial(self._answered, action)
-                    gateway.router.request(
-                        self, action.service, action.type, action.data, on_reply, prior=action.prior
-                    )
-                case Close():
-                    self.outbox.close(action.code, action.reason)
-                case Notify():
-                    gateway.router.notify(self, PRESENCE, action.kind, action.data)
-                case Activate():
-                    gateway.hub.activate(action.channel, self, after=action.after)
-                case Leave():
-                    gateway.hub.leave(action.channel, self)
-                case Join():
-                    join = action
-                case AskOwner():
-                    on_answer = partial(self._owner_answered, action)
-                    gateway.router.request(
-                        self, action.service, "subscribe", action.data, on_answer
-                    )
-                case ServerJoin():
-                    spawn(self._join_all(action.joining))
-                case CatchUp():
-                    gateway.hub.catch_up(action.channel, self, action.since)
-                case StartTimer():
-                    self._start_timer(action)
-                case StopTimer():
-                    if self._timer is not None:
-                        self._timer.cancel()
-                        self._timer = None
+            # The most frequent first: this is every request's and every reply's path.
+            if isinstance(action, Send):
+                if self.outbox.send(text_frame(dump_client(action.message))):
+                    gateway.metrics.messages_out.inc()
+            elif isinstance(action, Call):
+                on_reply = partial(self._answered, action)
+                gateway.router.request(
+                    self, action.service, action.type, action.data, on_reply, prior=action.prior
+                )
+            else:
+                join = self._run_other(action) or join
         return join
+
+    def _run_other(self, action: Action) -> Join | None:
+        gateway = self._gateway
+        match action:
+            case Close():
+                self.outbox.close(action.code, action.reason)
+            case Notify():
+                gateway.router.notify(self, PRESENCE, action.kind, action.data)
+            case Activate():
+                gateway.hub.activate(action.channel, self, after=action.after)
+            case Leave():
+                gateway.hub.leave(action.channel, self)
+            case Join():
+                return action
+            case AskOwner():
+                on_answer = partial(self._owner_answered, action)
+                service, data = action.service, action.data
+                gateway.router.request(self, service, "subscribe", data, on_answer)
+            case ServerJoin():
+                spawn(self._join_all(action.joining))
+            case CatchUp():
+                gateway.hub.catch_up(action.channel, self, action.since)
+            case StartTimer():
+                self._start_timer(action)
+            case StopTimer():
+                if self._timer is not None:
+                    self._timer.cancel()
+                    self._timer = None
+        return None
 
     def _answered(self, call: Call, reply: Reply | None, why: str) -> None:
         self._run(self.session.answered(call, reply, why))

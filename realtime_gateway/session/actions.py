@@ -4,6 +4,9 @@ Each session method returns the actions its input caused, in the order the shell
 them. Actions are values: a test reads them as they are, the shell
 (:mod:`realtime_gateway.connection`) turns each into one call on the outbox, the router, the
 hub or the event loop. The shell never feeds the session while it runs one action.
+
+Actions are never changed once made, yet not frozen: a frozen dataclass's ``__init__`` pays
+an ``object.__setattr__`` per field, and a request and its reply make two of them.
 """
 
 from __future__ import annotations
@@ -82,20 +85,20 @@ class Gatekeeper(Protocol):
 # Actions.
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Send:
     """Queue one message (a client frame) to the connection."""
 
     message: dict[str, Any]
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Close:
     code: CloseCode
     reason: str
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Call:
     """A client's request to a service; its reply (or None) goes to ``Session.answered``."""
 
@@ -107,7 +110,7 @@ class Call:
     prior: tuple[dict[str, Any], ...]
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class AskOwner:
     """A ``subscribe`` request to a channel's owner; its answer goes to ``owner_answered``."""
 
@@ -120,7 +123,7 @@ class AskOwner:
     token: object
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Notify:
     """A notification to the presence service (``track``, ``untrack``, ``drop``)."""
 
@@ -128,7 +131,7 @@ class Notify:
     data: dict[str, Any]
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Join:
     """Add the connection to a channel's subscribers on the hub and await the bus, in line
     with the client's messages, at most ``request_timeout``; then ``joined`` (or
@@ -158,7 +161,7 @@ class Joining:
     joined: list[tuple[str, bool, object]] = field(default_factory=list)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class ServerJoin:
     """In the background: join (pending) each channel ``next_join`` names, then call
     ``joins_done``."""
@@ -166,12 +169,12 @@ class ServerJoin:
     joining: Joining
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Leave:
     channel: str
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Activate:
     """Make a pending subscription live: first its held events newer than ``after``."""
 
@@ -179,7 +182,7 @@ class Activate:
     after: str | None
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class CatchUp:
     """Ask the owner for what ``channel`` published after ``since``, then make it live."""
 
@@ -187,7 +190,7 @@ class CatchUp:
     since: str
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class StartTimer:
     """(Re)start the connection's one timer; when it fires, call ``timer_fired``."""
 
@@ -197,7 +200,7 @@ class StartTimer:
     wall: float | None = None
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class StopTimer:
     pass
 
