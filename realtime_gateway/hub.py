@@ -319,6 +319,8 @@ def _replayed(channel: str, since: str, answer: dict[str, Any]) -> tuple[str, li
 
 
 def _key(position: str | None) -> tuple[int, ...] | None:
+    """The order of ``position`` (:func:`~common.envelope.position_key`); None for none or
+    a malformed one, which the hub lets through rather than compares."""
     if position is None:
         return None
     try:

@@ -1,5 +1,10 @@
 """The gateway's object graph, built once: router, hub, bus listener, revoker, and what ties
-them together (which bus message goes where, what a bus reconnect sets off)."""
+them together (which bus message goes where, what a bus reconnect sets off).
+
+Built in the app's lifespan, on the running loop with Redis at hand. What uvicorn needs
+before the loop runs (the metrics, the token keys, the edge that bounds request heads) is
+made by :class:`~realtime_gateway.app.GatewayApp` and passed in.
+"""
 
 from __future__ import annotations
 
