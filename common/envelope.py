@@ -21,6 +21,7 @@ __all__ = [
     "Reply",
     "ReplyAddress",
     "Request",
+    "client_event",
     "new_id",
     "now_ms",
     "parse_envelope",
@@ -53,6 +54,17 @@ def position_key(position: str) -> tuple[int, ...]:
     if _POSITION.fullmatch(position) is None:
         raise ProtocolError(ErrorCode.BAD_REQUEST, f"invalid position {position!r}")
     return tuple(int(part) for part in position.split("-"))
+
+
+def client_event(channel: str, event: object, position: object, data: object) -> dict[str, Any]:
+    """The client frame of a channel event (protocol v1), live or replayed by its owner."""
+    return {
+        "type": "event",
+        "channel": channel,
+        "event": event,
+        "position": position,
+        "data": data,
+    }
 
 
 def _field(wire: dict[str, Any], name: str, kind: type | tuple[type, ...]) -> Any:
@@ -266,13 +278,7 @@ class Event:
 
     def to_client(self) -> dict[str, Any]:
         """The client frame of this event (protocol v1)."""
-        return {
-            "type": "event",
-            "channel": self.channel,
-            "event": self.event,
-            "position": self.position,
-            "data": self.data,
-        }
+        return client_event(self.channel, self.event, self.position, self.data)
 
     @classmethod
     def from_wire(cls, wire: dict[str, Any]) -> Event:

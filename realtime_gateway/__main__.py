@@ -11,8 +11,9 @@ import uvicorn
 from common.errors import ConfigError
 from common.log import configure_logging
 from common.server import GracefulServer
-from common.settings import Env, GatewaySettings, LogSettings
+from common.settings import Env, LogSettings
 from realtime_gateway.app import create_app
+from realtime_gateway.settings import GatewaySettings
 from realtime_gateway.wsproto import GatewayWebSocketProtocol
 
 

@@ -7,7 +7,7 @@ import contextlib
 import logging
 import re
 import signal
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -19,26 +19,23 @@ from starlette.responses import FileResponse, HTMLResponse, JSONResponse, Respon
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
-from common.auth import ClaimRules, issue_token
+from common.auth import issue_token
 from common.bus.listener import PubSubListener
-from common.bus.producer import RequestProducer
 from common.envelope import now_ms
 from common.errors import CloseCode
 from common.health import health_routes, redis_answers
-from common.keys import EVENT_CHANNEL_PREFIX, GATEWAY_LEASES, REVOCATIONS, reply_channel
+from common.keys import GATEWAY_LEASES
 from common.log import connection_id
 from common.redis_client import check_redis_at_start, connect_redis
-from common.settings import GatewaySettings
 from common.tasks import cancel_and_wait, raise_if_cancelled
 from realtime_gateway.connection import Connection
 from realtime_gateway.edge import Edge
 from realtime_gateway.gateway import Gateway
-from realtime_gateway.hub import Hub
 from realtime_gateway.keystore import KeyStore
 from realtime_gateway.metrics import GatewayMetrics
 from realtime_gateway.revoker import Revoker
-from realtime_gateway.routing import Router
-from realtime_gateway.tasks import spawn
+from realtime_gateway.settings import GatewaySettings
+from realtime_gateway.wiring import build_gateway
 from realtime_gateway.wsproto import (
     OUTBOX_EXTENSION,
     GatewayWebSocketProtocol,
@@ -81,8 +78,6 @@ class GatewayApp:
         self.keys = KeyStore(settings.tokens)
         self.edge = Edge(settings, self.metrics)
         self.gateway: Gateway | None = None
-        self._revoker: Revoker | None = None
-        self._listener: PubSubListener | None = None
         self._redis: Redis | None = None
         routes = [
             *health_routes(self._ready),
@@ -112,45 +107,12 @@ class GatewayApp:
         redis = connect_redis(settings.bus, settings.gateway_id)
         bus = connect_redis(settings.bus, settings.gateway_id, retry=False)
         await check_redis_at_start(redis)
-        replies = reply_channel(settings.gateway_id)
-
-        def producer(on_failure: Callable[[list[str], BaseException], None]) -> RequestProducer:
-            return RequestProducer(redis, maxlen=settings.bus.stream_maxlen, on_failure=on_failure)
-
-        router = Router(
-            settings.gateway_id,
-            producer,
-            timeout=settings.request_timeout,
-            metrics=self.metrics,
+        gateway = self.gateway = build_gateway(
+            settings, self.metrics, self.edge, self.keys, redis=redis, bus=bus
         )
-
-        def on_message(channel: str, body: bytes) -> None:
-            if channel == replies:
-                router.on_message(body)
-            elif channel.startswith(EVENT_CHANNEL_PREFIX):
-                hub.on_event(channel[len(EVENT_CHANNEL_PREFIX) :], body)
-            elif channel == REVOCATIONS:
-                revoker.on_message(body)
-
-        def on_reconnect() -> None:
-            hub.recover()
-            # Revocations published while the bus was away were never heard.
-            spawn(revoker.sync(redis))
-
-        listener = PubSubListener(
-            bus,
-            on_message,
-            [replies, REVOCATIONS],
-            on_error=self.metrics.bus_errors.inc,
-            on_reconnect=on_reconnect,
-        )
-        hub = Hub(listener, router, self.metrics)
-        tokens = settings.tokens
-        rules = ClaimRules(issuer=tokens.issuer, audience=tokens.audience, leeway=tokens.leeway)
-        self.gateway = Gateway(settings, hub, router, self.metrics, self.edge, self.keys, rules)
-        revoker = self._revoker = Revoker(self.gateway)
+        listener, revoker, router = gateway.listener, gateway.revoker, gateway.router
         self._batcher = WriteBatcher(asyncio.get_running_loop())
-        self._listener, self._redis = listener, redis
+        self._redis = redis
         tasks = [
             asyncio.create_task(listener.run(), name="bus-listener"),
             asyncio.create_task(self._renew_lease(redis), name="gateway-lease"),
@@ -165,7 +127,7 @@ class GatewayApp:
             yield
         finally:
             loop.remove_signal_handler(signal.SIGHUP)
-            self.gateway.accepting = False
+            gateway.accepting = False
             # The producer first: connections closed during shutdown still tell presence.
             await router.aclose()
             await cancel_and_wait(tasks)
@@ -198,10 +160,10 @@ class GatewayApp:
             await asyncio.sleep(settings.lease_ttl / 3)
 
     async def _ready(self) -> bool:
-        listener, redis, revoker = self._listener, self._redis, self._revoker
-        if listener is None or redis is None or not listener.connected:
+        gateway, redis = self.gateway, self._redis
+        if gateway is None or redis is None or not gateway.listener.connected:
             return False
-        if revoker is None or not revoker.loaded:
+        if not gateway.revoker.loaded:
             return False
         return await redis_answers(redis)
 
@@ -275,10 +237,7 @@ class GatewayApp:
             else:
                 bearer = _bearer_token(scope)
                 protocol.forget_handshake()
-                if bearer is not None:
-                    connection.authenticate(bearer, None)
-                    if connection.user is None:
-                        connection.close(CloseCode.UNAUTHENTICATED, "invalid token")
+                connection.open(bearer)
             close_code: int | None = None
             while True:
                 message = await receive()

@@ -20,10 +20,10 @@ from typing import Any, ClassVar
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
-from common.settings import GatewaySettings
 from realtime_gateway.limits import Buckets, EdgeLimits, Ticket, address_key
 from realtime_gateway.metrics import GatewayMetrics
 from realtime_gateway.origins import OriginPolicy
+from realtime_gateway.settings import GatewaySettings
 from realtime_gateway.wsproto import GatewayWebSocketProtocol
 
 

@@ -23,7 +23,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from common.bus.backoff import Backoff
 from common.bus.listener import PubSubListener
@@ -35,14 +35,11 @@ from common.namespaces import parse_channel
 from realtime_gateway.frames import text_frame
 from realtime_gateway.metrics import GatewayMetrics
 from realtime_gateway.protocol import recovery_notice, replayed_event
-from realtime_gateway.routing import Router
+from realtime_gateway.routing import Caller, Router
 from realtime_gateway.wsproto import Outbox
 
 
-if TYPE_CHECKING:
-    from realtime_gateway.connection import Connection
-
-__all__ = ["Hub"]
+__all__ = ["Hub", "Subscriber"]
 
 logger = logging.getLogger(__name__)
 
@@ -50,6 +47,13 @@ logger = logging.getLogger(__name__)
 PENDING_LIMIT = 1000
 #: Seconds a recovery after a bus outage goes on asking the owner before giving up.
 RECOVERY_DEADLINE = 30.0
+
+
+class Subscriber(Caller, Protocol):
+    """A local connection as the hub sees it: where its frames go, and whom to ask for it."""
+
+    @property
+    def outbox(self) -> Outbox: ...
 
 
 class _Held(list[tuple[str | None, bytes]]):
@@ -73,7 +77,7 @@ class _Recovery:
     """
 
     channel: str
-    waiting: dict[Connection, _Held]
+    waiting: dict[Subscriber, _Held]
     since: str
     deadline: float
     backoff: Backoff = field(default_factory=lambda: Backoff(initial=0.1, maximum=2.0))
@@ -85,11 +89,11 @@ class Hub:
         self._router = router
         self._metrics = metrics
         #: Channel -> its live subscribers, by outbox (the fan-out loop needs only that).
-        self._live: dict[str, dict[Outbox, Connection]] = {}
+        self._live: dict[str, dict[Outbox, Subscriber]] = {}
         #: Channel -> the newest position its live connections all have (of an event, or of
         #: the owner's answer to a subscribe), from which to replay after an outage.
         self._last: dict[str, str] = {}
-        self._pending: dict[str, dict[Connection, _Held]] = {}
+        self._pending: dict[str, dict[Subscriber, _Held]] = {}
         self._members: dict[str, int] = {}
         self._ready: dict[str, asyncio.Future[None]] = {}
 
@@ -100,7 +104,7 @@ class Hub:
     def subscribers(self, channel: str) -> int:
         return self._members.get(channel, 0)
 
-    async def join(self, channel: str, connection: Connection, *, pending: bool) -> None:
+    async def join(self, channel: str, connection: Subscriber, *, pending: bool) -> None:
         """Add a connection; return once the bus delivers the channel's events here."""
         if pending:
             self._pending.setdefault(channel, {})[connection] = _Held()
@@ -122,7 +126,7 @@ class Hub:
         else:
             await asyncio.shield(ready)
 
-    def activate(self, channel: str, connection: Connection, after: str | None) -> None:
+    def activate(self, channel: str, connection: Subscriber, after: str | None) -> None:
         """Make a pending subscription live: first the held events newer than ``after``."""
         waiting = self._pending.get(channel, {})
         held = waiting.get(connection)
@@ -144,7 +148,7 @@ class Hub:
             if last is None or cutoff > last:
                 self._last[channel] = after
 
-    def catch_up(self, channel: str, connection: Connection, since: str) -> None:
+    def catch_up(self, channel: str, connection: Subscriber, since: str) -> None:
         """Replay to a pending connection what the channel published after ``since``, then
         make it live: a server-side subscription, made after its owner read the state.
 
@@ -155,7 +159,7 @@ class Hub:
         if held is not None:
             self._ask(_Recovery(channel, {connection: held}, since, self._deadline()))
 
-    def leave(self, channel: str, connection: Connection) -> None:
+    def leave(self, channel: str, connection: Subscriber) -> None:
         """Remove a connection; the last one out unsubscribes the gateway (in the background)."""
         live = self._live.get(channel)
         pending = self._pending.get(channel)
@@ -277,7 +281,7 @@ class Hub:
     def _settle(
         self,
         channel: str,
-        waiting: dict[Connection, _Held],
+        waiting: dict[Subscriber, _Held],
         position: str | None,
         frames: list[bytes],
         *,
@@ -315,6 +319,8 @@ def _replayed(channel: str, since: str, answer: dict[str, Any]) -> tuple[str, li
 
 
 def _key(position: str | None) -> tuple[int, ...] | None:
+    """The order of ``position`` (:func:`~common.envelope.position_key`); None for none or
+    a malformed one, which the hub lets through rather than compares."""
     if position is None:
         return None
     try:

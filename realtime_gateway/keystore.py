@@ -17,8 +17,8 @@ from pathlib import Path
 
 from common.errors import ConfigError
 from common.keyset import KeySet, VerificationKey, hmac_key, key_from_pem, keys_from_jwks
-from common.settings import TokenSettings
 from common.tasks import raise_if_cancelled
+from realtime_gateway.settings import TokenSettings
 
 
 __all__ = ["KeyStore", "load_keys"]

@@ -10,6 +10,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any, Final
 
+from common.envelope import client_event
 from common.errors import ErrorCode, ProtocolError
 from common.namespaces import SERVICES
 from common.requests import CLIENT_REQUESTS, RequestTable, unknown_field, unknown_field_message
@@ -183,13 +184,7 @@ def _unknown_type(kind: str, service: str, requests: RequestTable) -> str:
 
 def replayed_event(channel: str, item: dict[str, Any]) -> dict[str, Any]:
     """The client frame of one event of an owner's replay (``{event, position, data}``)."""
-    return {
-        "type": "event",
-        "channel": channel,
-        "event": item.get("event"),
-        "position": item.get("position"),
-        "data": item.get("data"),
-    }
+    return client_event(channel, item.get("event"), item.get("position"), item.get("data"))
 
 
 def recovery_notice(channel: str, position: str | None) -> dict[str, Any]:

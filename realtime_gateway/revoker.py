@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Mapping
+from typing import Protocol
 
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
@@ -17,19 +19,34 @@ from common.bus.revocations import load_revocations
 from common.codec import load_bus
 from common.envelope import now_ms
 from common.errors import ProtocolError
-from common.revocation import Revocation
+from common.revocation import Revocation, RevocationSet
 from common.tasks import raise_if_cancelled
-from realtime_gateway.gateway import Gateway
+from realtime_gateway.metrics import GatewayMetrics
 
 
-__all__ = ["Revoker"]
+__all__ = ["Revocable", "Revoker"]
 
 logger = logging.getLogger(__name__)
 
 
+class Revocable(Protocol):
+    """A connection, as a revocation sees it."""
+
+    def revoked_by(self, revocation: Revocation) -> bool:
+        """Close the connection if ``revocation`` refuses its current token; whether it did."""
+        ...
+
+
 class Revoker:
-    def __init__(self, gateway: Gateway) -> None:
-        self._gateway = gateway
+    def __init__(
+        self,
+        revocations: RevocationSet,
+        connections: Mapping[str, Revocable],
+        metrics: GatewayMetrics,
+    ) -> None:
+        self._revocations = revocations
+        self._connections = connections
+        self._metrics = metrics
         #: Whether the revocations kept in Redis have been loaded since the gateway started.
         self.loaded = False
 
@@ -37,7 +54,7 @@ class Revoker:
         try:
             revocation = Revocation.from_wire(load_bus(body))
         except ProtocolError as exc:
-            self._gateway.metrics.bus_errors.inc()
+            self._metrics.bus_errors.inc()
             logger.error("dropping an invalid revocation", extra={"error": exc.message})
             return
         closed = self.apply(revocation)
@@ -49,11 +66,10 @@ class Revoker:
 
     def apply(self, revocation: Revocation) -> int:
         """Keep ``revocation`` and close the connections it refuses; how many were closed."""
-        gateway = self._gateway
-        gateway.revocations.add(revocation, now_ms())
+        self._revocations.add(revocation, now_ms())
         # A scan: revocations are rare, and a per-user index would cost every connection.
         closed = 0
-        for connection in list(gateway.connections.values()):
+        for connection in list(self._connections.values()):
             if connection.revoked_by(revocation):
                 closed += 1
         return closed

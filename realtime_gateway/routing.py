@@ -13,7 +13,7 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from redis.exceptions import OutOfMemoryError
 
@@ -24,10 +24,7 @@ from common.errors import ErrorCode, ProtocolError, ServiceError
 from realtime_gateway.metrics import GatewayMetrics
 
 
-if TYPE_CHECKING:
-    from realtime_gateway.connection import Connection
-
-__all__ = ["ReplyCallback", "Router"]
+__all__ = ["Caller", "ReplyCallback", "Router"]
 
 logger = logging.getLogger(__name__)
 
@@ -35,9 +32,18 @@ logger = logging.getLogger(__name__)
 ReplyCallback = Callable[[Reply | None, str], None]
 
 
+class Caller(Protocol):
+    """Whom a request is from: a connection, named in the request for the reply's way back."""
+
+    @property
+    def id(self) -> str: ...
+
+    @property
+    def user(self) -> str | None: ...
+
+
 @dataclass(slots=True)
 class _Pending:
-    connection: Connection
     service: str
     on_reply: ReplyCallback
     timer: asyncio.TimerHandle
@@ -65,7 +71,7 @@ class Router:
 
     def request(
         self,
-        connection: Connection,
+        connection: Caller,
         service: str,
         request_type: str,
         data: dict[str, Any],
@@ -99,13 +105,11 @@ class Router:
             loop.call_soon(on_reply, reply, "")
             return
         timer = loop.call_later(self._timeout, self._expire, request.id, "did not answer in time")
-        self._pending[request.id] = _Pending(
-            connection, service, on_reply, timer, time.perf_counter()
-        )
+        self._pending[request.id] = _Pending(service, on_reply, timer, time.perf_counter())
         self._producer.send(service, request.id, body, reply_to=reply_to)
 
     def notify(
-        self, connection: Connection, service: str, request_type: str, data: dict[str, Any]
+        self, connection: Caller, service: str, request_type: str, data: dict[str, Any]
     ) -> None:
         """Send a notification: handled by the service, never answered."""
         request = Request(
