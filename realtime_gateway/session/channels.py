@@ -159,6 +159,8 @@ class ChannelSession:
 
     def join_timed_out(self, join: Join) -> list[Action]:
         """The bus did not confirm the subscription in time (Redis is down)."""
+        if join.channel not in self.subscriptions:
+            return self._dropped_while_joining(join)
         del self.subscriptions[join.channel]
         self._actions.append(Leave(join.channel))
         message = "the bus is unavailable: retry later"
@@ -170,12 +172,8 @@ class ChannelSession:
         if self._link.closed:
             return self.finish()
         channel, ref = join.channel, join.ref
-        watched = join.watched
-        if watched is not None and self.subscriptions.get(watched) is not True:
-            # The guarded channel was left (chat.leave) while the bus subscription was made.
-            self._drop_subscription(channel)
-            self._refuse(ref, ErrorCode.FORBIDDEN, f"subscribe to {watched!r} first")
-            return self._take()
+        if channel not in self.subscriptions:
+            return self._dropped_while_joining(join)
         if not join.pending:
             self._grant(channel)
             data: dict[str, Any] = {"channel": channel, "position": None}
@@ -188,6 +186,17 @@ class ChannelSession:
             request["since"] = join.since
         token = self._awaiting[channel] = object()
         self._actions.append(AskOwner(ref, channel, join.service, join.since, request, token))
+        return self._take()
+
+    def _dropped_while_joining(self, join: Join) -> list[Action]:
+        # A reply's server-side unsubscribe (chat.leave) came while the bus subscription was
+        # made: it dropped the channel (or, for a guarded watch, its channel and the watch)
+        # and left the hub, so only the subscribe's answer is left to give.
+        if join.watched is not None:
+            self._refuse(join.ref, ErrorCode.FORBIDDEN, f"subscribe to {join.watched!r} first")
+        else:
+            message = "unsubscribed before the subscription completed"
+            self._refuse(join.ref, ErrorCode.NOT_SUBSCRIBED, message)
         return self._take()
 
     def owner_answered(self, ask: AskOwner, reply: Reply | None, why: str) -> list[Action]:

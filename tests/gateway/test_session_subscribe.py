@@ -276,6 +276,40 @@ def test_leaving_the_guarded_channel_ends_a_watch_being_joined() -> None:
     assert driven.session.subscriptions == {}
 
 
+def test_a_watch_dropped_while_joined_is_answered_once_joined() -> None:
+    """The watch a chat.leave ended while it was joined gets a forbidden answer, not a crash."""
+    driven = Driven()
+    driven.authenticate()
+    _subscribed(driven, "chat:general", position="1-0")
+    join = driven.join("presence:chat:general")
+    call = driven.call({"type": "chat.leave", "ref": "l", "room": "general"})
+    driven.run(driven.session.answered(call, reply({}, unsubscribe=("chat:general",)), ""))
+    actions = driven.run(driven.session.joined(join))
+    assert error_of(actions) == {
+        "code": "forbidden",
+        "message": "subscribe to 'chat:general' first",
+    }
+    assert driven.session.subscriptions == {}
+
+
+@pytest.mark.parametrize("outcome", ["joined", "timed-out"])
+def test_a_channel_left_by_a_reply_while_joined_is_not_granted(outcome: str) -> None:
+    """A chat.leave answered during the room's own join wins: the subscribe is not_subscribed."""
+    driven = Driven()
+    driven.authenticate()
+    join = driven.join("chat:general")
+    call = driven.call({"type": "chat.leave", "ref": "l", "room": "general"})
+    left = driven.run(driven.session.answered(call, reply({}, unsubscribe=("chat:general",)), ""))
+    assert Leave("chat:general") in left
+    session = driven.session
+    actions = driven.run(
+        session.joined(join) if outcome == "joined" else session.join_timed_out(join)
+    )
+    assert code_of(actions) == "not_subscribed"
+    assert not any(isinstance(action, (AskOwner, Leave)) for action in actions)
+    assert driven.session.subscriptions == {}
+
+
 def test_a_watch_of_an_unguarded_or_unknown_channel_is_anyones() -> None:
     """presence:<x> needs no subscription when <x> is not owner-guarded or not a channel."""
     driven = Driven()
