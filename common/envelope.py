@@ -69,6 +69,9 @@ def client_event(channel: str, event: object, position: object, data: object) ->
 
 def _field(wire: dict[str, Any], name: str, kind: type | tuple[type, ...]) -> Any:
     value = wire.get(name)
+    if value.__class__ is kind:
+        # What msgpack decodes is of the exact type: every reply and event passes here.
+        return value
     # bool is an int to isinstance, never to the bus.
     if not isinstance(value, kind) or (isinstance(value, bool) and bool not in _kinds(kind)):
         raise ProtocolError(ErrorCode.BAD_REQUEST, f"bus envelope field {name!r} is invalid")
@@ -80,7 +83,9 @@ def _kinds(kind: type | tuple[type, ...]) -> tuple[type, ...]:
 
 
 def _channel_list(wire: dict[str, Any], name: str) -> tuple[str, ...]:
-    channels = wire.get(name, [])
+    channels = wire.get(name)
+    if channels is None and name not in wire:
+        return ()  # most replies subscribe and unsubscribe nothing
     if not isinstance(channels, list) or not all(isinstance(c, str) for c in channels):
         raise ProtocolError(ErrorCode.BAD_REQUEST, f"bus envelope field {name!r} is invalid")
     return tuple(channels)
@@ -306,7 +311,8 @@ class Event:
 
 def _check_version(wire: dict[str, Any]) -> None:
     version = wire.get("v")
-    if version != BUS_VERSION or isinstance(version, bool):
+    # Exactly an int: True == 1, and it is no version.
+    if version.__class__ is not int or version != BUS_VERSION:
         raise ProtocolError(ErrorCode.BAD_REQUEST, f"unsupported bus version {version!r}")
 
 
