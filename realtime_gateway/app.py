@@ -61,6 +61,7 @@ CLIENT_MODULES = (
     "errors",
     "positions",
     "tokens",
+    "keepalive",
     "backoff",
     "types",
 )

@@ -1,8 +1,8 @@
 // @ts-check
 /**
  * The Client: one connection to a gateway at a time, replaced until `close()`: connecting
- * and authenticating, the close-code table's reconnect policy, keep-alive and token refresh.
- * Its requests and channels are kept by the Requests and Channels it composes.
+ * and authenticating, the close-code table's reconnect policy, token refresh. Its requests,
+ * channels and keep-alive are kept by the Requests, Channels and KeepAlive it composes.
  * @module
  */
 
@@ -10,6 +10,7 @@ import { Backoff } from "./backoff.js";
 import { Channels } from "./channels.js";
 import { Emitter } from "./emitter.js";
 import { CLIENT_DROP, NO_RECONNECT, RealtimeError, SERVICE_RESTART, SLOW_DOWN, UNAUTHENTICATED } from "./errors.js";
+import { KeepAlive } from "./keepalive.js";
 import { Requests } from "./requests.js";
 import { Tokens } from "./tokens.js";
 
@@ -55,18 +56,16 @@ export class Client extends Emitter {
   #backoff;
   #requests;
   #channels;
+  #keepAlive;
   /** @type {State} */
   #state = "connecting";
   /** @type {WebSocketLike | null} */
   #socket = null;
   #everOpen = false;
   #authFailures = 0;
-  #lastFrameAt = 0;
-  #pingSentAt = 0;
   #timers = {
     /** @type {ReturnType<typeof setTimeout> | undefined} */ reconnect: undefined,
     /** @type {ReturnType<typeof setTimeout> | undefined} */ connect: undefined,
-    /** @type {ReturnType<typeof setTimeout> | undefined} */ keepAlive: undefined,
     /** @type {ReturnType<typeof setTimeout> | undefined} */ refresh: undefined,
     /** @type {ReturnType<typeof setTimeout> | undefined} */ stable: undefined,
   };
@@ -96,6 +95,10 @@ export class Client extends Emitter {
       state: () => this.#state,
       emit: (name, ...args) => this.emit(name, ...args),
       retryDelay: () => this.#backoff.next(this.#options.backoffBase),
+    });
+    this.#keepAlive = new KeepAlive(this.#options, {
+      socket: () => (this.#state === "open" ? this.#socket : null),
+      dead: (socket) => this.#drop(socket, "keep-alive: no frame in time"),
     });
     this.ready = new Promise((resolve, reject) => {
       this.#readyResolve = resolve;
@@ -189,7 +192,7 @@ export class Client extends Emitter {
   /** @param {WebSocketLike} socket @param {string} token */
   #authenticate(socket, token) {
     if (socket !== this.#socket) return;
-    this.#lastFrameAt = Date.now();
+    this.#keepAlive.heard();
     this.#requests.send(this.#requests.internal("auth", { token }, (error, welcome) => {
       if (error) this.#onAuthRefused(socket, error);
       else this.#onWelcome(welcome);
@@ -213,7 +216,7 @@ export class Client extends Emitter {
     this.#state = "open";
     this.#timers.stable = setTimeout(() => this.#backoff.reset(), this.#options.stableAfter);
     this.#scheduleRefresh();
-    this.#armKeepAlive(this.#options.pingInterval);
+    this.#keepAlive.start();
     this.#channels.resubscribe();
     this.#requests.flush();
     const first = !this.#everOpen;
@@ -292,6 +295,7 @@ export class Client extends Emitter {
   #clearConnectionTimers() {
     const { reconnect, ...connection } = this.#timers;
     for (const timer of Object.values(connection)) clearTimeout(timer);
+    this.#keepAlive.stop();
   }
 
   /** @param {RealtimeError} error */
@@ -311,7 +315,7 @@ export class Client extends Emitter {
   /** @param {WebSocketLike} socket @param {unknown} text */
   #onFrame(socket, text) {
     if (socket !== this.#socket) return;
-    this.#lastFrameAt = Date.now();
+    this.#keepAlive.heard();
     let frame;
     try {
       frame = JSON.parse(String(text));
@@ -335,30 +339,7 @@ export class Client extends Emitter {
     }
   }
 
-  // Keep-alive and token refresh.
-
-  /**
-   * One timer, re-armed lazily, rather than one per frame: sends a `ping` after
-   * `pingInterval` of silence and drops the connection after `pingTimeout` more.
-   * @param {number} delay
-   */
-  #armKeepAlive(delay) {
-    this.#timers.keepAlive = setTimeout(() => this.#checkAlive(), delay);
-  }
-
-  #checkAlive() {
-    const socket = this.#socket;
-    if (!socket || this.#state !== "open") return;
-    const { pingInterval, pingTimeout } = this.#options;
-    const now = Date.now();
-    const idle = now - this.#lastFrameAt;
-    if (idle >= pingInterval + pingTimeout) return this.#drop(socket, "keep-alive: no frame in time");
-    if (idle >= pingInterval && this.#pingSentAt <= this.#lastFrameAt) {
-      this.#pingSentAt = now;
-      socket.send(JSON.stringify({ type: "ping" }));
-    }
-    this.#armKeepAlive(idle < pingInterval ? pingInterval - idle : pingInterval + pingTimeout - idle);
-  }
+  // Token refresh.
 
   /**
    * The refresh is already set from the token's own `exp`: the notice is for the
