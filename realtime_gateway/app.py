@@ -49,10 +49,26 @@ __all__ = ["GatewayApp", "create_app"]
 logger = logging.getLogger(__name__)
 
 STATIC = Path(__file__).parent / "static"
-#: The browser client (clients/js/, linked into the package so that wheels carry it).
+#: The modules of the browser client (clients/js/, linked into the package so that wheels carry
+#: them): realtime.js is the entry point and imports the others relatively.
+CLIENT_MODULES = (
+    "realtime",
+    "client",
+    "channels",
+    "requests",
+    "subscription",
+    "emitter",
+    "errors",
+    "positions",
+    "tokens",
+    "keepalive",
+    "backoff",
+    "types",
+)
+#: What ``/client/<file>`` serves: each module and its generated types.
 CLIENT_FILES = {
-    "realtime.js": "application/javascript",
-    "realtime.d.ts": "application/typescript",
+    **{f"{module}.js": "application/javascript" for module in CLIENT_MODULES},
+    **{f"{module}.d.ts": "application/typescript" for module in CLIENT_MODULES},
 }
 #: The browser demo (plain HTML, CSS and ES modules): ``/`` is its page, ``/demo/<file>`` the rest.
 DEMO = STATIC / "demo"

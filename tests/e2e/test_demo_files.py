@@ -1,4 +1,5 @@
-"""The gateway serves the browser demo: its page at /, its folder at /demo/, nothing else."""
+"""The gateway serves the browser demo (its page at /, its folder at /demo/) and the JavaScript
+client's modules at /client/, nothing else."""
 
 from __future__ import annotations
 
@@ -6,8 +7,12 @@ import http.client
 
 import pytest
 
+from realtime_gateway.app import CLIENT_FILES, STATIC
 from tests.e2e.conftest import Launcher
-from tests.support.processes import ManagedProcess, wait_all_ready
+from tests.support.processes import REPO_ROOT, ManagedProcess, wait_all_ready
+
+
+CLIENT_DIR = REPO_ROOT / "clients" / "js"
 
 
 @pytest.fixture(scope="module")
@@ -75,5 +80,37 @@ def test_nothing_outside_the_demo_folder_is_served(
     gateways: tuple[ManagedProcess, ManagedProcess], path: str
 ) -> None:
     """Paths that leave the folder, hidden or unknown files, and subfolders are all 404."""
+    status, _, body = raw_get(gateways[1], path)
+    assert status == 404, body[:200]
+
+
+def test_every_client_module_is_linked_into_the_package_and_served() -> None:
+    """Each module of clients/js and its types is linked into static/client and in the table
+    of served files, so that a browser loading /client/realtime.js finds every import."""
+    committed = {path.name for path in CLIENT_DIR.iterdir() if path.name.endswith((".js", ".d.ts"))}
+    linked = {path.name: path for path in (STATIC / "client").iterdir()}
+    assert set(CLIENT_FILES) == committed == set(linked)
+    for name, path in linked.items():
+        assert path.is_symlink(), name
+        assert path.resolve() == (CLIENT_DIR / name).resolve(), name
+
+
+@pytest.mark.parametrize("name", sorted(CLIENT_FILES))
+def test_client_files_are_served_with_their_type(
+    gateways: tuple[ManagedProcess, ManagedProcess], name: str
+) -> None:
+    """Each file of the client is served at /client/ as committed, with its content type."""
+    status, served_type, body = raw_get(gateways[1], f"/client/{name}")
+    assert (status, served_type) == (200, CLIENT_FILES[name])
+    assert body == (CLIENT_DIR / name).read_bytes()
+
+
+@pytest.mark.parametrize(
+    "path", ["/client/package.json", "/client/tsconfig.json", "/client/test/support.js"]
+)
+def test_nothing_else_of_the_client_folder_is_served(
+    gateways: tuple[ManagedProcess, ManagedProcess], path: str
+) -> None:
+    """Files of clients/js that are not the client's modules or types are 404."""
     status, _, body = raw_get(gateways[1], path)
     assert status == 404, body[:200]

@@ -1,0 +1,1 @@
+../../../clients/js/requests.d.ts

@@ -1,0 +1,1 @@
+../../../clients/js/subscription.d.ts
