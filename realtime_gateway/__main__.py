@@ -56,6 +56,9 @@ def main() -> int:
         log_config=None,
         access_log=False,
         server_header=False,
+        # Off: X-Forwarded-For from 127.0.0.1 would otherwise rewrite the ASGI client address.
+        # The gateway's limits count the TCP peer (edge.py), and nothing else may trust a header.
+        proxy_headers=False,
         # wss:// and https:// only, when a certificate is configured.
         ssl_certfile=settings.tls.cert_file if settings.tls else None,
         ssl_keyfile=settings.tls.key_file if settings.tls else None,
