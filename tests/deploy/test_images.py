@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import fnmatch
 import re
+import shutil
 import subprocess
 import sys
 import tomllib
@@ -66,28 +67,20 @@ def secrets_of(service: dict[str, Any]) -> set[str]:
     return {item if isinstance(item, str) else item["source"] for item in service["secrets"]}
 
 
+def run_tool(*command: str | Path) -> None:
+    """Runs a checker in the repository; its findings are the failure message."""
+    result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, check=False)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
 def test_compose_file_follows_the_compose_spec() -> None:
     """compose.yml validates against the compose spec that check-jsonschema vendors."""
-    result = subprocess.run(
-        [BIN / "check-jsonschema", "--builtin-schema", "vendor.compose-spec", "compose.yml"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    assert result.returncode == 0, result.stdout + result.stderr
+    run_tool(BIN / "check-jsonschema", "--builtin-schema", "vendor.compose-spec", "compose.yml")
 
 
 def test_dockerfile_passes_hadolint() -> None:
     """hadolint finds nothing in the Dockerfile, at any level down to style."""
-    result = subprocess.run(
-        [BIN / "hadolint", "--no-color", "Dockerfile"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    assert result.returncode == 0, result.stdout + result.stderr
+    run_tool(BIN / "hadolint", "--no-color", "Dockerfile")
 
 
 def final_stage(dockerfile: str) -> str:
@@ -317,6 +310,14 @@ def test_observability_profile_scrapes_every_process(
     assert "./deploy/prometheus/prometheus.yml:/etc/prometheus/prometheus.yml:ro" in (
         prometheus_mounts
     )
+
+
+def test_prometheus_config_passes_promtool() -> None:
+    """promtool accepts compose's Prometheus config (its rule file is checked on its own)."""
+    promtool = shutil.which("promtool")
+    if promtool is None:
+        pytest.skip("promtool is missing: scripts/test installs it (Debian's prometheus)")
+    run_tool(promtool, "check", "config", "--syntax-only", "deploy/prometheus/prometheus.yml")
 
 
 def test_grafana_is_provisioned_with_prometheus_and_the_dashboard(
