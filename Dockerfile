@@ -41,9 +41,10 @@ ENV PATH=/opt/venv/bin:$PATH \
     PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
     RT_HOST=0.0.0.0
-USER 10001:10001
-# An empty directory of root's: `python -m` puts the working directory first on sys.path.
+# An empty directory of root's, made before USER so that it stays so: `python -m` puts the
+# working directory first on sys.path.
 WORKDIR /app
+USER 10001:10001
 # gateway 8000; chat 8101, bids 8102, presence 8103 (/livez, /readyz, /metrics on each).
 EXPOSE 8000 8101 8102 8103
 # Liveness on the process's own port: RT_PORT, else the gateway's 8000. A service started
