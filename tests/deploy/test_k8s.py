@@ -316,6 +316,9 @@ def test_each_secret_is_mounted_only_where_it_is_used(tree: str) -> None:
     for name, owner in pod_owners(rendered(tree)).items():
         pod = owner["spec"]["template"]["spec"]
         mounted = {v["secret"]["secretName"] for v in pod.get("volumes", []) if "secret" in v}
+        for volume in pod.get("volumes", []):
+            # Readable by the pod's group (fsGroup), by no one else; YAML's 0440 is octal.
+            assert volume.get("secret", {}).get("defaultMode", 0o440) == 0o440, volume
         for container in containers(owner):
             for variable in container.get("env", []):
                 ref = variable.get("valueFrom", {}).get("secretKeyRef")
