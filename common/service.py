@@ -25,6 +25,7 @@ from common.redis_client import check_redis_at_start, connect_redis
 from common.server import GracefulServer
 from common.settings import Env, LogSettings, ServiceSettings
 from common.tasks import cancel_and_wait
+from common.variables import warn_unknown
 
 
 __all__ = ["Service", "ServiceMetrics", "create_service_app", "run_service", "service_main"]
@@ -129,8 +130,16 @@ def create_service_app(settings: ServiceSettings, make_service: ServiceFactory) 
             asyncio.create_task(service.background(), name=f"{settings.service}-background"),
         ]
         logger.info(
-            "service started",
-            extra={"service": settings.service, "consumer": worker.consumer},
+            "service started: health and metrics on http://%s:%d (/livez /readyz /metrics)",
+            settings.host,
+            settings.port,
+            extra={
+                "service": settings.service,
+                "consumer": worker.consumer,
+                "stream": worker.stream,
+                "group": worker.group,
+                "redis": settings.bus.redis_target,
+            },
         )
         try:
             yield {"redis": redis, "worker": worker}
@@ -159,6 +168,7 @@ def run_service(service: str, default_port: int, make_service: ServiceFactory) -
     env = Env()
     log = LogSettings.from_env(env)
     configure_logging(log.level, log.format)
+    warn_unknown(env.variables())
     settings = ServiceSettings.from_env(service, default_port, env)
     app = create_service_app(settings, make_service)
     config = uvicorn.Config(

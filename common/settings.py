@@ -12,7 +12,7 @@ import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from urllib.parse import urlsplit
+from urllib.parse import urlsplit, urlunsplit
 
 from common.errors import ConfigError
 
@@ -54,9 +54,17 @@ class Env:
 
     def __init__(self, environ: Mapping[str, str] | None = None) -> None:
         self._environ = dict(os.environ if environ is None else environ)
+        #: Every ``RT_*`` name asked for so far, set or not (tests compare it with
+        #: :data:`common.variables.PROCESS_VARIABLES`).
+        self.asked: set[str] = set()
 
     def _raw(self, name: str) -> str | None:
+        self.asked.add(PREFIX + name)
         return self._environ.get(PREFIX + name)
+
+    def variables(self) -> list[str]:
+        """The ``RT_*`` names set in this environment, for :func:`common.variables.warn_unknown`."""
+        return sorted(name for name in self._environ if name.startswith(PREFIX))
 
     def string(self, name: str, default: str) -> str:
         value = self._raw(name)
@@ -176,6 +184,20 @@ class BusSettings:
     redis_username: str | None = None
     redis_password: Secret | None = None
     redis_tls: RedisTls = field(default_factory=RedisTls)
+
+    @property
+    def redis_target(self) -> str:
+        """The Redis URL without credentials or query (for logs): ``redis://host:6379/0``."""
+        parts = urlsplit(self.redis_url.reveal())
+        host = parts.hostname or ""
+        if ":" in host:
+            host = f"[{host}]"
+        try:
+            port = parts.port
+        except ValueError:
+            port = None  # Not a number: redis-py refuses the URL when it connects.
+        netloc = host if port is None else f"{host}:{port}"
+        return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
 
     @classmethod
     def from_env(cls, env: Env) -> BusSettings:

@@ -12,6 +12,7 @@ from common.errors import ConfigError
 from common.log import configure_logging
 from common.server import GracefulServer
 from common.settings import Env, LogSettings
+from common.variables import warn_unknown
 from realtime_gateway.app import create_app
 from realtime_gateway.settings import GatewaySettings
 from realtime_gateway.wsproto import GatewayWebSocketProtocol
@@ -28,6 +29,7 @@ def main() -> int:
         print(f"cannot start: {exc}", file=sys.stderr)
         return 2
     configure_logging(log.level, log.format)
+    warn_unknown(env.variables())
     try:
         settings = GatewaySettings.from_env(env)
         app = create_app(settings)

@@ -95,6 +95,7 @@ class GatewayApp:
         self.edge = Edge(settings, self.metrics)
         self.gateway: Gateway | None = None
         self._redis: Redis | None = None
+        self._debug = False
         routes = [
             *health_routes(self._ready),
             Route("/", self._index),
@@ -138,7 +139,19 @@ class GatewayApp:
             tasks.append(asyncio.create_task(self.keys.watch(), name="token-keys"))
         loop = asyncio.get_running_loop()
         loop.add_signal_handler(signal.SIGHUP, self._reload_keys)
-        logger.info("gateway started", extra={"gateway": settings.gateway_id})
+        # Read once, after logging is configured: the per-connection lines are a hot path.
+        self._debug = logger.isEnabledFor(logging.DEBUG)
+        web = "https" if settings.tls else "http"
+        address = f"{settings.host}:{settings.port}"
+        logger.info(
+            "gateway started: clients on %s://%s/ws, health and metrics on %s://%s"
+            " (/livez /readyz /metrics)",
+            "wss" if settings.tls else "ws",
+            address,
+            web,
+            address,
+            extra={"gateway": settings.gateway_id, "redis": settings.bus.redis_target},
+        )
         try:
             yield
         finally:
@@ -247,6 +260,8 @@ class GatewayApp:
         token = connection_id.set(connection.id)
         gateway.connections[connection.id] = connection
         self.metrics.connections.inc()
+        if self._debug:
+            logger.debug("connection opened")
         try:
             if len(gateway.connections) > settings.max_connections or not gateway.accepting:
                 connection.close(CloseCode.TRY_AGAIN_LATER, "gateway full")
@@ -271,6 +286,16 @@ class GatewayApp:
                 self.metrics.closes(str(protocol.server_close_code)).inc()
             del gateway.connections[connection.id]
             self.metrics.connections.dec()
+            if self._debug:
+                by_server = protocol.server_close_code is not None
+                logger.debug(
+                    "connection closed",
+                    extra={
+                        "code": protocol.server_close_code if by_server else close_code,
+                        "by": "server" if by_server else "client",
+                        "user": connection.user,
+                    },
+                )
             connection_id.reset(token)
 
 

@@ -42,8 +42,15 @@ class Launcher(ModuleProcesses):
 
     gateway_env: ClassVar[Mapping[str, str]] = {"RT_REQUEST_TIMEOUT": "10"}
 
-    def bids(self, env: Mapping[str, str] | None = None, *, wait: bool = True) -> ManagedProcess:
-        """A bids instance with the admin token, named ``bids-<module>-<n>``."""
+    def bids(
+        self,
+        env: Mapping[str, str] | None = None,
+        *,
+        wait: bool = True,
+        module: str = "bids_service",
+    ) -> ManagedProcess:
+        """A bids instance with the admin token, named ``bids-<module>-<n>``; ``module``
+        runs another version of it (tests/support/upgraded_bids.py)."""
         settings = {
             "RT_BIDS_ADMIN_TOKEN": ADMIN_TOKEN,
             "RT_BIDS_CLOSE_INTERVAL": "0.1",
@@ -54,7 +61,7 @@ class Launcher(ModuleProcesses):
             "RT_BIDS_BID_BURST": "100000",
             **(env or {}),
         }
-        return self.service("bids_service", "bids", settings, wait=wait)
+        return self.service(module, "bids", settings, wait=wait)
 
     def stack(
         self,
