@@ -18,8 +18,13 @@ from tests.support.processes import REPO_ROOT
 
 #: ``RT_*`` words of the repository that are no variable: a placeholder, and a typo in docs.
 NOT_VARIABLES = {"RT_X", "RT_X_FILE", "RT_JWT_SECERT_FILE"}
-#: The tests that misspell names on purpose.
-_TYPOS = {"tests/common/test_variables.py", "tests/e2e/test_startup_logs.py"}
+#: The tests that misspell names, or make some up, on purpose.
+_TYPOS = {
+    "tests/common/test_variables.py",
+    "tests/e2e/test_startup_logs.py",
+    "tests/deploy/test_k8s.py",
+    "tests/test_kustomize.py",
+}
 _NAME = re.compile(r"\bRT_[A-Z0-9_]*[A-Z0-9]\b")
 _SCANNED = ("*.py", "*.sh", "*.md", "*.yml", "*.yaml", "*.toml", "Dockerfile", "*.js", "*.ts")
 
