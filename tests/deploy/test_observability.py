@@ -22,6 +22,7 @@ import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
 from devtools.redis_server import RedisServer
+from tests.support.client import call, connect_user
 from tests.support.launcher import ModuleProcesses, module_processes
 from tests.support.processes import REPO_ROOT, ManagedProcess, wait_all_ready
 from tests.support.waiting import MS, wait_until
@@ -29,6 +30,8 @@ from tests.support.waiting import MS, wait_until
 
 DASHBOARD = REPO_ROOT / "deploy" / "grafana" / "realtime.json"
 ALERTS = REPO_ROOT / "deploy" / "prometheus" / "alerts.yml"
+#: promtool's unit tests of the alerts: the series that fire each one, and a healthy set.
+ALERT_CASES = Path(__file__).with_name("alerts_test.yml")
 OPERATIONS = REPO_ROOT / "docs" / "operations.md"
 SWEEP_INTERVAL = 0.2
 #: The alerts docs/operations.md gives a runbook for, as the issue names them.
@@ -147,6 +150,25 @@ def test_promtool_accepts_the_alert_rules() -> None:
     assert result.returncode == 0, result.stdout + result.stderr
 
 
+def test_each_alert_fires_on_its_cause_and_not_on_a_healthy_deployment() -> None:
+    """``promtool test rules``: every alert fires when it should, after its ``for``, only then."""
+    result = subprocess.run(
+        [promtool(), "test", "rules", str(ALERT_CASES)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    cases = yaml.safe_load(ALERT_CASES.read_text(encoding="utf-8"))
+    tested = {
+        case["alertname"]
+        for test in cases["tests"]
+        for case in test["alert_rule_test"]
+        if case["exp_alerts"]
+    }
+    assert tested == {rule["alert"] for rule in alert_rules()}
+
+
 def test_every_alert_has_severity_for_and_a_runbook_in_operations_md() -> None:
     """Each alert waits (``for``), has a severity, a summary and a runbook section that exists."""
     rules = alert_rules()
@@ -166,7 +188,26 @@ def test_every_alert_has_severity_for_and_a_runbook_in_operations_md() -> None:
 async def test_promtool_lints_every_process_metrics_clean(
     processes: dict[str, ManagedProcess],
 ) -> None:
-    """``promtool check metrics`` finds no problem in the /metrics of any process."""
+    """After some traffic (so that labelled series have samples), ``promtool check metrics``
+    finds no problem in the /metrics of any process.
+
+    It exits non-zero on any lint problem, warnings included (a counter without ``_total``,
+    a unit not in the name...): none is tolerated, so there is no list of accepted ones.
+    """
+    async with await connect_user(processes["gateway"].ws_url, "obs-alice") as ws:
+        assert (await call(ws, {"type": "chat.join", "room": "obs", "ref": 1}))["ok"]
+        sent = {"type": "chat.send", "room": "obs", "text": "hi", "client_id": "o-1", "ref": 2}
+        assert (await call(ws, sent))["ok"]
+        count = {"type": "presence.count", "channel": "chat:obs", "ref": 3}
+        assert (await call(ws, count))["ok"]
+        bid = {"type": "bids.place", "auction": "obs-none", "amount": 1, "key": "o-1", "ref": 4}
+        assert (await call(ws, bid))["error"]["code"] == "auction_not_found"
+        # The connection's join made one subscription (chat:obs).
+        assert await processes["gateway"].metric("rt_gateway_subscriptions") == 1
+        await _lint_every_scrape(processes)
+
+
+async def _lint_every_scrape(processes: dict[str, ManagedProcess]) -> None:
     for kind, process in processes.items():
         body = await _scrape(process)
         result = await asyncio.to_thread(
