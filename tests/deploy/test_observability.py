@@ -259,6 +259,52 @@ def test_metric_names_reads_names_and_nothing_else() -> None:
     assert metric_names(expr) == {"rt_x_bucket", "up", "rt_y"}
 
 
+def test_dashboard_has_a_row_per_process_kind_and_one_data_source() -> None:
+    """The dashboard: an overview, the gateway and a row per service, every panel on the
+    ``datasource`` variable, none overlapping another."""
+    dashboard = json.loads(DASHBOARD.read_text(encoding="utf-8"))
+    assert dashboard["schemaVersion"] >= 39
+    (variable,) = dashboard["templating"]["list"]
+    assert (variable["name"], variable["type"], variable["query"]) == (
+        "datasource",
+        "datasource",
+        "prometheus",
+    )
+    rows: dict[str, list[str]] = {}
+    cells: set[tuple[int, int]] = set()
+    for panel in dashboard["panels"]:
+        grid = panel["gridPos"]
+        covered = {
+            (grid["x"] + dx, grid["y"] + dy) for dx in range(grid["w"]) for dy in range(grid["h"])
+        }
+        assert not covered & cells, f"{panel['title']} overlaps another panel"
+        cells |= covered
+        if panel["type"] == "row":
+            rows[panel["title"]] = []
+            continue
+        assert panel["datasource"] == {"type": "prometheus", "uid": "${datasource}"}
+        list(rows.values())[-1].extend(target["expr"] for target in panel["targets"])
+    assert list(rows) == [
+        "Overview",
+        "Gateway",
+        "Service: chat",
+        "Service: bids",
+        "Service: presence",
+    ]
+    for service in ("chat", "bids", "presence"):
+        exprs = "\n".join(rows[f"Service: {service}"])
+        for needed in (
+            "rate(rt_service_requests_total",
+            "histogram_quantile(0.99, sum by (le) (rate(rt_service_request_seconds_bucket",
+            'result!="ok"',
+            "rt_service_stream_length",
+            "rt_service_stream_lag",
+            "rt_service_stream_pending",
+            "rt_service_stream_consumers",
+        ):
+            assert needed in exprs, f"{service}: {needed}"
+
+
 async def test_sweep_lag_and_readiness_follow_a_redis_outage(
     processes: dict[str, ManagedProcess], redis_server: RedisServer
 ) -> None:
