@@ -87,6 +87,8 @@ class BidsService(Service):
                     closed = await self.store.close(due)
                     if closed:
                         self._metrics.closed.inc(len(closed))
+                        for late in closed.values():
+                            self._metrics.close_lag.observe(late)
                         logger.info("auctions closed", extra={"auctions": ",".join(closed)})
                 self._metrics.closer_runs.inc()
                 backoff.reset()

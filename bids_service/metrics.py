@@ -37,6 +37,11 @@ class BidsMetrics:
         )
         self.extended = Counter("rt_bids_extended", "Auctions extended by a late bid.")
         self.closed = Counter("rt_bids_closed", "Auctions this instance closed.")
+        self.close_lag = Histogram(
+            "rt_bids_close_lag_seconds",
+            "How late auctions closed: from their end (ends_at) to the close, by Redis's clock.",
+            buckets=(0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0),
+        )
         self.closer_runs = Counter(
             "rt_bids_closer_runs", "Passes of the loop that closes auctions whose end has passed."
         )

@@ -263,8 +263,9 @@ class BidStore:
         ids = await self._scripts.call("due", (OPEN_KEY,), (str(limit),))
         return [auction.decode() for auction in ids]
 
-    async def close(self, auctions: Sequence[str]) -> list[str]:
-        """Close those of ``auctions`` still open and due; return the ones this call closed."""
+    async def close(self, auctions: Sequence[str]) -> dict[str, float]:
+        """Close those of ``auctions`` still open and due; return the ones this call closed,
+        each with how late it closed (seconds after its end)."""
         calls = []
         for auction in auctions:
             channel = auction_channel(auction)
@@ -272,7 +273,11 @@ class BidStore:
             args = (auction, event_channel(channel), channel, self._maxlen)
             calls.append(ScriptCall("close", keys, args))
         results = await self._run(calls)
-        return [auction for auction, closed in zip(auctions, results, strict=True) if closed == 1]
+        return {
+            auction: late_ms / 1000
+            for auction, late_ms in zip(auctions, results, strict=True)
+            if late_ms >= 0
+        }
 
 
 _LISTED = ("id", "title", "current", "minimum", "ends_at", "status")

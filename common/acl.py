@@ -58,7 +58,11 @@ ANY = "*"
 
 BASICS = ("ping", "info", "client|setname")
 #: What common/bus/worker.py sends on a service's request stream.
-SERVICE_BUS = ("xreadgroup", "xgroup|create", "xautoclaim", "xinfo|groups", "xack", "xdel")
+SERVICE_BUS = (
+    *("xreadgroup", "xgroup|create", "xautoclaim", "xack", "xdel"),
+    # The backlog the worker samples for its metrics.
+    *("xlen", "xinfo|groups", "xinfo|consumers"),
+)
 #: What each service sends on its own keys: every command of its Lua scripts
 #: (``*_service/lua/*.lua``; a test checks the list covers them) and its direct reads.
 _SCRIPTING = ("evalsha", "script|load")

@@ -13,6 +13,7 @@ from collections.abc import Awaitable, Callable
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
     REGISTRY,
+    Gauge,
     disable_created_metrics,
     generate_latest,
 )
@@ -30,6 +31,10 @@ disable_created_metrics()  # type: ignore[no-untyped-call]
 
 #: Returns whether the process can do its work now.
 ReadinessCheck = Callable[[], Awaitable[bool]]
+
+#: Checked at every scrape, so that an alert sees a process that answers /metrics but is
+#: not ready (Redis unreachable) without anyone having to probe /readyz.
+_READY = Gauge("rt_ready", "1 when /readyz would answer 200 (checked at each scrape), else 0.")
 
 
 async def redis_answers(redis: Redis) -> bool:
@@ -53,6 +58,7 @@ def health_routes(ready: ReadinessCheck) -> list[Route]:
         return PlainTextResponse("not ready\n", status_code=503)
 
     async def metrics(request: Request) -> Response:
+        _READY.set(1 if await ready() else 0)
         return Response(generate_latest(REGISTRY), media_type=CONTENT_TYPE_LATEST)
 
     return [

@@ -15,7 +15,7 @@ from redis.asyncio import Redis
 from starlette.applications import Starlette
 from starlette.routing import BaseRoute
 
-from common.bus.worker import BatchHandler, Outcome, ServiceWorker
+from common.bus.worker import Backlog, BatchHandler, Outcome, ServiceWorker
 from common.envelope import Request
 from common.errors import ConfigError
 from common.health import health_routes, redis_answers
@@ -79,11 +79,23 @@ class ServiceMetrics:
                 buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0),
             )
         )
+        # Sampled by each instance once per claim pass (every instance reports the same
+        # stream, hence max by service in the queries).
+        self._length = Gauge(
+            "rt_service_stream_length", "Entries in the request stream (XLEN).", ["service"]
+        )
         self._pending = Gauge(
             "rt_service_stream_pending", "Entries delivered but not acknowledged.", ["service"]
         )
         self._lag = Gauge(
-            "rt_service_stream_lag", "Entries in the stream not yet delivered.", ["service"]
+            "rt_service_stream_lag",
+            "Entries in the stream not yet delivered (-1 when Redis cannot tell).",
+            ["service"],
+        )
+        self._consumers = Gauge(
+            "rt_service_stream_consumers",
+            "Consumers of the service's group seen within the claim idle time.",
+            ["service"],
         )
         self._bus_errors = Counter("rt_bus_errors", "Redis failures on the bus.", ["process"])
         self._service = service
@@ -95,9 +107,11 @@ class ServiceMetrics:
         self._requests(self._service, request_type, result).inc()
         self._latency(self._service, request_type).observe(seconds)
 
-    def backlog(self, pending: int, lag: int) -> None:
-        self._pending.labels(self._service).set(pending)
-        self._lag.labels(self._service).set(lag)
+    def backlog(self, backlog: Backlog) -> None:
+        self._length.labels(self._service).set(backlog.length)
+        self._pending.labels(self._service).set(backlog.pending)
+        self._lag.labels(self._service).set(-1 if backlog.lag is None else backlog.lag)
+        self._consumers.labels(self._service).set(backlog.consumers)
 
     def bus_error(self) -> None:
         self._bus_errors.labels(self._service).inc()

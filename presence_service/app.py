@@ -47,6 +47,11 @@ class PresenceService(Service):
         )
         self.metrics = metrics or PresenceMetrics()
         self.handlers = PresenceHandlers(self.store, self.metrics, list_limit=settings.list_limit)
+        # The first sweep is due at once; each one that succeeds makes the next due one
+        # interval after it started. Read at each scrape, so a sweeper that fails or hangs
+        # shows as a growing lag, not as a stale value.
+        self._sweep_due = time.monotonic()
+        self.metrics.sweep_lag.set_function(lambda: max(0.0, time.monotonic() - self._sweep_due))
 
     async def setup(self) -> None:
         try:
@@ -63,10 +68,9 @@ class PresenceService(Service):
     async def background(self) -> None:
         """Sweep every ``sweep_interval`` seconds, for the life of the process."""
         backoff = Backoff(maximum=max(2.0, self.settings.sweep_interval))
-        loop = asyncio.get_running_loop()
         while True:
             raise_if_cancelled()
-            started = loop.time()
+            started = time.monotonic()
             try:
                 await self.sweep()
             except (RedisError, OSError) as exc:
@@ -79,8 +83,9 @@ class PresenceService(Service):
                 await asyncio.sleep(delay)
                 continue
             backoff.reset()
+            self._sweep_due = started + self.settings.sweep_interval
             raise_if_cancelled()
-            elapsed = loop.time() - started
+            elapsed = time.monotonic() - started
             await asyncio.sleep(max(0.0, self.settings.sweep_interval - elapsed))
 
     async def sweep(self) -> None:

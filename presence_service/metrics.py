@@ -44,6 +44,11 @@ class PresenceMetrics:
         self.lingering_expired = Counter(
             "rt_presence_lingering_expired", "Lingering connections released after the grace."
         )
+        self.sweep_lag = Gauge(
+            "rt_presence_sweep_lag_seconds",
+            "How far this instance's sweeper is behind its schedule: seconds since a sweep "
+            "was due, until it succeeds (a sweep's duration at most while on time).",
+        )
         self.sweep_errors = Counter(
             "rt_presence_sweep_errors", "Sweeps that failed (Redis unreachable, say)."
         )

@@ -128,7 +128,7 @@ class GatewayApp:
             settings, self.metrics, self.edge, self.keys, redis=redis, bus=bus
         )
         listener, revoker, router = gateway.listener, gateway.revoker, gateway.router
-        self._batcher = WriteBatcher(asyncio.get_running_loop())
+        self._batcher = WriteBatcher(asyncio.get_running_loop(), self.metrics.outbox_dropped.inc)
         self._redis = redis
         tasks = [
             asyncio.create_task(listener.run(), name="bus-listener"),

@@ -111,6 +111,7 @@ class Hub:
         else:
             self._live.setdefault(channel, {})[connection.outbox] = connection
         self._members[channel] = self._members.get(channel, 0) + 1
+        self._metrics.subscriptions.inc()
         ready = self._ready.get(channel)
         if ready is None:
             ready = asyncio.get_running_loop().create_future()
@@ -172,6 +173,7 @@ class Hub:
             removed = True
         if not removed:
             return
+        self._metrics.subscriptions.dec()
         if live is not None and not live:
             del self._live[channel]
         if pending is not None and not pending:

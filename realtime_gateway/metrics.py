@@ -16,6 +16,10 @@ class GatewayMetrics:
         self.channels = Gauge(
             "rt_gateway_channels", "Channels this gateway is subscribed to on the bus."
         )
+        self.subscriptions = Gauge(
+            "rt_gateway_subscriptions",
+            "Subscriptions of this gateway's connections (one per connection and channel).",
+        )
         self.messages_in = Children(
             Counter(
                 "rt_gateway_messages_in",
@@ -47,6 +51,13 @@ class GatewayMetrics:
                 ["service"],
                 buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0),
             )
+        )
+        self.outbox_dropped = Counter(
+            "rt_gateway_outbox_dropped_frames",
+            "Frames dropped from a slow reader's outbox when it overflowed (closed with 4408).",
+        )
+        self.bus_reconnects = Counter(
+            "rt_gateway_bus_reconnects", "Times the pub/sub connection was made again after a loss."
         )
         self.late_replies = Counter(
             "rt_gateway_late_replies", "Replies that arrived after their request expired."

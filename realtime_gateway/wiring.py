@@ -62,6 +62,7 @@ def build_gateway(
             revoker.on_message(body)
 
     def on_reconnect() -> None:
+        metrics.bus_reconnects.inc()
         hub.recover()
         # Revocations published while the bus was away were never heard.
         spawn(revoker.sync(redis))

@@ -38,12 +38,17 @@ class WriteBatcher:
     most of the cost of a delivery (see ``scripts/bench``).
     """
 
-    __slots__ = ("_dirty", "_loop", "_scheduled")
+    __slots__ = ("_dirty", "_loop", "_scheduled", "dropped")
 
-    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+    def __init__(
+        self, loop: asyncio.AbstractEventLoop, dropped: Callable[[int], None] = lambda n: None
+    ) -> None:
         self._loop = loop
         self._dirty: list[Outbox] = []
         self._scheduled = False
+        #: Told how many frames an overflowing outbox dropped (shared by every outbox, so
+        #: that no connection carries a reference of its own).
+        self.dropped = dropped
 
     def mark(self, outbox: Outbox) -> None:
         self._dirty.append(outbox)
@@ -168,6 +173,7 @@ class Outbox:
             self.closed = True
 
     def _overflow(self) -> None:
+        self._batcher.dropped(len(self._queue))
         self._queue = []
         self._queued_bytes = 0
         self.close(CloseCode.SLOW_CONSUMER, "slow consumer")

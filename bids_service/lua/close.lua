@@ -9,19 +9,19 @@
 -- ARGV[3]  client channel name
 -- ARGV[4]  history cap, 0 for none
 --
--- Returns 1 when this call closed the auction, else 0.
+-- Returns how many milliseconds after its end this call closed the auction (0 or more), else -1.
 
 local auction = ARGV[1]
 local f = redis.call('HMGET', KEYS[1], 'status', 'ends_at', 'current', 'bidder', 'seq')
 if f[1] ~= 'open' then
   redis.call('ZREM', KEYS[3], auction)
-  return 0
+  return -1
 end
 local now = now_ms()
 if now < tonumber(f[2]) then
   -- Extended meanwhile: make sure the index holds the current end.
   redis.call('ZADD', KEYS[3], f[2], auction)
-  return 0
+  return -1
 end
 local seq = tonumber(f[5]) + 1
 local winner, amount = NIL, NIL
@@ -34,4 +34,4 @@ redis.call('HSET', KEYS[1], 'status', 'closed', 'seq', int(seq), 'closed_at', in
 emit(KEYS[2], tonumber(ARGV[4]), ARGV[2], ARGV[3], auction, seq, now, 'auction.closed',
   pack_map({'winner', winner, 'amount', amount}))
 redis.call('ZREM', KEYS[3], auction)
-return 1
+return now - tonumber(f[2])

@@ -18,6 +18,7 @@ import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable, Iterator
+from dataclasses import dataclass
 from typing import Any, Protocol, cast
 
 from redis.asyncio import Redis
@@ -39,7 +40,7 @@ from common.settings import ServiceSettings
 from common.tasks import raise_if_cancelled
 
 
-__all__ = ["BatchHandler", "Outcome", "ServiceWorker", "WorkerObserver", "traced"]
+__all__ = ["Backlog", "BatchHandler", "Outcome", "ServiceWorker", "WorkerObserver", "traced"]
 
 logger = logging.getLogger(__name__)
 
@@ -62,12 +63,28 @@ def traced(request: Request) -> Iterator[None]:
         trace_id.reset(token)
 
 
+@dataclass(frozen=True, slots=True)
+class Backlog:
+    """The request stream as one sample of ``XLEN``, ``XINFO GROUPS`` and ``XINFO CONSUMERS``.
+
+    ``lag`` is None when Redis cannot tell (entries deleted past the group's position).
+    ``consumers`` counts the group's consumers seen within ``claim_idle_ms``: a dead
+    instance's consumer stays in the group forever, and counts as gone when its pending
+    entries may be claimed.
+    """
+
+    length: int
+    pending: int
+    lag: int | None
+    consumers: int
+
+
 class WorkerObserver(Protocol):
     """Where a worker reports what it does (metrics)."""
 
     def handled(self, request_type: str, result: str, seconds: float) -> None: ...
 
-    def backlog(self, pending: int, lag: int) -> None: ...
+    def backlog(self, backlog: Backlog) -> None: ...
 
     def bus_error(self) -> None: ...
 
@@ -76,7 +93,7 @@ class _NoObserver:
     def handled(self, request_type: str, result: str, seconds: float) -> None:
         pass
 
-    def backlog(self, pending: int, lag: int) -> None:
+    def backlog(self, backlog: Backlog) -> None:
         pass
 
     def bus_error(self) -> None:
@@ -175,9 +192,31 @@ class ServiceWorker:
                 return
 
     async def _report_backlog(self) -> None:
-        for group in await self._redis.xinfo_groups(self.stream):
+        # Once per claim pass, not per request: three reads in one round trip.
+        pipe = self._redis.pipeline(transaction=False)
+        pipe.xlen(self.stream)
+        pipe.xinfo_groups(self.stream)
+        pipe.xinfo_consumers(self.stream, self.group)
+        length, groups, consumers = await pipe.execute()
+        for group in groups:
             if group["name"] in (self.group, self.group.encode()):
-                self._observer.backlog(int(group["pending"]), int(group.get("lag") or 0))
+                lag = group.get("lag")
+                # This instance counts itself: it is reading, even before its first read
+                # makes Redis list it.
+                seen = 1 + sum(
+                    1
+                    for each in consumers
+                    if each["name"] not in (self.consumer, self.consumer.encode())
+                    and int(each["idle"]) < self._settings.claim_idle_ms
+                )
+                self._observer.backlog(
+                    Backlog(
+                        length=int(length),
+                        pending=int(group["pending"]),
+                        lag=None if lag is None else int(lag),
+                        consumers=seen,
+                    )
+                )
 
     async def _process(self, entries: list[Any]) -> None:
         entry_ids = []

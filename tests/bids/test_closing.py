@@ -62,6 +62,9 @@ async def test_each_auction_closes_exactly_once(
         return await _closed_total(instances) - closed_before >= AUCTIONS
 
     await wait_until(all_counted, what="closes counted")
+    # Every close is timed from the auction's end (rt_bids_close_lag_seconds).
+    lags = [await instance.metric("rt_bids_close_lag_seconds_count") for instance in instances]
+    assert sum(lags) >= AUCTIONS
     # Let every instance's closer make a few more passes: none may close anything again.
     runs = await _closer_runs(instances)
 

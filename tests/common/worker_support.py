@@ -12,7 +12,7 @@ from redis.asyncio import Redis
 from redis.asyncio.client import PubSub
 from redis.exceptions import ConnectionError as RedisConnectionError
 
-from common.bus.worker import BatchHandler, Outcome, ServiceWorker
+from common.bus.worker import Backlog, BatchHandler, Outcome, ServiceWorker
 from common.codec import load_bus, pack_bus
 from common.envelope import Reply, Request, parse_envelope
 from common.errors import ErrorCode, ServiceError
@@ -49,15 +49,17 @@ class Observer:
     def __init__(self) -> None:
         self.results: list[tuple[str, str]] = []
         self.claim_passes = 0
+        self.last_backlog: Backlog | None = None
         self.bus_errors = 0
 
     def handled(self, request_type: str, result: str, seconds: float) -> None:
         assert seconds >= 0
         self.results.append((request_type, result))
 
-    def backlog(self, pending: int, lag: int) -> None:
+    def backlog(self, backlog: Backlog) -> None:
         # Reported after every claim pass, so this counts the worker's claim cycles.
         self.claim_passes += 1
+        self.last_backlog = backlog
 
     def bus_error(self) -> None:
         self.bus_errors += 1

@@ -134,6 +134,10 @@ async def test_redis_restart_recovers_readiness_subscriptions_and_requests(
             return (await stub.get_async("/readyz"))[0] == expected
 
         await wait_until(lambda: stub_status(503), what="the stub's /readyz 503 with Redis down")
+        # What /readyz says, /metrics says too, for an alert (rt_ready, checked per scrape).
+        assert await gateway.metric("rt_ready") == 0
+        assert await stub.metric("rt_ready") == 0
+        reconnects = await gateway.metric("rt_gateway_bus_reconnects_total")
         # With the bus down a request fails at once rather than after RT_REQUEST_TIMEOUT.
         started = time.monotonic()
         reply = await call(ws, {"type": "chat.echo", "ref": "down"})
@@ -164,6 +168,8 @@ async def test_redis_restart_recovers_readiness_subscriptions_and_requests(
                     break
         assert event is not None, "no event delivered after the restart"
         assert (event["type"], event["channel"], event["event"]) == ("event", channel, "back")
+        assert await gateway.metric("rt_gateway_bus_reconnects_total") >= reconnects + 1
+        assert await gateway.metric("rt_ready") == 1
 
         await wait_until(lambda: stub_status(200), within=RECOVERY, what="the stub ready again")
         reply = await call(ws, {"type": "chat.echo", "ref": "after", "n": 1})

@@ -227,6 +227,7 @@ async def test_slow_reader_is_closed_4408_while_readers_keep_receiving(
         await stalled.send_json({"type": "subscribe", "channel": channel, "ref": "s"})
         assert (await stalled.recv_json())["ok"] is True
         assert (await call(reader, {"type": "subscribe", "channel": channel, "ref": "s"}))["ok"]
+        await gateway.metric_reaches("rt_gateway_subscriptions", 2)
         # From here on the stalled client reads nothing until the end of the test.
         received: list[Frame] = []
         published = 0
@@ -253,6 +254,7 @@ async def test_slow_reader_is_closed_4408_while_readers_keep_receiving(
         # What the gateway had queued is still in the socket, then its close frame.
         assert await stalled.read_until_closed(within=3 * DEADLINE) == 4408
         assert await gateway.metric("rt_gateway_closes_total", {"code": "4408"}) == 1
+        assert await gateway.metric("rt_gateway_outbox_dropped_frames_total") >= 1
     finally:
         stalled.close()
         await reader.close()
