@@ -1,5 +1,8 @@
 """Gateway fan-out benchmark: ``scripts/bench`` (``python -m bench.fanout --help``).
 
+``--scenario request`` runs the request benchmark instead (:mod:`bench.request`, its own
+options: ``scripts/bench --scenario request --help``); the default, ``fanout``, is this one:
+
 Starts a private Redis and a gateway pinned to CPU 0, and drives it from this process pinned
 to CPU 1 with a minimal WebSocket client (:mod:`bench.wsclient`):
 
@@ -32,6 +35,7 @@ from collections.abc import Awaitable, Sequence
 import uvloop
 from redis.asyncio import Redis
 
+import bench.request
 from bench.fanout_load import (
     CHANNEL,
     Publisher,
@@ -65,6 +69,7 @@ STALL_TIMEOUT = 10.0
 #: Upper bound on a burst phase, however many events it was asked for.
 BURST_TIMEOUT = 180.0
 WARMUP_EVENTS = 5
+SCENARIOS = ("fanout", "request")
 
 
 # The phases.
@@ -242,6 +247,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         description="Fan-out benchmark of one gateway (private Redis, loopback only).",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
+    parser.add_argument(
+        "--scenario",
+        choices=SCENARIOS,
+        default="fanout",
+        help="fanout: this benchmark; request: chat.send and presence.count (its own --help)",
+    )
     parser.add_argument("--subscribers", type=int, default=1000, help="connections subscribed")
     parser.add_argument("--rate", type=float, default=10.0, help="events/s in phase 1")
     parser.add_argument("--duration", type=float, default=10.0, help="seconds of phase 1")
@@ -262,6 +273,11 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    chooser = argparse.ArgumentParser(add_help=False)
+    chooser.add_argument("--scenario", choices=SCENARIOS, default="fanout")
+    chosen, rest = chooser.parse_known_args(argv)
+    if chosen.scenario == "request":
+        return bench.request.main(rest)
     args = parse_args(argv)
     connections = max(args.subscribers, 0 if args.skip_idle else args.idle_connections)
     try:
