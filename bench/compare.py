@@ -265,6 +265,8 @@ async def _compare(
         for side, root in sides.items():
             name = f"{round_number}-{side}"
             run_profile = profile / name if profile is not None else None
+            if run_profile is not None:
+                run_profile.mkdir(parents=True, exist_ok=True)
             sample = await measure(log_dir / name, run_profile, root)
             samples[side].append(sample)
             print(
