@@ -23,14 +23,17 @@ import statistics
 import sys
 import tempfile
 import urllib.request
+from collections.abc import Callable, Coroutine
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from prometheus_client.parser import text_string_to_metric_families
 
 from bench.bids_driver import Run
+from bench.compare import Sample, compare, verify_code_root
 from loadtests.invariants import check_invariants
-from loadtests.stack import Stack
+from loadtests.stack import REPO_ROOT, Stack
 
 
 def _percentile(values: list[float], fraction: float) -> float:
@@ -139,12 +142,35 @@ def report(options: argparse.Namespace, run: Run, result: dict[str, Any], invari
     print(invariants)
 
 
-async def main_async(options: argparse.Namespace, log_dir: Path, profile: Path | None) -> int:
-    # The driver keeps every result: a full collection over them would stall it mid-run and
-    # show up as latency that is not the system's.
-    gc.disable()
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """One benchmark run's driver, measurement and invariant check, once its stack stopped."""
+
+    run: Run
+    result: dict[str, Any]
+    invariants: str
+    internals: str
+    ok: bool
+
+
+async def run_once(
+    options: argparse.Namespace,
+    log_dir: Path,
+    profile: Path | None,
+    code_root: Path = REPO_ROOT,
+) -> Outcome:
+    """Start a stack of ``code_root``'s gateway and bids, drive it, check it, stop it."""
     bids_env = {"RT_SERVICE_BATCH": str(options.batch)}
-    with Stack(log_dir, instances=options.instances, bids_env=bids_env, profile=profile) as stack:
+    with Stack(
+        log_dir,
+        instances=options.instances,
+        bids_env=bids_env,
+        profile=profile,
+        code_root=code_root,
+    ) as stack:
+        verify_code_root(
+            code_root, [process.pid for process in [*stack.gateways, *stack.instances]]
+        )
         run = Run(options, stack)
         await run.open()
         result = await run.run()
@@ -152,10 +178,43 @@ async def main_async(options: argparse.Namespace, log_dir: Path, profile: Path |
             client.close()
         auctions = [bidder.auction for bidder in run.bidders]
         invariants = check_invariants(stack.redis.url, auctions, run.accepted)
-        report(options, run, result, invariants.summary())
-        print(internals(stack))
+        try:
+            inside = internals(stack)
+        except (OSError, ValueError) as exc:  # another checkout may name its metrics otherwise
+            inside = f"inside: no metrics ({exc})"
         disorder = sum(observer.out_of_order for observer in run.observers)
-        return 0 if invariants.ok and not disorder else 1
+        ok = invariants.ok and not disorder
+        return Outcome(run, result, invariants.summary(), inside, ok)
+
+
+def sample(outcome: Outcome) -> Sample:
+    """The figures of a run that ``--compare`` sets side by side."""
+    accepted = outcome.run.measured_accepted or 1
+    latencies = outcome.run.latencies
+    return Sample(
+        cpu_us={name: seconds / accepted * 1e6 for name, seconds in outcome.result["cpu"].items()},
+        throughput=outcome.run.measured_accepted / outcome.result["elapsed"],
+        p50_ms=_percentile(latencies, 0.5),
+        p99_ms=_percentile(latencies, 0.99),
+        invariants=outcome.invariants,
+        ok=outcome.ok,
+    )
+
+
+async def main_async(options: argparse.Namespace, log_dir: Path, profile: Path | None) -> int:
+    # The driver keeps every result: a full collection over them would stall it mid-run and
+    # show up as latency that is not the system's.
+    gc.disable()
+    if options.compare:
+
+        async def measure(log_dir: Path, profile: Path | None, code_root: Path) -> Sample:
+            return sample(await run_once(options, log_dir, profile, code_root))
+
+        return await compare(options, log_dir, profile, measure)
+    outcome = await run_once(options, log_dir, profile)
+    report(options, outcome.run, outcome.result, outcome.invariants)
+    print(outcome.internals)
+    return 0 if outcome.ok else 1
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -172,9 +231,20 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--log-dir", default=None)
     parser.add_argument(
+        "--compare",
+        default=None,
+        metavar="REF",
+        help="run the same load on git ref REF's checkout and on the working tree, side by side",
+    )
+    parser.add_argument(
+        "--rounds", type=int, default=2, help="with --compare: runs of each, alternating"
+    )
+    parser.add_argument(
         "--profile", default=None, help="run gateway and bids under cProfile, profiles to DIR"
     )
     options = parser.parse_args(argv)
+    if options.rounds < 1:
+        parser.error("--rounds must be at least 1")
     if options.connections > 100 * max(1, options.observers) and options.observers:
         parser.error("one observer follows at most 100 auctions: add --observers")
     return options
@@ -187,8 +257,15 @@ def main() -> int:
     try:
         import uvloop
     except ImportError:
-        return asyncio.run(main_async(options, log_dir, profile))
-    return uvloop.run(main_async(options, log_dir, profile))
+        run: Callable[[Coroutine[Any, Any, int]], int] = asyncio.run
+    else:
+        run = uvloop.run
+    try:
+        return run(main_async(options, log_dir, profile))
+    except (KeyboardInterrupt, asyncio.CancelledError):
+        # Ctrl-C or (with --compare) SIGTERM: the stack and any checkout are gone by now.
+        print("bench-bids: interrupted", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

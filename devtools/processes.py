@@ -1,11 +1,11 @@
 """Start a real process (a gateway, a service, the launcher) and wait until it is ready.
 
 The one way the tests, the benchmarks and the load tests run the project's processes. Each
-runs from the checkout in a session of its own (a Ctrl-C meant for the caller must not kill
-it before the caller stops it), with stdout and stderr in a log file, and an environment
-made of the caller's overrides on top of ours minus every ``RT_*`` variable (a developer's
-settings never leak in). Ready means ``/readyz`` answers 200. A process is stopped by PID:
-SIGTERM, then SIGKILL after a deadline.
+runs from the checkout (or another one, ``cwd``) in a session of its own (a Ctrl-C meant for
+the caller must not kill it before the caller stops it), with stdout and stderr in a log
+file, and an environment made of the caller's overrides on top of ours minus every ``RT_*``
+variable (a developer's settings never leak in). Ready means ``/readyz`` answers 200. A
+process is stopped by PID: SIGTERM, then SIGKILL after a deadline.
 """
 
 from __future__ import annotations
@@ -79,6 +79,7 @@ class ManagedProcess:
         env: Mapping[str, str],
         port: int,
         log: Path,
+        cwd: Path = REPO_ROOT,
     ) -> None:
         self.name = name
         self.env = dict(env)
@@ -87,7 +88,7 @@ class ManagedProcess:
         self._log_file = log.open("ab")
         self.process = subprocess.Popen(
             list(command),
-            cwd=REPO_ROOT,
+            cwd=cwd,
             env=self.env,
             stdin=subprocess.DEVNULL,
             stdout=self._log_file,

@@ -73,14 +73,18 @@ class Process(ManagedProcess):
         log_dir: Path,
         *,
         profile: Path | None = None,
+        code_root: Path = REPO_ROOT,
     ) -> None:
         port = free_port()
+        # ``code_root`` first on the path (and the working directory): another checkout's
+        # packages win over the editable install of this one (bench/compare.py).
         settings = environment(
-            {"RT_HOST": "127.0.0.1", "RT_PORT": str(port), **env, "PYTHONPATH": str(REPO_ROOT)}
+            {"RT_HOST": "127.0.0.1", "RT_PORT": str(port), **env, "PYTHONPATH": str(code_root)}
         )
         profile_file = profile / f"{name}.prof" if profile is not None else None
         command = python_command(module, profile=profile_file)
-        super().__init__(name, command, env=settings, port=port, log=log_dir / f"{name}.log")
+        log = log_dir / f"{name}.log"
+        super().__init__(name, command, env=settings, port=port, log=log, cwd=code_root)
 
     @property
     def url(self) -> str:
@@ -102,6 +106,7 @@ class Stack:
         gateway_env: Mapping[str, str] | None = None,
         bids_env: Mapping[str, str] | None = None,
         profile: Path | None = None,
+        code_root: Path = REPO_ROOT,
     ) -> None:
         self.log_dir = log_dir
         self.jwt_secret = secrets.token_hex(32)
@@ -115,6 +120,8 @@ class Stack:
         self._bids_env = dict(bids_env or {})
         #: Where cProfile writes each Python process's profile, if anywhere.
         self.profile = profile
+        #: The checkout whose gateway and bids code runs (the driver's is always this one).
+        self.code_root = code_root
 
     def __enter__(self) -> Stack:
         try:
@@ -146,7 +153,14 @@ class Stack:
             }
             name = f"gateway-{index + 1}"
             self.gateways.append(
-                Process(name, "realtime_gateway", env, self.log_dir, profile=self.profile)
+                Process(
+                    name,
+                    "realtime_gateway",
+                    env,
+                    self.log_dir,
+                    profile=self.profile,
+                    code_root=self.code_root,
+                )
             )
         for _ in range(self._instance_count):
             self.add_instance(wait=False)
@@ -165,7 +179,14 @@ class Stack:
             "RT_BIDS_BID_BURST": "1000000",
             **self._bids_env,
         }
-        process = Process(f"bids-{index}", "bids_service", env, self.log_dir, profile=self.profile)
+        process = Process(
+            f"bids-{index}",
+            "bids_service",
+            env,
+            self.log_dir,
+            profile=self.profile,
+            code_root=self.code_root,
+        )
         self.instances.append(process)
         if wait:
             self.wait_ready([process])
