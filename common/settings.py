@@ -24,6 +24,7 @@ __all__ = [
     "RedisTls",
     "Secret",
     "ServiceSettings",
+    "redis_target",
 ]
 
 PREFIX = "RT_"
@@ -175,6 +176,23 @@ class RedisTls:
         return any((self.ca_file, self.cert_file, self.key_file))
 
 
+def redis_target(url: str) -> str:
+    """``url`` without credentials or query, to be shown: ``redis://host:6379/0``.
+
+    The query goes too: redis-py reads a ``password`` there as well.
+    """
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    if ":" in host:
+        host = f"[{host}]"
+    try:
+        port = parts.port
+    except ValueError:
+        port = None  # Not a number: redis-py refuses the URL when it connects.
+    netloc = host if port is None else f"{host}:{port}"
+    return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
+
+
 @dataclass(frozen=True, slots=True)
 class BusSettings:
     redis_url: Secret
@@ -188,16 +206,7 @@ class BusSettings:
     @property
     def redis_target(self) -> str:
         """The Redis URL without credentials or query (for logs): ``redis://host:6379/0``."""
-        parts = urlsplit(self.redis_url.reveal())
-        host = parts.hostname or ""
-        if ":" in host:
-            host = f"[{host}]"
-        try:
-            port = parts.port
-        except ValueError:
-            port = None  # Not a number: redis-py refuses the URL when it connects.
-        netloc = host if port is None else f"{host}:{port}"
-        return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
+        return redis_target(self.redis_url.reveal())
 
     @classmethod
     def from_env(cls, env: Env) -> BusSettings:

@@ -18,13 +18,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 from typing import IO, Any
-from urllib.parse import urlsplit, urlunsplit
 
 import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from common.redis_client import check_server_info
+from common.settings import redis_target
 from devtools.errors import RedisServerError, RedisStartError
 from devtools.net import LOOPBACK, free_port
 from devtools.redis_binary import find_server_binary
@@ -34,16 +34,6 @@ __all__ = ["RedisServer", "ServerTls", "check_server_version"]
 
 # Pause between readiness probes; it is spent waiting on the process, so an early exit is seen.
 _PROBE_INTERVAL = 0.05
-
-
-def _redacted(url: str) -> str:
-    """``url`` with any password replaced, for error messages."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    netloc = parts.netloc.rsplit("@", 1)[1]
-    user = f"{parts.username}:" if parts.username else ":"
-    return urlunsplit(parts._replace(netloc=f"{user}***@{netloc}"))
 
 
 def _client(url: str, timeout: float, options: Mapping[str, Any]) -> redis.Redis:
@@ -72,7 +62,7 @@ def check_server_version(
         with _client(url, timeout, options or {}) as client:
             info = client.info("server")
     except redis.RedisError as exc:
-        raise RedisServerError(f"cannot query Redis at {_redacted(url)}: {exc}") from exc
+        raise RedisServerError(f"cannot query Redis at {redis_target(url)}: {exc}") from exc
     return check_server_info(info)
 
 
