@@ -32,6 +32,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from bench.bids_driver import Run
 from bench.compare import Sample, compare, verify_code_root
+from bench.report import cpu_lines
 from loadtests.invariants import check_invariants
 from loadtests.stack import REPO_ROOT, Stack
 
@@ -130,15 +131,7 @@ def report(options: argparse.Namespace, run: Run, result: dict[str, Any], invari
             f"event delay ms (commit -> observer, 1 ms clock): p50 {_percentile(delays, 0.5):.1f}"
             f"  p99 {_percentile(delays, 0.99):.1f}; {events} events, {disorder} out of order"
         )
-    print("CPU per accepted bid (us) and share of one core:")
-    for name, seconds in cpu.items():
-        per_bid = seconds / accepted * 1e6 if accepted else float("nan")
-        print(f"  {name:<8} {per_bid:7.1f} us   {seconds / elapsed * 100:5.1f} %")
-    total = sum(seconds for name, seconds in cpu.items() if name != "driver")
-    print(
-        f"  {'system':<8} {total / accepted * 1e6 if accepted else float('nan'):7.1f} us   "
-        f"{total / elapsed * 100:5.1f} %  (gateway + bids + redis)"
-    )
+    print("\n".join(cpu_lines(cpu, accepted, elapsed, per="accepted bid", owner="bids")))
     print(invariants)
 
 

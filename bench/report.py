@@ -6,7 +6,7 @@ import argparse
 import math
 import time
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, fields
 from typing import TYPE_CHECKING
 
@@ -32,6 +32,7 @@ __all__ = [
     "Meter",
     "Totals",
     "Usage",
+    "cpu_lines",
     "percentile",
     "report_phase",
     "summary",
@@ -82,6 +83,24 @@ class Meter:
     def stop(self) -> Usage:
         end, start = self._sample(), self._start
         return Usage(*(getattr(end, f.name) - getattr(start, f.name) for f in fields(Usage)))
+
+
+def cpu_lines(
+    cpu: Mapping[str, float], count: int, elapsed: float, *, per: str, owner: str
+) -> list[str]:
+    """The table of CPU per operation and share of one core, of each process and of the system
+    (all but the driver), as ``scripts/bench-bids`` and ``--scenario request`` print it."""
+    lines = [f"CPU per {per} (us) and share of one core:"]
+    for name, seconds in cpu.items():
+        each = seconds / count * 1e6 if count else math.nan
+        share = seconds / elapsed * 100 if elapsed else math.nan
+        lines.append(f"  {name:<8} {each:7.1f} us   {share:5.1f} %")
+    system = sum(seconds for name, seconds in cpu.items() if name != "driver")
+    lines.append(
+        f"  {'system':<8} {system / count * 1e6 if count else math.nan:7.1f} us   "
+        f"{system / elapsed * 100 if elapsed else math.nan:5.1f} %  (gateway + {owner} + redis)"
+    )
+    return lines
 
 
 def percentile(ordered: Sequence[int], q: float) -> int:

@@ -12,7 +12,7 @@ import statistics
 from collections import Counter
 from dataclasses import dataclass, field
 
-from bench.report import percentile
+from bench.report import cpu_lines, percentile
 
 
 __all__ = ["EXPECTED_ERRORS", "Tally", "report_lines"]
@@ -101,17 +101,7 @@ def report_lines(tally: Tally, mode: str) -> list[str]:
             f"reply latency ms: p50 {_ms(p50)}  p90 {_ms(p90)}  p99 {_ms(p99)}  max {_ms(top)}  "
             f"mean {_ms(statistics.fmean(ordered))}"
         )
-    lines.append("CPU per request (us) and share of one core:")
-    for name, seconds in tally.cpu.items():
-        each = seconds / count * 1e6 if count else math.nan
-        share = seconds / elapsed * 100 if elapsed else math.nan
-        lines.append(f"  {name:<8} {each:7.1f} us   {share:5.1f} %")
-    system = sum(seconds for name, seconds in tally.cpu.items() if name != "driver")
-    lines.append(
-        f"  {'system':<8} {system / count * 1e6 if count else math.nan:7.1f} us   "
-        f"{system / elapsed * 100 if elapsed else math.nan:5.1f} %  "
-        f"(gateway + {tally.owner} + redis)"
-    )
+    lines.extend(cpu_lines(tally.cpu, count, elapsed, per="request", owner=tally.owner))
     errors = tally.unexpected_errors
     lines.append(
         f"errors: {errors} unexpected, {tally.answered - tally.outcomes['ok'] - errors} "
