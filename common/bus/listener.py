@@ -6,12 +6,13 @@ import asyncio
 import logging
 from collections import deque
 from collections.abc import Callable, Iterable
+from typing import Any
 
 from redis.asyncio import Redis
-from redis.asyncio.client import PubSub
-from redis.exceptions import RedisError
+from redis.exceptions import ConnectionError as RedisConnectionError, RedisError
 
 from common.bus.backoff import Backoff
+from common.resp import RespConnection, command
 
 
 __all__ = ["MessageCallback", "PubSubListener"]
@@ -30,7 +31,9 @@ class PubSubListener:
     at-most-once; state of record lives in Redis data structures, never only on the bus.
 
     Args:
-        redis: the client whose pool provides the connection.
+        redis: the client whose connection parameters the listener's own connection uses
+            (a :class:`~common.resp.RespConnection`: redis-py's pub/sub costs more per
+            message than the gateway's whole handling of it).
         on_message: called synchronously for each message, so it must not block.
         permanent: channels always subscribed (a gateway's reply channel). There must be at
             least one: redis-py stops listening when nothing is subscribed.
@@ -59,8 +62,12 @@ class PubSubListener:
         # Channels whose next confirmation answers every waiter: set after a reconnect,
         # where one SUBSCRIBE replaces all those sent on the lost connection.
         self._confirm_all: set[str] = set()
-        self._pubsub: PubSub | None = None
-        self._unsubscribing: set[asyncio.Task[None]] = set()
+        self._connection: RespConnection | None = None
+        self._backoff = Backoff()
+        # Set on each connection: whether its first confirmation starts a recovery, and
+        # the error Redis answered a SUBSCRIBE with, if any.
+        self._recovery_due = False
+        self._refused: RedisError | None = None
         self._connected = asyncio.Event()
         self._first_connection = asyncio.Event()
         self.reconnects = 0
@@ -81,34 +88,24 @@ class PubSubListener:
         self._wanted.add(channel)
         waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._waiters.setdefault(channel, deque()).append(waiter)
-        pubsub = self._pubsub
-        if pubsub is not None and self.connected:
-            try:
-                await pubsub.subscribe(channel)
-            except (RedisError, OSError):
-                # The run loop reconnects, subscribes again and answers this waiter then.
-                pass
+        self._send(b"SUBSCRIBE", channel)
         await waiter
 
     def unsubscribe(self, channel: str) -> None:
-        """Stop wanting ``channel`` now; the UNSUBSCRIBE itself goes out in the background."""
+        """Stop wanting ``channel``; the UNSUBSCRIBE goes out at once (after any earlier
+        SUBSCRIBE, so a subscribe right after an unsubscribe is never undone)."""
         if channel in self._permanent:
             return
         self._wanted.discard(channel)
-        task = asyncio.get_running_loop().create_task(self._send_unsubscribe(channel))
-        self._unsubscribing.add(task)
-        task.add_done_callback(self._unsubscribing.discard)
+        self._send(b"UNSUBSCRIBE", channel)
 
-    async def _send_unsubscribe(self, channel: str) -> None:
-        # Wanted again since (a subscribe right after an unsubscribe): its SUBSCRIBE may
-        # already have gone out, and an UNSUBSCRIBE now would silently undo it.
-        if channel in self._wanted:
-            return
-        pubsub = self._pubsub
-        if pubsub is not None and self.connected:
+    def _send(self, verb: bytes, *channels: str) -> None:
+        connection = self._connection
+        if connection is not None and self.connected:
             try:
-                await pubsub.unsubscribe(channel)
-            except (RedisError, OSError):
+                connection.write(command(verb, *channels))
+            except RedisError:
+                # The run loop reconnects and subscribes to what is wanted then.
                 pass
 
     def _confirmed(self, channel: str) -> None:
@@ -124,50 +121,57 @@ class PubSubListener:
         if not waiters:
             del self._waiters[channel]
 
+    def _on_push(self, push: Any) -> None:
+        """What Redis sends a subscribed connection: messages and (un)subscribe answers."""
+        if isinstance(push, RedisError):
+            # A refused SUBSCRIBE (NOPERM): reconnecting, with backoff, is all there is.
+            self._refused = push
+            if self._connection is not None:
+                self._connection.close()
+            return
+        kind = push[0]
+        if kind == b"message":
+            channel = push[1].decode()
+            try:
+                self._on_message(channel, push[2])
+            except Exception:
+                # A bug in one message's handling must not stop every delivery.
+                logger.exception("message callback failed", extra={"channel": channel})
+        elif kind == b"subscribe":
+            channel = push[1].decode()
+            self._confirmed(channel)
+            if self._recovery_due:
+                # Redis confirms once it has run the whole SUBSCRIBE: from here on nothing
+                # published is missed, so a replay can start.
+                self._recovery_due = False
+                self._on_reconnect()
+            if not self._first_connection.is_set() and channel in self._permanent:
+                self._first_connection.set()
+            self._backoff.reset()
+
     async def run(self) -> None:
         """Listen until cancelled, reconnecting after every failure."""
-        backoff = Backoff()
         while True:
-            pubsub = self._redis.pubsub()
+            connection = None
             try:
+                connection = await RespConnection.open(self._redis)
+                # No await from here to the SUBSCRIBE: what is wanted now is what it sends,
+                # and later subscribe() calls send on this connection.
                 self._confirm_all = set(self._waiters)
-                sent = set(self._wanted)
-                # Connects first: only then is this listener connected, and only then do
-                # subscribe() calls send on this connection rather than open another.
-                await pubsub.subscribe(*sent)
-                self._pubsub = pubsub
+                self._recovery_due = self._first_connection.is_set()
+                self._refused = None
+                connection.push_mode(self._on_push)
+                connection.write(command(b"SUBSCRIBE", *self._wanted))
+                self._connection = connection
                 self._connected.set()
-                # What was wanted, or given up, while the connection was being made.
-                if missing := self._wanted - sent:
-                    await pubsub.subscribe(*missing)
-                if stale := sent - self._wanted:
-                    await pubsub.unsubscribe(*stale)
-                # Subscribed again: what was published meanwhile was never received.
-                recovery_due = self._first_connection.is_set()
-                async for message in pubsub.listen():
-                    kind = message["type"]
-                    channel = message["channel"].decode()
-                    if kind == "message":
-                        try:
-                            self._on_message(channel, message["data"])
-                        except Exception:
-                            # A bug in one message's handling must not stop every delivery.
-                            logger.exception("message callback failed", extra={"channel": channel})
-                    elif kind == "subscribe":
-                        self._confirmed(channel)
-                        if recovery_due:
-                            # Redis confirms once it has run the whole SUBSCRIBE: from here
-                            # on nothing published is missed, so a replay can start.
-                            recovery_due = False
-                            self._on_reconnect()
-                        if not self._first_connection.is_set() and channel in self._permanent:
-                            self._first_connection.set()
-                        backoff.reset()
+                await connection.wait_closed()
+                raise self._refused or RedisConnectionError("pub/sub connection lost")
             except (RedisError, OSError) as exc:
                 self._connected.clear()
+                self._connection = None
                 self._on_error()
                 self.reconnects += 1
-                delay = backoff.next_delay()
+                delay = self._backoff.next_delay()
                 logger.warning(
                     "pub/sub connection lost; reconnecting",
                     extra={"error": repr(exc), "retry_in": round(delay, 3)},
@@ -175,11 +179,9 @@ class PubSubListener:
                 await asyncio.sleep(delay)
             finally:
                 self._connected.clear()
-                self._pubsub = None
-                try:
-                    await pubsub.aclose()  # type: ignore[no-untyped-call]
-                except (RedisError, OSError):
-                    pass
+                self._connection = None
+                if connection is not None:
+                    connection.close()
 
 
 def _resolve(waiter: asyncio.Future[None]) -> None:

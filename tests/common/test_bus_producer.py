@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
-from typing import Any, cast
+from typing import cast
 
 import pytest
 from redis.asyncio import Redis
-from redis.asyncio.client import Pipeline
 from redis.exceptions import ConnectionError as RedisConnectionError, ResponseError
 
 from common.bus.producer import RequestProducer
@@ -17,16 +16,6 @@ from common.envelope import ReplyAddress, Request, parse_envelope
 from common.keys import request_stream
 from devtools.redis_server import RedisServer
 from tests.support.waiting import wait_until
-
-
-class CountingRedis(Redis):
-    """A real client that counts the pipelines made from it (one pipeline = one round trip)."""
-
-    pipelines = 0
-
-    def pipeline(self, transaction: bool = True, shard_hint: Any = None) -> Pipeline:
-        self.pipelines += 1
-        return super().pipeline(transaction=transaction, shard_hint=shard_hint)
 
 
 class Failures:
@@ -44,10 +33,9 @@ class Failures:
 
 
 @pytest.fixture
-async def redis(redis_url: str) -> AsyncIterator[CountingRedis]:
+async def redis(redis_url: str) -> AsyncIterator[Redis]:
     """An asyncio client of the session's (emptied) Redis, configured like the gateway's."""
-    client = CountingRedis.from_url(redis_url, socket_keepalive=True)
-    assert isinstance(client, CountingRedis)
+    client = Redis.from_url(redis_url, socket_keepalive=True)
     try:
         yield client
     finally:
@@ -62,6 +50,19 @@ def _send(producer: RequestProducer, service: str, request: Request) -> None:
     producer.send(service, request.id, pack_bus(request.to_wire()))
 
 
+async def _connected_producer(redis: Redis, failures: Failures) -> RequestProducer:
+    """A producer whose connection is open, for the stop of Redis to break."""
+    producer = RequestProducer(redis, maxlen=1000, on_failure=failures)
+    _send(producer, "warmup", _request("warmup", 0))
+
+    async def appended() -> bool:
+        return len(await _entries(redis, "warmup")) == 1
+
+    await wait_until(appended, "the first append")
+    assert failures.calls == []
+    return producer
+
+
 async def _entries(redis: Redis, service: str) -> list[tuple[bytes, dict[bytes, bytes]]]:
     """The entries of a service's request stream, oldest first."""
     return cast(
@@ -69,19 +70,19 @@ async def _entries(redis: Redis, service: str) -> list[tuple[bytes, dict[bytes, 
     )
 
 
-async def test_requests_of_one_loop_turn_go_out_in_one_batch(redis: CountingRedis) -> None:
-    """Requests sent in one loop turn reach their services' streams in one pipeline, in order."""
+async def test_requests_of_one_loop_turn_go_out_in_one_batch(redis: Redis) -> None:
+    """Requests sent in one loop turn reach their services' streams in one round trip, in order."""
     failures = Failures()
     producer = RequestProducer(redis, maxlen=1000, on_failure=failures)
     chat = [_request("chat", n) for n in range(5)]
     bids = [_request("bids", n) for n in range(3)]
-    before = redis.pipelines
+    before = producer.round_trips
     for request in chat[:3] + bids + chat[3:]:
         _send(producer, request.type.split(".")[0], request)
     # Nothing has gone out yet: the batch leaves when the loop next runs the flusher.
-    assert redis.pipelines == before
+    assert producer.round_trips == before
     await producer.aclose()
-    assert redis.pipelines - before == 1
+    assert producer.round_trips - before == 1
     assert failures.calls == []
     for service, sent in (("chat", chat), ("bids", bids)):
         entries = await _entries(redis, service)
@@ -89,7 +90,7 @@ async def test_requests_of_one_loop_turn_go_out_in_one_batch(redis: CountingRedi
         assert [parse_envelope(load_bus(fields[b"e"])) for _, fields in entries] == sent
 
 
-async def test_a_reply_address_is_written_beside_the_request(redis: CountingRedis) -> None:
+async def test_a_reply_address_is_written_beside_the_request(redis: Redis) -> None:
     """With reply_to, an entry holds e and r (the packed address); without, e alone."""
     producer = RequestProducer(redis, maxlen=1000, on_failure=Failures())
     answered, notified = _request("chat", 1), _request("chat", 2)
@@ -107,24 +108,24 @@ async def test_a_reply_address_is_written_beside_the_request(redis: CountingRedi
 
 
 async def test_a_request_sent_in_a_later_turn_goes_out_in_the_next_batch(
-    redis: CountingRedis,
+    redis: Redis,
 ) -> None:
-    """A request sent once a batch has left goes out in a pipeline of its own, after it."""
+    """A request sent once a batch has left goes out in a round trip of its own, after it."""
     failures = Failures()
     producer = RequestProducer(redis, maxlen=1000, on_failure=failures)
     first, second = _request("chat", 1), _request("chat", 2)
-    before = redis.pipelines
+    before = producer.round_trips
     _send(producer, "chat", first)
-    await wait_until(lambda: redis.pipelines > before, "the first pipeline")
+    await wait_until(lambda: producer.round_trips > before, "the first round trip")
     _send(producer, "chat", second)
     await producer.aclose()
-    assert redis.pipelines - before == 2
+    assert producer.round_trips - before == 2
     entries = await _entries(redis, "chat")
     assert [parse_envelope(load_bus(fields[b"e"])) for _, fields in entries] == [first, second]
     assert failures.calls == []
 
 
-async def test_stream_is_capped_approximately(redis: CountingRedis) -> None:
+async def test_stream_is_capped_approximately(redis: Redis) -> None:
     """MAXLEN ~ keeps a stream near its cap: never below it, at most one node (100) above."""
     maxlen = 100
     producer = RequestProducer(redis, maxlen=maxlen, on_failure=Failures())
@@ -140,7 +141,7 @@ async def test_stream_is_capped_approximately(redis: CountingRedis) -> None:
     assert last.data == {"n": 999}
 
 
-async def test_a_failed_append_is_reported_with_its_id(redis: CountingRedis) -> None:
+async def test_a_failed_append_is_reported_with_its_id(redis: Redis) -> None:
     """A command Redis refuses fails only its own request; the others of the batch are appended."""
     await redis.set(request_stream("bids"), "not a stream")
     failures = Failures()
@@ -155,12 +156,11 @@ async def test_a_failed_append_is_reported_with_its_id(redis: CountingRedis) -> 
 
 
 async def test_redis_down_reports_every_id_of_the_batch(
-    redis: CountingRedis, redis_server: RedisServer
+    redis: Redis, redis_server: RedisServer
 ) -> None:
     """With Redis stopped, on_failure gets the ids of the whole batch; it works again once back."""
     failures = Failures()
-    producer = RequestProducer(redis, maxlen=1000, on_failure=failures)
-    await redis.ping()  # a pooled connection that the stop will break
+    producer = await _connected_producer(redis, failures)
     requests = [_request("chat", 1), _request("bids", 2), _request("chat", 3)]
     redis_server.stop()
     try:
@@ -170,6 +170,7 @@ async def test_redis_down_reports_every_id_of_the_batch(
         await producer.aclose()
     finally:
         redis_server.start()
+        await redis.connection_pool.disconnect()  # the test's own connections died too
     assert sorted(failures.ids) == sorted(request.id for request in requests)
     assert len(failures.calls) == 1
     assert isinstance(failures.calls[0][1], RedisConnectionError | OSError)
@@ -182,7 +183,7 @@ async def test_redis_down_reports_every_id_of_the_batch(
     assert [parse_envelope(load_bus(fields[b"e"])) for _, fields in entries] == [after]
 
 
-async def test_aclose_waits_for_the_batch_in_flight(redis: CountingRedis) -> None:
+async def test_aclose_waits_for_the_batch_in_flight(redis: Redis) -> None:
     """aclose returns once the pending batch is appended, so a shutdown loses no request."""
     producer = RequestProducer(redis, maxlen=1000, on_failure=Failures())
     request = _request("chat", 1)
@@ -193,12 +194,11 @@ async def test_aclose_waits_for_the_batch_in_flight(redis: CountingRedis) -> Non
 
 
 async def test_a_notification_sent_while_redis_is_down_is_appended_once_it_is_back(
-    redis: CountingRedis, redis_server: RedisServer
+    redis: Redis, redis_server: RedisServer
 ) -> None:
     """A notification (retry=True) is not reported failed but kept, and appended after a restart."""
     failures = Failures()
-    producer = RequestProducer(redis, maxlen=1000, on_failure=failures)
-    await redis.ping()  # a pooled connection that the stop will break
+    producer = await _connected_producer(redis, failures)
     kept = Request(
         "drop", {"channels": ["chat:r"], "seq": 3}, "gw-test", "c-1", "alice", noreply=True
     )
@@ -210,6 +210,7 @@ async def test_a_notification_sent_while_redis_is_down_is_appended_once_it_is_ba
         await wait_until(lambda: bool(failures.calls), "on_failure", within=30.0)
     finally:
         redis_server.start()
+        await redis.connection_pool.disconnect()
     # Only the request whose client waits for an answer was reported.
     assert failures.ids == [lost.id]
 
