@@ -11,7 +11,14 @@ import orjson
 from common.errors import ErrorCode, ProtocolError
 
 
-__all__ = ["dump_client", "dump_client_str", "load_bus", "load_client", "pack_bus"]
+__all__ = [
+    "dump_client",
+    "dump_client_str",
+    "load_bus",
+    "load_client",
+    "pack_bus",
+    "pack_bus_with_packed",
+]
 
 _packer_options: dict[str, Any] = {"use_bin_type": True, "datetime": False}
 
@@ -22,11 +29,29 @@ _local = threading.local()
 
 def pack_bus(value: dict[str, Any]) -> bytes:
     """Encode one bus value (an envelope as a map) with msgpack."""
+    return _packer().pack(value)  # type: ignore[no-any-return]
+
+
+def pack_bus_with_packed(value: dict[str, Any], name: str, packed: list[bytes]) -> bytes:
+    """Encode ``value`` plus field ``name``: an array of values each already encoded.
+
+    A batch of replies is packed reply by reply anyway (one that cannot be encoded is
+    replaced alone), so the batch reuses those bytes rather than encode them twice.
+    """
+    packer = _packer()
+    parts = [packer.pack_map_header(len(value) + 1)]
+    for key, item in value.items():
+        parts += (packer.pack(key), packer.pack(item))
+    parts += (packer.pack(name), packer.pack_array_header(len(packed)), *packed)
+    return b"".join(parts)
+
+
+def _packer() -> msgpack.Packer:
     try:
-        packer = _local.packer
+        return _local.packer
     except AttributeError:
         packer = _local.packer = msgpack.Packer(**_packer_options)
-    return packer.pack(value)  # type: ignore[no-any-return]
+        return packer
 
 
 def load_bus(data: bytes) -> dict[str, Any]:

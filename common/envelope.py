@@ -20,6 +20,7 @@ __all__ = [
     "Event",
     "Reply",
     "ReplyAddress",
+    "ReplyBatch",
     "Request",
     "client_event",
     "new_id",
@@ -129,6 +130,8 @@ class Request:
     #: read see the connection's own writes, whichever instance handled (or will handle)
     #: the notifications themselves.
     prior: tuple[dict[str, Any], ...] = ()
+    #: The gateway also takes this request's reply inside a :class:`ReplyBatch`.
+    batch: bool = False
 
     def to_wire(self) -> dict[str, Any]:
         wire = {
@@ -147,6 +150,8 @@ class Request:
             wire["noreply"] = True
         if self.prior:
             wire["prior"] = list(self.prior)
+        if self.batch:
+            wire["batch"] = True
         return wire
 
     @classmethod
@@ -165,6 +170,7 @@ class Request:
             ts=_field(wire, "ts", int),
             noreply=wire.get("noreply") is True,
             prior=_prior(wire),
+            batch=wire.get("batch") is True,
         )
 
 
@@ -232,6 +238,40 @@ class Reply:
             id=_field(wire, "id", str),
             ts=_field(wire, "ts", int),
         )
+
+
+@dataclass(frozen=True, slots=True)
+class ReplyBatch:
+    """Replies of one service read to one gateway, in one message: one PUBLISH, one pub/sub
+    delivery, one decode for them all. Only for requests that said ``batch``."""
+
+    replies: tuple[Reply, ...]
+    id: str = field(default_factory=new_id)
+    ts: int = field(default_factory=now_ms)
+
+    def head(self) -> dict[str, Any]:
+        """The envelope without its ``replies``, which a writer packs one by one."""
+        return {"v": BUS_VERSION, "kind": "replies", "id": self.id, "ts": self.ts}
+
+    def to_wire(self) -> dict[str, Any]:
+        return {**self.head(), "replies": [reply.to_wire() for reply in self.replies]}
+
+    @classmethod
+    def from_wire(cls, wire: dict[str, Any]) -> ReplyBatch:
+        """Raises ProtocolError unless every element is a valid reply (its own ``v`` and
+        ``kind`` included): a batch is taken whole or not at all."""
+        items = wire.get("replies")
+        if not isinstance(items, list) or not items:
+            raise ProtocolError(ErrorCode.BAD_REQUEST, "bus envelope field 'replies' is invalid")
+        replies = []
+        for item in items:
+            if not isinstance(item, dict):
+                raise ProtocolError(ErrorCode.BAD_REQUEST, "a batched reply must be a map")
+            _check_version(item)
+            if item.get("kind") != "reply":
+                raise ProtocolError(ErrorCode.BAD_REQUEST, "a batch holds replies only")
+            replies.append(Reply.from_wire(item))
+        return cls(tuple(replies), id=_field(wire, "id", str), ts=_field(wire, "ts", int))
 
 
 @dataclass(frozen=True, slots=True)
@@ -316,14 +356,15 @@ def _check_version(wire: dict[str, Any]) -> None:
         raise ProtocolError(ErrorCode.BAD_REQUEST, f"unsupported bus version {version!r}")
 
 
-_KINDS: dict[str, type[Request] | type[Reply] | type[Event]] = {
+_KINDS: dict[str, type[Request] | type[Reply] | type[ReplyBatch] | type[Event]] = {
     "request": Request,
     "reply": Reply,
+    "replies": ReplyBatch,
     "event": Event,
 }
 
 
-def parse_envelope(wire: dict[str, Any]) -> Request | Reply | Event:
+def parse_envelope(wire: dict[str, Any]) -> Request | Reply | ReplyBatch | Event:
     """Turn a decoded bus map into its envelope.
 
     Raises:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -19,7 +18,7 @@ from redis.exceptions import OutOfMemoryError
 
 from common.bus.producer import RequestProducer
 from common.codec import load_bus, pack_bus
-from common.envelope import Reply, ReplyAddress, Request, parse_envelope
+from common.envelope import Reply, ReplyAddress, ReplyBatch, Request, parse_envelope
 from common.errors import ErrorCode, ProtocolError, ServiceError
 from realtime_gateway.metrics import GatewayMetrics
 
@@ -46,8 +45,9 @@ class Caller(Protocol):
 class _Pending:
     service: str
     on_reply: ReplyCallback
-    timer: asyncio.TimerHandle
+    #: The event loop's clock when the request was sent.
     started: float
+    deadline: float
 
 
 class Router:
@@ -63,7 +63,10 @@ class Router:
         self._producer = producer_factory(self._failed)
         self._timeout = timeout
         self._metrics = metrics
+        # In the order sent, which is the order of the deadlines (one timeout for all): one
+        # timer, for the oldest, rather than a timer per request.
         self._pending: dict[str, _Pending] = {}
+        self._sweeper: asyncio.TimerHandle | None = None
 
     @property
     def pending(self) -> int:
@@ -90,6 +93,7 @@ class Router:
             connection=connection.id,
             user=connection.user,
             prior=prior,
+            batch=True,
         )
         loop = asyncio.get_running_loop()
         try:
@@ -104,8 +108,10 @@ class Router:
             reply = Reply(request.id, connection.id, error=error.to_error())
             loop.call_soon(on_reply, reply, "")
             return
-        timer = loop.call_later(self._timeout, self._expire, request.id, "did not answer in time")
-        self._pending[request.id] = _Pending(service, on_reply, timer, time.perf_counter())
+        now = loop.time()
+        self._pending[request.id] = _Pending(service, on_reply, now, now + self._timeout)
+        if self._sweeper is None:
+            self._sweeper = loop.call_at(now + self._timeout, self._sweep)
         self._producer.send(service, request.id, body, reply_to=reply_to)
 
     def notify(
@@ -126,31 +132,49 @@ class Router:
     def on_message(self, body: bytes) -> None:
         """Handle one message from this gateway's reply channel."""
         try:
-            reply = parse_envelope(load_bus(body))
+            envelope = parse_envelope(load_bus(body))
         except ProtocolError as exc:
             self._metrics.bus_errors.inc()
             logger.error("dropping an undecodable reply", extra={"error": exc.message})
             return
-        if not isinstance(reply, Reply):
+        if isinstance(envelope, Reply):
+            self._answer(envelope)
+        elif isinstance(envelope, ReplyBatch):
+            for reply in envelope.replies:
+                self._answer(reply)
+        else:
             self._metrics.bus_errors.inc()
             logger.error("dropping a non-reply on the reply channel")
-            return
+
+    def _answer(self, reply: Reply) -> None:
         pending = self._pending.pop(reply.request_id, None)
         if pending is None:
             self._metrics.late_replies.inc()
             return
-        pending.timer.cancel()
         self._metrics.requests(pending.service, "ok" if reply.ok else "error").inc()
         self._metrics.request_seconds(pending.service).observe(
-            time.perf_counter() - pending.started
+            asyncio.get_running_loop().time() - pending.started
         )
         pending.on_reply(reply, "")
+
+    def _sweep(self) -> None:
+        """Expire every request past its deadline; wait for the next one's."""
+        self._sweeper = None
+        loop = asyncio.get_running_loop()
+        now = loop.time()
+        while self._pending:
+            request_id, oldest = next(iter(self._pending.items()))
+            if oldest.deadline > now:
+                if self._sweeper is not None:  # armed by a request sent from a callback
+                    self._sweeper.cancel()
+                self._sweeper = loop.call_at(oldest.deadline, self._sweep)
+                return
+            self._expire(request_id, "did not answer in time")
 
     def _expire(self, request_id: str, why: str) -> None:
         pending = self._pending.pop(request_id, None)
         if pending is None:
             return
-        pending.timer.cancel()
         self._metrics.requests(pending.service, "unavailable").inc()
         pending.on_reply(None, f"service {pending.service!r} {why}")
 

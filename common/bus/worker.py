@@ -30,8 +30,8 @@ from redis.exceptions import (
 )
 
 from common.bus.backoff import Backoff
-from common.codec import load_bus, pack_bus
-from common.envelope import Reply, ReplyAddress, Request, parse_envelope
+from common.codec import load_bus, pack_bus, pack_bus_with_packed
+from common.envelope import Reply, ReplyAddress, ReplyBatch, Request, parse_envelope
 from common.errors import ErrorCode, ServiceError
 from common.keys import reply_channel, request_stream
 from common.log import trace_id
@@ -247,9 +247,17 @@ class ServiceWorker:
                         extra={"type": request.type, "result": result, "seconds": each},
                     )
         pipe = self._redis.pipeline(transaction=False)
+        batches: dict[str, list[bytes]] = {}
         for request, outcome in zip(requests, outcomes, strict=True):
-            if not request.noreply:
-                pipe.publish(reply_channel(request.gateway), _packed_reply(request, outcome))
+            if request.noreply:
+                continue
+            packed = _packed_reply(request, outcome)
+            if request.batch:
+                batches.setdefault(request.gateway, []).append(packed)
+            else:
+                pipe.publish(reply_channel(request.gateway), packed)
+        for gateway, replies in batches.items():
+            pipe.publish(reply_channel(gateway), _packed_batch(replies))
         for channel, body in refusals:
             pipe.publish(channel, body)
         pipe.xack(self.stream, self.group, *entry_ids)
@@ -335,6 +343,13 @@ def _packed_reply(request: Request, outcome: Outcome) -> bytes:
         with traced(request):
             logger.exception("a reply could not be encoded", extra={"type": request.type})
         return pack_bus(_reply(request, _internal_error()).to_wire())
+
+
+def _packed_batch(replies: list[bytes]) -> bytes:
+    """One message for the replies of one read to one gateway (a lone reply goes as is)."""
+    if len(replies) == 1:
+        return replies[0]
+    return pack_bus_with_packed(ReplyBatch(()).head(), "replies", replies)
 
 
 def _internal_error() -> ServiceError:

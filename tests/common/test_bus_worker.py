@@ -294,6 +294,27 @@ async def test_a_batch_handler_gets_each_read_together(
     assert running.observer.results.count(("chat.echo", "ok")) == 3
 
 
+async def test_replies_of_one_read_to_a_gateway_that_batches_go_in_one_message(
+    redis: Redis, replies: Replies, start_worker: StartWorker
+) -> None:
+    """Requests that say ``batch`` get their replies in one ``replies`` message, in order; a
+    reply that cannot be encoded is replaced alone; requests without ``batch`` get one
+    message per reply, as an older gateway expects."""
+    batched = [_request(n=n, batch=True) for n in range(3)]
+    odd = _request("chat.odd", batch=True)
+    alone = [_request(n=n) for n in range(3, 5)]
+    await _add(redis, *batched, odd, *alone)
+    running = start_worker(Handler())
+    answers = await replies.wait(running, *batched, odd, *alone)
+    assert [reply.data for reply in answers[:3]] == [{"echo": {"n": n}} for n in range(3)]
+    assert answers[3].error == {"code": "internal_error", "message": "internal error"}
+    assert [reply.request_id for reply in replies.received] == [
+        r.id for r in (*alone, *batched, odd)
+    ]
+    assert replies.messages == [1, 1, 4]
+    await wait_until(lambda: _is_acked(redis), "XPENDING to be empty")
+
+
 @pytest.mark.parametrize(
     "answer",
     [

@@ -6,11 +6,12 @@ from typing import Any
 
 import pytest
 
-from common.codec import load_bus, pack_bus
+from common.codec import load_bus, pack_bus, pack_bus_with_packed
 from common.envelope import (
     BUS_VERSION,
     Event,
     Reply,
+    ReplyBatch,
     Request,
     new_id,
     parse_envelope,
@@ -19,7 +20,7 @@ from common.envelope import (
 from common.errors import ErrorCode, ProtocolError
 
 
-def _through_the_bus(wire: dict[str, Any]) -> Request | Reply | Event:
+def _through_the_bus(wire: dict[str, Any]) -> Request | Reply | ReplyBatch | Event:
     return parse_envelope(load_bus(pack_bus(wire)))
 
 
@@ -352,3 +353,39 @@ def test_a_bad_position_raises_protocol_error(position: str) -> None:
         position_key(position)
     assert caught.value.code is ErrorCode.BAD_REQUEST
     assert repr(position) in caught.value.message
+
+
+def test_a_batch_request_round_trips() -> None:
+    """``batch`` is sent only when true, and any value but true reads as false."""
+    batch = _request(batch=True)
+    assert _through_the_bus(batch.to_wire()) == batch
+    assert "batch" not in _request().to_wire()
+    assert not Request.from_wire({**_request().to_wire(), "batch": 1}).batch
+
+
+def test_a_reply_batch_round_trips_and_packs_from_packed_replies() -> None:
+    replies = (
+        Reply("req-1", "c-1", data={"n": 1}, subscribe=("chat:a",)),
+        Reply("req-2", "c-2", error={"code": "bid_too_low", "message": "too low"}),
+    )
+    batch = ReplyBatch(replies)
+    assert _through_the_bus(batch.to_wire()) == batch
+    packed = pack_bus_with_packed(batch.head(), "replies", [pack_bus(r.to_wire()) for r in replies])
+    assert packed == pack_bus(batch.to_wire())
+
+
+@pytest.mark.parametrize(
+    "items",
+    [
+        pytest.param([], id="empty"),
+        pytest.param("reply", id="not-a-list"),
+        pytest.param([1], id="not-a-map"),
+        pytest.param([{**_REPLY_WIRE, "v": 2}], id="another-version"),
+        pytest.param([_REQUEST_WIRE], id="a-request"),
+        pytest.param([_REPLY_WIRE, {**_REPLY_WIRE, "ok": "yes"}], id="one-bad-reply"),
+    ],
+)
+def test_a_malformed_reply_batch_is_refused_whole(items: Any) -> None:
+    wire = {**ReplyBatch(()).head(), "replies": items}
+    with pytest.raises(ProtocolError):
+        _through_the_bus(wire)

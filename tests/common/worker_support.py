@@ -14,7 +14,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 
 from common.bus.worker import Backlog, BatchHandler, Outcome, ServiceWorker
 from common.codec import load_bus, pack_bus
-from common.envelope import Reply, Request, parse_envelope
+from common.envelope import Reply, ReplyBatch, Request, parse_envelope
 from common.errors import ErrorCode, ServiceError
 from common.keys import reply_channel, request_stream
 from common.settings import BusSettings, Secret, ServiceSettings
@@ -166,15 +166,20 @@ class Replies:
     def __init__(self, pubsub: PubSub) -> None:
         self._pubsub = pubsub
         self.received: list[Reply] = []
+        #: How many replies each pub/sub message carried (1 unless a batch).
+        self.messages: list[int] = []
 
     async def _drain(self) -> None:
         while True:
             message = await self._pubsub.get_message(ignore_subscribe_messages=True, timeout=0)
             if message is None:
                 return
-            reply = parse_envelope(load_bus(message["data"]))
-            assert isinstance(reply, Reply)
-            self.received.append(reply)
+            envelope = parse_envelope(load_bus(message["data"]))
+            replies = envelope.replies if isinstance(envelope, ReplyBatch) else (envelope,)
+            for reply in replies:
+                assert isinstance(reply, Reply)
+                self.received.append(reply)
+            self.messages.append(len(replies))
 
     def for_(self, request: Request) -> list[Reply]:
         return [reply for reply in self.received if reply.request_id == request.id]
@@ -209,8 +214,8 @@ async def replies_fixture(redis: Redis) -> AsyncIterator[Replies]:
         await pubsub.aclose()  # type: ignore[no-untyped-call]
 
 
-def _request(kind: str = "chat.echo", **data: Any) -> Request:
-    return Request(kind, data, GATEWAY, "conn-1", "alice")
+def _request(kind: str = "chat.echo", *, batch: bool = False, **data: Any) -> Request:
+    return Request(kind, data, GATEWAY, "conn-1", "alice", batch=batch)
 
 
 async def _add(redis: Redis, *requests: Request) -> None:
