@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import pytest
@@ -16,6 +17,7 @@ from common.envelope import (
     new_id,
     parse_envelope,
     position_key,
+    serial_id,
 )
 from common.errors import ErrorCode, ProtocolError
 
@@ -389,3 +391,23 @@ def test_a_malformed_reply_batch_is_refused_whole(items: Any) -> None:
     wire = {**ReplyBatch(()).head(), "replies": items}
     with pytest.raises(ProtocolError):
         _through_the_bus(wire)
+
+
+def test_serial_ids_are_unique_hex_and_a_forked_child_makes_its_own() -> None:
+    ids = [serial_id() for _ in range(1000)]
+    assert len(set(ids)) == 1000
+    assert all(len(each) == 32 and int(each, 16) >= 0 for each in ids)
+    assert (
+        Request("chat.send", {}, "gw", "c", None).id != Request("chat.send", {}, "gw", "c", None).id
+    )
+    read, write = os.pipe()
+    child = os.fork()
+    if child == 0:  # pragma: no cover (the child)
+        os.write(write, serial_id().encode())
+        os._exit(0)
+    os.close(write)
+    _, status = os.waitpid(child, 0)
+    assert status == 0
+    from_child = os.read(read, 64).decode()
+    os.close(read)
+    assert from_child[:16] != serial_id()[:16], "the child kept its parent's prefix"
