@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Gauge, Histogram
+from prometheus_client import Counter, Gauge
 
-from common.metrics import Children
+from common.metrics import Children, LoopCounter, LoopHistogram
 
 
 __all__ = ["GatewayMetrics"]
@@ -20,37 +20,32 @@ class GatewayMetrics:
             "rt_gateway_subscriptions",
             "Subscriptions of this gateway's connections (one per connection and channel).",
         )
-        self.messages_in = Children(
-            Counter(
-                "rt_gateway_messages_in",
-                "Client messages received, by kind (auth, ping, subscribe, request, invalid...).",
-                ["kind"],
-            )
+        # Counted per message: lock-free (common/metrics.py).
+        self.messages_in = LoopCounter(
+            "rt_gateway_messages_in",
+            "Client messages received, by kind (auth, ping, subscribe, request, invalid...).",
+            ["kind"],
         )
-        self.messages_out = Counter(
+        self.messages_out = LoopCounter(
             "rt_gateway_messages_out", "Frames queued to clients (replies and events)."
         )
-        self.events = Counter("rt_gateway_events", "Channel events received from the bus.")
-        self.deliveries = Counter(
+        self.events = LoopCounter("rt_gateway_events", "Channel events received from the bus.")
+        self.deliveries = LoopCounter(
             "rt_gateway_deliveries", "Channel events queued to subscribed connections."
         )
         self.closes = Children(
             Counter("rt_gateway_closes", "Connections the gateway closed, by close code.", ["code"])
         )
-        self.requests = Children(
-            Counter(
-                "rt_gateway_requests",
-                "Requests routed to services, by service and outcome (ok, error, unavailable).",
-                ["service", "outcome"],
-            )
+        self.requests = LoopCounter(
+            "rt_gateway_requests",
+            "Requests routed to services, by service and outcome (ok, error, unavailable).",
+            ["service", "outcome"],
         )
-        self.request_seconds = Children(
-            Histogram(
-                "rt_gateway_request_seconds",
-                "Round trip from a client request to the service's reply.",
-                ["service"],
-                buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0),
-            )
+        self.request_seconds = LoopHistogram(
+            "rt_gateway_request_seconds",
+            "Round trip from a client request to the service's reply.",
+            ["service"],
+            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0),
         )
         self.outbox_dropped = Counter(
             "rt_gateway_outbox_dropped_frames",
