@@ -44,7 +44,35 @@ class Children(Generic[_Metric]):
 # and sum). Only for code that runs on one thread, as everything on an event loop does.
 
 
-class LoopCounter:
+_Child = TypeVar("_Child")
+
+
+class _LoopFamily(Generic[_Child]):
+    """A metric and its labelled children, registered for scraping."""
+
+    def __init__(self, name: str, documentation: str, labelnames: Sequence[str]) -> None:
+        # Registered by the subclass once it is complete: registering reads describe().
+        self._name = name
+        self._documentation = documentation
+        self._labelnames = tuple(labelnames)
+        self._children: dict[tuple[str, ...], _Child] = {}
+
+    def labels(self, *values: str) -> _Child:
+        """The child of these label values (looked up in a dict, as :class:`Children`)."""
+        child = self._children.get(values)
+        if child is None:
+            if len(values) != len(self._labelnames):
+                raise ValueError(f"{self._name} takes labels {self._labelnames}, got {values}")
+            child = self._children[values] = self._new_child()
+        return child
+
+    __call__ = labels
+
+    def _new_child(self) -> _Child:
+        raise NotImplementedError
+
+
+class LoopCounter(_LoopFamily["_CounterValue"]):
     """A counter, or the family of labelled ones, updated without a lock."""
 
     def __init__(
@@ -54,23 +82,12 @@ class LoopCounter:
         labelnames: Sequence[str] = (),
         registry: CollectorRegistry = REGISTRY,
     ) -> None:
-        self._name = name
-        self._documentation = documentation
-        self._labelnames = tuple(labelnames)
-        self._children: dict[tuple[str, ...], _CounterValue] = {}
+        super().__init__(name, documentation, labelnames)
         self._alone = None if labelnames else self.labels()
         registry.register(self)
 
-    def labels(self, *values: str) -> _CounterValue:
-        """The counter of these label values (looked up in a dict, as :class:`Children`)."""
-        child = self._children.get(values)
-        if child is None:
-            if len(values) != len(self._labelnames):
-                raise ValueError(f"{self._name} takes labels {self._labelnames}, got {values}")
-            child = self._children[values] = _CounterValue()
-        return child
-
-    __call__ = labels
+    def _new_child(self) -> _CounterValue:
+        return _CounterValue()
 
     def inc(self, amount: float = 1) -> None:
         """Count ``amount`` on a counter without labels."""
@@ -99,7 +116,7 @@ class _CounterValue:
         self.value += amount
 
 
-class LoopHistogram:
+class LoopHistogram(_LoopFamily["_HistogramValue"]):
     """A histogram, or the family of labelled ones, updated without a lock."""
 
     def __init__(
@@ -111,23 +128,12 @@ class LoopHistogram:
         buckets: Sequence[float],
         registry: CollectorRegistry = REGISTRY,
     ) -> None:
-        self._name = name
-        self._documentation = documentation
-        self._labelnames = tuple(labelnames)
+        super().__init__(name, documentation, labelnames)
         self._bounds = tuple(sorted(buckets))
-        self._children: dict[tuple[str, ...], _HistogramValue] = {}
         registry.register(self)
 
-    def labels(self, *values: str) -> _HistogramValue:
-        """The histogram of these label values (looked up in a dict, as :class:`Children`)."""
-        child = self._children.get(values)
-        if child is None:
-            if len(values) != len(self._labelnames):
-                raise ValueError(f"{self._name} takes labels {self._labelnames}, got {values}")
-            child = self._children[values] = _HistogramValue(self._bounds)
-        return child
-
-    __call__ = labels
+    def _new_child(self) -> _HistogramValue:
+        return _HistogramValue(self._bounds)
 
     def describe(self) -> Iterator[Metric]:
         yield HistogramMetricFamily(self._name, self._documentation, labels=self._labelnames)
