@@ -36,7 +36,8 @@ class PubSubListener:
             message than the gateway's whole handling of it).
         on_message: called synchronously for each message, so it must not block.
         permanent: channels always subscribed (a gateway's reply channel). There must be at
-            least one: redis-py stops listening when nothing is subscribed.
+            least one: a connection subscribed to nothing would carry nothing to wait on,
+            and SUBSCRIBE needs a channel.
     """
 
     def __init__(

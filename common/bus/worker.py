@@ -19,7 +19,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
-from typing import Any, Protocol, cast
+from typing import Any, Protocol
 
 from redis.asyncio import Redis
 from redis.exceptions import (
@@ -35,7 +35,8 @@ from common.envelope import Reply, ReplyAddress, ReplyBatch, Request, parse_enve
 from common.errors import ErrorCode, ServiceError
 from common.keys import reply_channel, request_stream
 from common.log import trace_id
-from common.redis_client import MAX_BLOCK
+from common.redis_client import COMMAND_TIMEOUT, MAX_BLOCK
+from common.resp import RespConnection, command
 from common.settings import ServiceSettings
 from common.tasks import raise_if_cancelled
 
@@ -118,12 +119,25 @@ class ServiceWorker:
         self.group = settings.service
         self.consumer = f"{settings.service}-{settings.instance}"
         self.alive = False
+        # Reads and acknowledgements, one after the other, on a connection of the worker's
+        # own that skips redis-py's per-command work (common/resp.py); handlers use redis.
+        self._connection: RespConnection | None = None
 
     async def run(self) -> None:
         """Consume until cancelled; reconnect with backoff after Redis failures."""
+        try:
+            await self._consume()
+        finally:
+            self._drop_connection()
+
+    async def _consume(self) -> None:
         backoff = Backoff()
         loop = asyncio.get_running_loop()
         block_ms = max(1, int(min(self._settings.claim_interval, MAX_BLOCK) * 1000))
+        read = command(
+            *("XREADGROUP", "GROUP", self.group, self.consumer, "COUNT", self._settings.batch),
+            *("BLOCK", block_ms, "STREAMS", self.stream, ">"),
+        )
         while True:
             try:
                 await self._ensure_group()
@@ -134,17 +148,11 @@ class ServiceWorker:
                         await self._claim_stale()
                         await self._report_backlog()
                         next_claim = loop.time() + self._settings.claim_interval
-                    response = await self._redis.xreadgroup(
-                        self.group,
-                        self.consumer,
-                        {self.stream: ">"},
-                        count=self._settings.batch,
-                        block=block_ms,
-                    )
+                    (response,) = await self._execute(read, 1, block_ms / 1000)
                     raise_if_cancelled()
                     backoff.reset()
-                    for _stream, entries in cast("list[Any]", response or []):
-                        await self._process(entries)
+                    for _stream, entries in response or ():
+                        await self._process([(id_, _fields(raw)) for id_, raw in entries])
             except ResponseError as exc:
                 if "NOGROUP" in str(exc) or "no such key" in str(exc):
                     # Redis lost the group (a restart without persistence, a FLUSHALL):
@@ -154,6 +162,29 @@ class ServiceWorker:
                 await self._pause_after(exc, backoff)
             except (RedisError, OSError) as exc:
                 await self._pause_after(exc, backoff)
+
+    async def _execute(self, payload: bytes, count: int, block: float = 0.0) -> list[Any]:
+        """Send ``count`` commands on the worker's connection; their replies, or the first
+        error among them raised (as a redis-py pipeline does)."""
+        connection = self._connection
+        if connection is None or not connection.is_open:
+            connection = self._connection = await RespConnection.open(self._redis)
+        try:
+            async with asyncio.timeout(block + COMMAND_TIMEOUT):
+                replies = await connection.execute(payload, count)
+        except TimeoutError:
+            # A reply may still come: it must not answer the next command.
+            self._drop_connection()
+            raise
+        for reply in replies:
+            if isinstance(reply, Exception):
+                raise reply
+        return replies
+
+    def _drop_connection(self) -> None:
+        if self._connection is not None:
+            self._connection.close()
+            self._connection = None
 
     async def _pause_after(self, exc: BaseException, backoff: Backoff) -> None:
         self.alive = False
@@ -246,7 +277,7 @@ class ServiceWorker:
                         "request handled",
                         extra={"type": request.type, "result": result, "seconds": each},
                     )
-        pipe = self._redis.pipeline(transaction=False)
+        commands = []
         batches: dict[str, list[bytes]] = {}
         for request, outcome in zip(requests, outcomes, strict=True):
             if request.noreply:
@@ -255,16 +286,17 @@ class ServiceWorker:
             if request.batch:
                 batches.setdefault(request.gateway, []).append(packed)
             else:
-                pipe.publish(reply_channel(request.gateway), packed)
+                commands.append(command("PUBLISH", reply_channel(request.gateway), packed))
         for gateway, replies in batches.items():
-            pipe.publish(reply_channel(gateway), _packed_batch(replies))
+            commands.append(command("PUBLISH", reply_channel(gateway), _packed_batch(replies)))
         for channel, body in refusals:
-            pipe.publish(channel, body)
-        pipe.xack(self.stream, self.group, *entry_ids)
+            commands.append(command("PUBLISH", channel, body))
+        commands.append(command("XACK", self.stream, self.group, *entry_ids))
         # Then gone: the stream holds what is pending, not history (one group reads it, and
         # XACKDEL is Redis 8.2). Entries the producer's MAXLEN trimmed meanwhile are no-ops.
-        pipe.xdel(self.stream, *entry_ids)
-        await pipe.execute()
+        commands.append(command("XDEL", self.stream, *entry_ids))
+        # One round trip, as a pipeline.
+        await self._execute(b"".join(commands), len(commands))
 
     def _decode(self, fields: dict[bytes, bytes]) -> Request | _Refusal | None:
         """The entry's request; else the refusal to publish, or None when nobody can get one.
@@ -343,6 +375,14 @@ def _packed_reply(request: Request, outcome: Outcome) -> bytes:
         with traced(request):
             logger.exception("a reply could not be encoded", extra={"type": request.type})
         return pack_bus(_reply(request, _internal_error()).to_wire())
+
+
+def _fields(raw: list[bytes] | None) -> dict[bytes, bytes] | None:
+    """A stream entry's fields from RESP's flat list; None for an entry trimmed meanwhile."""
+    if raw is None:
+        return None
+    pairs = iter(raw)
+    return dict(zip(pairs, pairs, strict=True))
 
 
 def _packed_batch(replies: list[bytes]) -> bytes:

@@ -130,6 +130,7 @@ async def test_a_redis_restart_is_survived(
         assert running.observer.bus_errors >= 1
     finally:
         redis_server.start()
+        await redis.connection_pool.disconnect()  # the test's own connections died too
     # The restarted server is empty: the reply subscription and the group are gone.
     pubsub = redis.pubsub()
     try:
