@@ -122,6 +122,9 @@ class RedisServer(Started):
         tls: ServerTls | None = None,
         cluster_node_timeout: int | None = None,
     ) -> None:
+        if tls is not None and cluster_node_timeout is not None:
+            # The cluster bus and replication would need TLS of their own (tls-cluster).
+            raise ValueError("a cluster node over TLS is not supported")
         self._port = port if port is not None else free_port()
         self._acl = tuple(acl)
         self._password = password

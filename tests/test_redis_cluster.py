@@ -12,6 +12,7 @@ from redis.cluster import ClusterNode
 
 from devtools.cluster_nodes import hash_tag_on
 from devtools.net import LOOPBACK
+from devtools.redis_binary import bundled_valkey_binary
 from devtools.redis_cluster import LocalCluster
 from devtools.redis_server import RedisServer
 from tests.support.waiting import MS, Deadline, wait_until, wait_until_blocking
@@ -174,8 +175,8 @@ async def test_sharded_pubsub_delivers_on_each_shard(cluster: LocalCluster) -> N
 @pytest.mark.cluster
 def test_the_cluster_forms_with_commands_without_a_cli() -> None:
     """Formed from Python (CLUSTER MEET, ADDSLOTSRANGE, REPLICATE), as with the embedded
-    Valkey that ships no redis-cli, the cluster serves every slot."""
-    with LocalCluster(3, 1, formation="commands") as own:
+    Valkey that ships no redis-cli (run here when installed), the cluster serves every slot."""
+    with LocalCluster(3, 1, binary=bundled_valkey_binary(), formation="commands") as own:
         with _cluster_client(own) as client:
             client.set("{a}:key", "a")
             assert client.get("{a}:key") == b"a"
