@@ -16,7 +16,6 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from types import TracebackType
 from typing import IO, Any
 
 import redis
@@ -26,6 +25,7 @@ from redis.retry import Retry
 from common.redis_client import check_server_info
 from common.settings import redis_target
 from devtools.errors import RedisServerError, RedisStartError
+from devtools.lifecycle import Started
 from devtools.net import LOOPBACK, free_port
 from devtools.redis_binary import find_server_binary
 
@@ -85,7 +85,7 @@ def _sha256(text: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
-class RedisServer:
+class RedisServer(Started):
     """A private server on 127.0.0.1, owned by this process, non-persistent by default.
 
     The port is fixed at construction (a free one unless given), so ``stop()`` then ``start()``
@@ -98,7 +98,9 @@ class RedisServer:
     so the users outlive a restart; ``password`` protects the ``default`` user, which keeps
     every permission. ``maxmemory`` (``"64mb"``) caps the memory with the ``noeviction``
     policy: a write that does not fit fails instead of evicting bus state. ``tls`` serves
-    TLS only.
+    TLS only. ``cluster_node_timeout`` (ms) makes it a Redis Cluster node (see
+    :mod:`devtools.redis_cluster`), whose directory, with its ``nodes.conf``, outlives a
+    restart as an append-only one does: the node comes back as the same member.
 
     Usage::
 
@@ -118,7 +120,11 @@ class RedisServer:
         password: str | None = None,
         maxmemory: str | None = None,
         tls: ServerTls | None = None,
+        cluster_node_timeout: int | None = None,
     ) -> None:
+        if tls is not None and cluster_node_timeout is not None:
+            # The cluster bus and replication would need TLS of their own (tls-cluster).
+            raise ValueError("a cluster node over TLS is not supported")
         self._port = port if port is not None else free_port()
         self._acl = tuple(acl)
         self._password = password
@@ -126,6 +132,10 @@ class RedisServer:
         self.tls = tls
         self._binary = binary
         self._appendonly = appendonly
+        self.cluster_node_timeout = cluster_node_timeout
+        # The cluster bus's port, free too: by default it is the port + 10000, which a free
+        # port above 55535 does not have.
+        self._cluster_port = free_port() if cluster_node_timeout is not None else None
         self._start_timeout = start_timeout
         self._stop_timeout = stop_timeout
         self._process: subprocess.Popen[bytes] | None = None
@@ -142,6 +152,11 @@ class RedisServer:
         """``redis://127.0.0.1:<port>/0`` (``rediss://`` with TLS), never with a password."""
         scheme = "rediss" if self.tls is not None else "redis"
         return f"{scheme}://{LOOPBACK}:{self._port}/0"
+
+    @property
+    def cluster_port(self) -> int | None:
+        """The cluster bus's port of a cluster node (None for a plain server)."""
+        return self._cluster_port
 
     def client_options(self) -> dict[str, Any]:
         """redis-py's keyword arguments, beside :attr:`url`, of a client with every right."""
@@ -197,6 +212,7 @@ class RedisServer:
             "--daemonize", "no",
             "--logfile", "",  # stdout, which is the log file above
             *self._options(self._workdir),
+            *self._cluster_options(self._workdir),
         ]  # fmt: skip
         try:
             # A session of its own: a Ctrl-C meant for the owner must not kill the server
@@ -234,6 +250,28 @@ class RedisServer:
             options += ["--tls-key-file", str(tls.key_file), "--tls-ca-cert-file", str(tls.ca_file)]
             options += ["--tls-auth-clients", tls.auth_clients]
         return options
+
+    def _cluster_options(self, workdir: Path) -> list[str]:
+        """The options of a cluster node: its config file in its directory, its timeout."""
+        if self.cluster_node_timeout is None:
+            return []
+        options = ["--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf"]
+        options += ["--cluster-node-timeout", str(self.cluster_node_timeout)]
+        options += ["--cluster-port", str(self._cluster_port)]
+        # A replica syncs at once, not after the 5 s Redis waits by default for more replicas.
+        options += ["--repl-diskless-sync-delay", "0"]
+        if self._password is not None:
+            # A replica authenticates to its master as the default user; the password goes
+            # in a file of the node's directory, never on its command line.
+            conf = workdir / "replication.conf"
+            conf.touch(mode=0o600)
+            conf.write_text(f"masterauth {self._password}\n")
+            options += ["--include", str(conf)]
+        return options
+
+    @property
+    def _keeps_data(self) -> bool:
+        return self._appendonly or self.cluster_node_timeout is not None
 
     def _wait_until_ready(self) -> None:
         assert self._process is not None
@@ -276,12 +314,44 @@ class RedisServer:
         tail = text.splitlines()[-lines:]
         return "server log:\n" + "\n".join(tail) if tail else ""
 
+    def kill(self) -> None:
+        """Kill the server with SIGKILL (a crash: nothing is saved), and reap it."""
+        process = self._process
+        if process is not None:
+            process.kill()
+            process.wait(timeout=self._stop_timeout)
+        self.stop()
+
+    def pause(self) -> None:
+        """Freeze the server with SIGSTOP: it keeps its connections and answers nothing.
+
+        Raises:
+            RedisServerError: it is not running.
+        """
+        self._signal(signal.SIGSTOP)
+
+    def resume(self) -> None:
+        """Let a paused server go on (SIGCONT); harmless on one that is not paused.
+
+        Raises:
+            RedisServerError: it is not running.
+        """
+        self._signal(signal.SIGCONT)
+
+    def _signal(self, signum: int) -> None:
+        if self._process is None or self._process.poll() is not None:
+            raise RedisServerError(f"the server on port {self._port} is not running")
+        # Popen signals by pid, and not at all once the process has been reaped.
+        self._process.send_signal(signum)
+
     def stop(self) -> None:
         """Stop the server: SIGTERM, then SIGKILL after ``stop_timeout`` seconds. Idempotent."""
         process, self._process = self._process, None
         try:
             if process is not None:
-                # Popen signals by pid, and not at all once the process has been reaped.
+                # Popen signals by pid, and not at all once the process has been reaped; a
+                # paused server must go on to handle the SIGTERM.
+                process.send_signal(signal.SIGCONT)
                 process.send_signal(signal.SIGTERM)
                 try:
                     process.wait(timeout=self._stop_timeout)
@@ -292,7 +362,7 @@ class RedisServer:
             if self._log is not None:
                 self._log.close()
                 self._log = None
-            if not self._appendonly:
+            if not self._keeps_data:
                 self.remove_data()
 
     def remove_data(self) -> None:
@@ -301,16 +371,8 @@ class RedisServer:
             shutil.rmtree(self._workdir, ignore_errors=True)
             self._workdir = None
 
-    def __enter__(self) -> RedisServer:
-        self.start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
+    def close(self) -> None:
+        """Stop the server and delete its directory, whatever it keeps across restarts."""
         self.stop()
         self.remove_data()
 

@@ -12,10 +12,16 @@ server their kind's ``RT_REDIS_USERNAME`` and ``RT_REDIS_PASSWORD_FILE``,
 ``RT_JWT_SECRET_FILE`` (secrets are made once in ``.dev/``) and ``RT_DEV=1``. Ctrl-C or
 SIGTERM stops every child (SIGTERM, then SIGKILL after a grace time), then Redis, and exits 0;
 a child that dies on its own brings everything down and the launcher exits 1.
+
+``launch.py --cluster [--masters N] [--replicas R]`` starts a private Redis Cluster instead
+(3 masters with 1 replica each by default, on free ports, the same ACL users and default
+password) and prints its seed URLs, for trying it; no process starts, since none runs on a
+cluster yet (issue 14). Ctrl-C stops it.
 """
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import contextlib
 import dataclasses
@@ -39,7 +45,9 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
 
-from devtools.errors import RedisServerError, RedisStartError, RedisVersionError  # noqa: E402 (needs the path above)
+from devtools.cluster_launch import cluster_lines  # noqa: E402 (needs the path above)
+from devtools.errors import RedisServerError, RedisStartError, RedisVersionError  # noqa: E402
+from devtools.redis_cluster import LocalCluster  # noqa: E402
 from devtools.redis_server import RedisServer, check_server_version  # noqa: E402
 
 
@@ -241,16 +249,27 @@ def password_file(kind: str) -> Path:
     return ensure_dev_secret(REDIS_PASSWORDS_DIR / f"{kind}.password")
 
 
-def private_redis(port: int) -> RedisServer:
-    """The private server: every kind's ACL user, a protected default user, capped memory."""
-    lines = [
+def _acl_lines() -> list[str]:
+    """The ACL file lines of every kind's user, with its password (made once)."""
+    return [
         acl.aclfile_line(user, password_file(user.kind).read_text().strip()) for user in acl.users()
     ]
+
+
+def private_redis(port: int) -> RedisServer:
+    """The private server: every kind's ACL user, a protected default user, capped memory."""
     return RedisServer(
         port,
-        acl=lines,
+        acl=_acl_lines(),
         password=password_file("default").read_text().strip(),
         maxmemory=os.environ.get("RT_REDIS_MAXMEMORY") or DEFAULT_REDIS_MAXMEMORY,
+    )
+
+
+def private_cluster(masters: int, replicas: int) -> LocalCluster:
+    """A private cluster with the private server's ACL users and default password."""
+    return LocalCluster(
+        masters, replicas, acl=_acl_lines(), password=password_file("default").read_text().strip()
     )
 
 
@@ -293,14 +312,19 @@ async def provide_redis(output: Output) -> tuple[str, RedisServer | None]:
     return url, server
 
 
-async def launch(specs: Sequence[ProcessSpec]) -> int:
-    """Start Redis and ``specs``, supervise them, stop them all; return the exit status."""
-    output = Output([LAUNCHER_NAME, *(spec.name for spec in specs)])
-    # The one place Ctrl-C and SIGTERM are handled: both ask for an orderly stop.
+def stop_on_signals() -> asyncio.Event:
+    """The one place Ctrl-C and SIGTERM are handled: both ask for an orderly stop."""
     stop_requested = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop_requested.set)
+    return stop_requested
+
+
+async def launch(specs: Sequence[ProcessSpec]) -> int:
+    """Start Redis and ``specs``, supervise them, stop them all; return the exit status."""
+    output = Output([LAUNCHER_NAME, *(spec.name for spec in specs)])
+    stop_requested = stop_on_signals()
 
     try:
         redis_url, redis_server = await provide_redis(output)
@@ -335,6 +359,46 @@ async def launch(specs: Sequence[ProcessSpec]) -> int:
             output.line(LAUNCHER_NAME, "stopped Redis")
 
 
+async def launch_cluster(masters: int, replicas: int) -> int:
+    """Start a private cluster, print its seed URLs, stop it on Ctrl-C; return the exit status."""
+    output = Output([LAUNCHER_NAME])
+    stop_requested = stop_on_signals()
+    cluster = private_cluster(masters, replicas)
+    output.line(
+        LAUNCHER_NAME,
+        f"starting a private Redis Cluster: {masters} masters, {replicas} "
+        f"replica{'' if replicas == 1 else 's'} each ({cluster.binary})",
+    )
+    try:
+        await asyncio.to_thread(cluster.start)
+    except RedisServerError as exc:
+        output.line(LAUNCHER_NAME, f"error: {exc}")
+        return 1
+    try:
+        lines = await asyncio.to_thread(cluster_lines, cluster, password_file("default"))
+        for line in lines:
+            output.line(LAUNCHER_NAME, line)
+        await stop_requested.wait()
+        return 0
+    finally:
+        await asyncio.to_thread(cluster.stop)
+        output.line(LAUNCHER_NAME, "stopped the cluster")
+
+
+def _cluster_arguments(argv: Sequence[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="scripts/run --cluster",
+        description="Start a private Redis Cluster and print its seed URLs (nothing runs on "
+        "it yet).",
+    )
+    parser.add_argument("--masters", type=int, default=3, help="masters (default 3)")
+    parser.add_argument("--replicas", type=int, default=1, help="replicas per master (default 1)")
+    arguments = parser.parse_args(argv)
+    if arguments.masters < 1 or arguments.replicas < 0:
+        parser.error("--masters must be 1 or more and --replicas 0 or more")
+    return arguments
+
+
 def select(names: Sequence[str]) -> tuple[ProcessSpec, ...] | str:
     """The specs named (all of them for no name), in table order; or an error message."""
     known = {spec.name for spec in PROCESSES}
@@ -345,6 +409,9 @@ def select(names: Sequence[str]) -> tuple[ProcessSpec, ...] | str:
 
 
 def main(argv: Sequence[str] = sys.argv[1:]) -> int:
+    if argv[:1] == ["--cluster"]:
+        arguments = _cluster_arguments(argv[1:])
+        return asyncio.run(launch_cluster(arguments.masters, arguments.replicas))
     specs = select(argv)
     if isinstance(specs, str):
         print(f"launch: {specs}", file=sys.stderr)

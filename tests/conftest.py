@@ -4,6 +4,10 @@ Tests that run processes (gateways, services) share a Redis flushed once per mod
 (:func:`bus_url`), never per test: a flush under a running service would delete its consumer
 group. Tests of one module stay apart by using names of their own. Processes connect to it as
 their ACL users; the tests' own clients are its default user.
+
+A private Redis Cluster (:func:`redis_cluster`, 3 masters and 3 replicas) starts only for the
+tests that ask for it, each marked ``cluster`` by :func:`pytest_collection_modifyitems`:
+``pytest -m "not cluster"`` leaves out its few seconds.
 """
 
 from __future__ import annotations
@@ -15,9 +19,16 @@ import pytest
 import redis
 from redis.asyncio import Redis
 
+from devtools.redis_cluster import LocalCluster
 from devtools.redis_server import RedisServer
 from tests.support.processes import live_processes
 from tests.support.redis_users import TestUsers, acl_enabled, acl_refusals, register
+from tests.support.waiting import MS
+
+
+#: How long a cluster node may be unreachable before the others fail it over, in ms: short
+#: for a failover in seconds, long enough that a busy machine causes none.
+CLUSTER_NODE_TIMEOUT_MS = 3000
 
 
 @pytest.fixture(scope="session")
@@ -79,6 +90,36 @@ async def bus(bus_url: str) -> AsyncIterator[Redis]:
         yield client
     finally:
         await client.aclose()
+
+
+@pytest.fixture(scope="session")
+def redis_cluster(redis_users: TestUsers | None) -> Iterator[LocalCluster]:
+    """A private Redis Cluster of 3 masters and 3 replicas on free loopback ports, shared by
+    the session, with the same ACL users as :func:`redis_server` on every node."""
+    lines = redis_users.aclfile_lines() if redis_users is not None else []
+    with LocalCluster(3, 1, acl=lines, node_timeout=CLUSTER_NODE_TIMEOUT_MS) as cluster:
+        yield cluster
+        refusals = []
+        if redis_users is not None:
+            refusals = [refusal for server in cluster.servers for refusal in acl_refusals(server)]
+    assert not refusals, f"the cluster refused processes of the tests: {refusals}"
+
+
+@pytest.fixture
+def cluster(redis_cluster: LocalCluster) -> LocalCluster:
+    """The session's cluster, whole (nodes a test killed or paused are back) and empty."""
+    redis_cluster.restore(within=30_000 * MS)
+    for server in redis_cluster.master_servers():
+        with redis.Redis.from_url(server.url, **redis_cluster.client_options()) as client:
+            client.flushall()
+    return redis_cluster
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark ``cluster`` every test that uses the session's cluster, so that it can be left out."""
+    for item in items:
+        if "redis_cluster" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.cluster)
 
 
 @pytest.fixture(scope="session")

@@ -6,6 +6,7 @@ import os
 import signal
 import socket
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 import redis
@@ -14,7 +15,7 @@ from common.redis_client import RedisVersionError, check_server_info, parse_vers
 from devtools.errors import RedisStartError
 from devtools.net import free_port
 from devtools.redis_binary import bundled_valkey_binary, find_server_binary
-from devtools.redis_server import RedisServer, check_server_version
+from devtools.redis_server import RedisServer, ServerTls, check_server_version
 
 
 @pytest.fixture
@@ -145,3 +146,10 @@ def test_version_check_rejects_redis_6() -> None:
 def test_version_check_accepts_redis_7_and_valkey(info: dict[str, str], description: str) -> None:
     """Redis 7 passes, and so does Valkey, whose redis_version is a compatibility stand-in."""
     assert check_server_info(info) == description
+
+
+def test_a_cluster_node_over_tls_is_refused(tmp_path: Path) -> None:
+    """TLS and cluster mode together are refused at construction, not half-started."""
+    tls = ServerTls(tmp_path / "cert.pem", tmp_path / "key.pem", tmp_path / "ca.pem")
+    with pytest.raises(ValueError, match="over TLS is not supported"):
+        RedisServer(tls=tls, cluster_node_timeout=1000)
