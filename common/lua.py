@@ -25,6 +25,8 @@ from typing import Any
 from redis.asyncio import Redis
 from redis.exceptions import NoScriptError
 
+from common.resp import command, execute_encoded
+
 
 __all__ = ["ScriptCall", "Scripts", "id_nonce", "text"]
 
@@ -119,11 +121,16 @@ class Scripts:
         await self.load()
 
     async def _execute(self, calls: Sequence[ScriptCall]) -> list[Any]:
-        pipe = self._redis.pipeline(transaction=False)
+        # Encoded here, once: a batch's calls carry many arguments (several per bid), which
+        # redis-py's pipeline would encode one by one at a greater cost than the call.
         shas = self._shas
-        for call in calls:
-            pipe.evalsha(shas[call.script], len(call.keys), *call.keys, *call.args)
-        return list(await pipe.execute(raise_on_error=False))
+        payload = b"".join(
+            [
+                command(b"EVALSHA", shas[call.script], len(call.keys), *call.keys, *call.args)
+                for call in calls
+            ]
+        )
+        return await execute_encoded(self._redis, payload, len(calls))
 
 
 def id_nonce() -> str:

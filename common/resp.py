@@ -28,6 +28,7 @@ from redis.exceptions import (
     AuthenticationError,
     ConnectionError as RedisConnectionError,
     NoPermissionError,
+    NoScriptError,
     OutOfMemoryError,
     RedisError,
     ResponseError,
@@ -37,7 +38,15 @@ from redis.exceptions import (
 from common.redis_client import COMMAND_TIMEOUT, CONNECT_TIMEOUT
 
 
-__all__ = ["PushCallback", "RespConnection", "bulk", "command", "command_head", "reply_error"]
+__all__ = [
+    "PushCallback",
+    "RespConnection",
+    "bulk",
+    "command",
+    "command_head",
+    "execute_encoded",
+    "reply_error",
+]
 
 #: Called with each value Redis pushes in pub/sub mode (``[b"message", channel, data]``...).
 PushCallback = Callable[[Any], None]
@@ -46,12 +55,12 @@ PushCallback = Callable[[Any], None]
 _Waiter = tuple["asyncio.Future[list[Any]]", int, list[Any]]
 
 
-def command(*args: bytes | str | int) -> bytes:
+def command(*args: bytes | str | int | float) -> bytes:
     """One command in RESP, ready to write: ``command("XADD", key, "*", "e", body)``."""
     return command_head(len(args), *args)
 
 
-def command_head(total: int, *args: bytes | str | int) -> bytes:
+def command_head(total: int, *args: bytes | str | int | float) -> bytes:
     """The start of a command of ``total`` arguments, the first of which are ``args``.
 
     The others follow as :func:`bulk` strings: a hot path encodes its fixed part once.
@@ -62,6 +71,8 @@ def command_head(total: int, *args: bytes | str | int) -> bytes:
             arg = arg.encode()
         elif isinstance(arg, int):
             arg = b"%d" % arg
+        elif isinstance(arg, float):
+            arg = repr(arg).encode()  # as redis-py sends a float
         parts.append(bulk(arg))
     return b"".join(parts)
 
@@ -76,6 +87,8 @@ def reply_error(message: str) -> RedisError:
     prefix = message.partition(" ")[0]
     if prefix == "OOM":
         return OutOfMemoryError(message)
+    if prefix == "NOSCRIPT":
+        return NoScriptError(message)
     if prefix == "NOPERM":
         return NoPermissionError(message)
     if prefix in ("WRONGPASS", "NOAUTH"):
@@ -239,3 +252,35 @@ class RespConnection(asyncio.Protocol):
 
     async def wait_closed(self) -> None:
         await asyncio.shield(self._closed)
+
+
+async def execute_encoded(redis: Redis, payload: bytes, count: int) -> list[Any]:
+    """Send ``count`` commands the caller encoded, as a pipeline on one of ``redis``'s pooled
+    connections: their replies in order, an error reply as its exception in the list.
+
+    For a pipeline whose arguments are many (a batch of script calls), where redis-py's
+    encoding of each one costs more than the round trip. A connection error is retried as
+    ``redis``'s own commands are (common/redis_client.py), on a new connection: the
+    commands may then have run twice, which the bus allows (requests are at least once).
+    """
+    pool = redis.connection_pool
+    connection = await pool.get_connection()  # type: ignore[no-untyped-call]
+    try:
+        replies: list[Any] = await connection.retry.call_with_retry(
+            lambda: _round_trip(connection, payload, count),
+            lambda error: connection.disconnect(),
+        )
+        return replies
+    finally:
+        await pool.release(connection)
+
+
+async def _round_trip(connection: Any, payload: bytes, count: int) -> list[Any]:
+    await connection.send_packed_command(payload)
+    replies = []
+    for _ in range(count):
+        try:
+            replies.append(await connection.read_response())
+        except ResponseError as error:
+            replies.append(error)
+    return replies

@@ -12,12 +12,22 @@ from redis.exceptions import (
     AuthenticationError,
     ConnectionError as RedisConnectionError,
     NoPermissionError,
+    NoScriptError,
     OutOfMemoryError,
     ResponseError,
 )
 
 from common import acl
-from common.resp import RespConnection, bulk, command, command_head, reply_error
+from common.redis_client import connect_redis
+from common.resp import (
+    RespConnection,
+    bulk,
+    command,
+    command_head,
+    execute_encoded,
+    reply_error,
+)
+from common.settings import BusSettings, Secret
 from devtools.redis_server import RedisServer
 from tests.support.redis_users import TestUsers
 from tests.support.waiting import wait_until
@@ -37,6 +47,7 @@ def test_commands_are_encoded_as_resp_arrays_of_bulk_strings() -> None:
         ("NOPERM User gw has no permissions to run the 'set' command", NoPermissionError),
         ("WRONGPASS invalid username-password pair", AuthenticationError),
         ("NOAUTH Authentication required.", AuthenticationError),
+        ("NOSCRIPT No matching script. Please use EVAL.", NoScriptError),
         ("WRONGTYPE Operation against a key holding the wrong kind of value", ResponseError),
     ],
 )
@@ -170,3 +181,26 @@ async def test_an_unreachable_redis_is_a_connection_error(redis_server: RedisSer
         await client.aclose()
     finally:
         redis_server.start()
+
+
+async def test_encoded_commands_run_as_a_pipeline_on_a_pooled_connection(client: Redis) -> None:
+    await client.set("text", "not a list")
+    payload = command("SET", "a", 1.5) + command("LPUSH", "text", "x") + command("GET", "a")
+    ok, refused, value = await execute_encoded(client, payload, 3)
+    assert (ok, value) == (b"OK", b"1.5")
+    assert isinstance(refused, ResponseError)
+    assert "WRONGTYPE" in str(refused)
+
+
+async def test_encoded_commands_are_retried_on_a_new_connection_after_a_lost_one(
+    redis_url: str, client: Redis
+) -> None:
+    """As the client's own commands are: its pooled connection died under it (a restart)."""
+    retrying = connect_redis(BusSettings(redis_url=Secret(redis_url)), "resp-retry")
+    try:
+        assert await retrying.ping()
+        await client.client_kill_filter(_type="normal", skipme=True)
+        (pong,) = await execute_encoded(retrying, command("PING"), 1)
+        assert pong in (b"PONG", "PONG", True)
+    finally:
+        await retrying.aclose()
