@@ -196,12 +196,19 @@ class Registry:
     read_at: float = 0.0
     #: The announcement each service's entry came from.
     announcements: Mapping[str, Announcement] = field(default_factory=dict)
+    #: Service -> when its lease ends on the reader's monotonic clock: Redis's time is taken
+    #: to move on as the reader's clock does from the read. Checked on every request.
+    deadlines: Mapping[str, float] = field(init=False)
+
+    def __post_init__(self) -> None:
+        base = self.read_at - self.redis_ms / 1000.0
+        deadlines = {service: base + expiry / 1000.0 for service, expiry in self.expiries.items()}
+        object.__setattr__(self, "deadlines", deadlines)
 
     def alive(self, service: str, now: float) -> bool:
-        """Whether ``service``'s lease runs at ``now`` (the reader's monotonic clock):
-        Redis's time is taken to have moved on as the reader's clock did since the read."""
-        expiry = self.expiries.get(service)
-        return expiry is not None and expiry > self.redis_ms + (now - self.read_at) * 1000.0
+        """Whether ``service``'s lease runs at ``now`` (the reader's monotonic clock)."""
+        deadline = self.deadlines.get(service)
+        return deadline is not None and deadline > now
 
     def channel(self, channel: object) -> Namespace:
         """The namespace of client channel ``channel``, in force.
