@@ -25,6 +25,7 @@ from common.requests import FIELD, FRAME_FIELDS, REQUEST_TYPE, RequestTable
 
 __all__ = [
     "EMPTY_REGISTRY",
+    "RESERVED",
     "Announcement",
     "Offer",
     "Refusal",
@@ -35,6 +36,10 @@ __all__ = [
 ]
 
 KIND: Final = "announcement"
+#: Names no service or namespace may take: the prefixes of the bus's own Redis names
+#: (``gw:leases``, ``svc:<service>:requests``, ``ch:<channel>``), which a service's keys
+#: (``<service>:``) and a client's channels must never look like.
+RESERVED: Final = frozenset({"gw", "svc", "ch"})
 
 
 def _bad(message: str) -> ProtocolError:
@@ -59,6 +64,8 @@ class Offer:
     def __post_init__(self) -> None:
         if not NAME.fullmatch(self.service):
             raise _bad(f"service name {self.service!r} is not [a-z][a-z0-9_]{{0,31}}")
+        if self.service in RESERVED:
+            raise _bad(f"service name {self.service!r} is reserved for the bus")
         for kind, fields in self.requests.items():
             if not REQUEST_TYPE.fullmatch(kind) or not kind.startswith(self.service + "."):
                 raise _bad(f"request type {kind!r} is not '{self.service}.<action>'")
@@ -69,6 +76,8 @@ class Offer:
         for namespace in self.namespaces:
             if not NAME.fullmatch(namespace.name):
                 raise _bad(f"namespace name {namespace.name!r} is not [a-z][a-z0-9_]{{0,31}}")
+            if namespace.name in RESERVED:
+                raise _bad(f"namespace name {namespace.name!r} is reserved for the bus")
             if namespace.service != self.service:
                 raise _bad(f"namespace {namespace.name!r} is not {self.service!r}'s")
             if names.count(namespace.name) > 1:
