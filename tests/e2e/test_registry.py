@@ -10,6 +10,7 @@ from websockets.asyncio.client import ClientConnection
 from common.bus.publisher import publish_event
 from common.envelope import Event
 from common.keys import REGISTRY_OWNERS, request_stream
+from common.service import STARTUP_FAILURE
 from tests.e2e.conftest import Launcher
 from tests.support.client import Frame, call, connect_user, recv_until
 from tests.support.orders_service import NAMESPACE, POSITION
@@ -83,12 +84,14 @@ async def test_a_new_service_is_routed_to_without_a_gateway_restart(
 async def test_a_second_claim_of_the_namespace_is_refused_loudly(
     launcher: Launcher, gateway: ManagedProcess, orders: ManagedProcess, bus: Redis
 ) -> None:
-    """A rival service claiming orders exits non-zero naming the owner; the owner keeps it."""
+    """A rival service claiming orders exits 3 naming the owner, having read nothing, and the
+    owner keeps the namespace."""
     env = {"RT_REGISTRY_TTL": str(TTL)}
     rival = launcher.service(MODULE, "rival", env, wait=False, args=["--service", "rival"])
     code = rival.wait(timeout=10_000 * MS)
-    assert code is not None, rival.describe()
-    assert code != 0
+    assert code == STARTUP_FAILURE, rival.describe()
+    # It never read its stream (the worker starts once announced).
+    assert await bus.exists(request_stream("rival")) == 0
     log = rival.log_path.read_text()
     assert "namespace 'orders' is owned by 'orders'" in log, log
     assert await bus.hget(REGISTRY_OWNERS, NAMESPACE) == b"orders"
