@@ -3,7 +3,10 @@ to with no gateway restart, keeps its namespace against a rival, and is refused 
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
+import redis
 from redis.asyncio import Redis
 from websockets.asyncio.client import ClientConnection
 
@@ -11,10 +14,12 @@ from common.bus.publisher import publish_event
 from common.envelope import Event
 from common.keys import REGISTRY_OWNERS, request_stream
 from common.service import STARTUP_FAILURE
+from devtools.net import free_port
+from devtools.redis_server import RedisServer
 from tests.e2e.conftest import Launcher
 from tests.support.client import Frame, call, connect_user, recv_until
 from tests.support.orders_service import NAMESPACE, POSITION
-from tests.support.processes import ManagedProcess
+from tests.support.processes import ManagedProcess, start_process
 from tests.support.waiting import MS, wait_until
 
 
@@ -124,3 +129,42 @@ async def test_a_stopped_service_is_unavailable_once_its_lease_passes(
         assert await bus.xlen(request_stream("orders")) == length
     # The owner vanished but keeps its namespace until an operator releases it.
     assert await bus.hget(REGISTRY_OWNERS, NAMESPACE) == b"orders"
+
+
+async def test_a_claim_refused_once_redis_answers_is_fatal_too(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    """Started while Redis is down, a service waits unannounced and unready; once Redis
+    answers and the registry refuses its claim, it exits 3, having read nothing."""
+    # The owner is in Redis's data before the service can ever reach it: the claim is
+    # refused at its first try once Redis is back.
+    server = RedisServer(port=free_port(), appendonly=True)
+    server.start()
+    with redis.Redis.from_url(server.url) as client:
+        client.hset(REGISTRY_OWNERS, NAMESPACE, "orders")
+    server.stop()
+    rival = start_process(
+        "rival-late",
+        MODULE,
+        log_dir=tmp_path_factory.mktemp("late-rival"),
+        env={"RT_REDIS_URL": server.url, "RT_INSTANCE_ID": "late"},
+        args=["--service", "rival"],
+        wait=False,
+    )
+    try:
+        await wait_until(lambda: "could not announce" in rival.log_tail(), "a retry")
+
+        async def unready() -> bool:
+            return (await rival.get_async("/readyz"))[0] == 503
+
+        await wait_until(unready, "/readyz 503")
+        await asyncio.to_thread(server.start)
+        code = await asyncio.to_thread(rival.wait, 10_000 * MS)
+        assert code == STARTUP_FAILURE, rival.describe()
+        assert "namespace 'orders' is owned by 'orders'" in rival.log_tail()
+        with redis.Redis.from_url(server.url) as client:
+            assert client.exists(request_stream("rival")) == 0
+    finally:
+        rival.stop()
+        server.stop()
+        server.remove_data()
