@@ -214,10 +214,21 @@ class Registry:
         deadlines = {service: base + expiry / 1000.0 for service, expiry in self.expiries.items()}
         object.__setattr__(self, "deadlines", deadlines)
 
+    def alive_at(self, service: str, redis_ms: int) -> bool:
+        """Whether ``service``'s lease runs at ``redis_ms`` (Redis's clock, ms)."""
+        expiry = self.expiries.get(service)
+        return expiry is not None and expiry > redis_ms
+
     def alive(self, service: str, now: float) -> bool:
-        """Whether ``service``'s lease runs at ``now`` (the reader's monotonic clock)."""
+        """Whether ``service``'s lease runs at ``now`` (the reader's monotonic clock): as
+        :meth:`alive_at` Redis's time then, taken to have moved on as the reader's clock."""
         deadline = self.deadlines.get(service)
         return deadline is not None and deadline > now
+
+    def requests_of(self, service: str) -> RequestTable:
+        """The request types ``service`` announced, with their fields (none: not announced)."""
+        announcement = self.announcements.get(service)
+        return MappingProxyType({}) if announcement is None else announcement.offer.requests
 
     def channel(self, channel: object) -> Namespace:
         """The namespace of client channel ``channel``, in force.

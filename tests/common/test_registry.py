@@ -176,6 +176,16 @@ def test_a_lease_runs_on_redis_time_moved_on_by_the_local_clock() -> None:
     assert not registry.alive("chat", 100.0)
 
 
+def test_a_lease_at_a_redis_time_and_a_services_own_table() -> None:
+    """alive_at compares with Redis's clock; requests_of gives one service's table."""
+    registry, _ = _read([POLL, BUILT_IN_OFFERS["chat"]])
+    assert registry.alive_at("poll", 9_999)
+    assert not registry.alive_at("poll", 10_000)
+    assert not registry.alive_at("orders", 0)
+    assert registry.requests_of("poll") == POLL.requests
+    assert registry.requests_of("orders") == {}
+
+
 def test_a_bad_announcement_is_ignored_and_the_rest_kept() -> None:
     """One undecodable announcement, and one filed under another's name, are refused alone."""
     forged = Announcement(BUILT_IN_OFFERS["chat"], "i").encode()
