@@ -1,4 +1,5 @@
-"""The gateway's object graph, built once: router, hub, bus listener, revoker, and what ties
+"""The gateway's object graph, built once: router, hub, bus listener, revoker, registry
+reader, and what ties
 them together (which bus message goes where, what a bus reconnect sets off).
 
 Built in the app's lifespan, on the running loop with Redis at hand. What uvicorn needs
@@ -8,14 +9,17 @@ made by :class:`~realtime_gateway.app.GatewayApp` and passed in.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 
 from redis.asyncio import Redis
 
+from common.announcer import RegistryReader
 from common.auth import ClaimRules
 from common.bus.listener import PubSubListener
 from common.bus.producer import RequestProducer
 from common.keys import EVENT_CHANNEL_PREFIX, REVOCATIONS, reply_channel
+from common.registry import Registry
 from common.revocation import RevocationSet
 from realtime_gateway.edge import Edge
 from realtime_gateway.gateway import Gateway
@@ -74,7 +78,9 @@ def build_gateway(
         on_error=metrics.bus_errors.inc,
         on_reconnect=on_reconnect,
     )
-    hub = Hub(listener, router, metrics)
+    registry = RegistryReader(redis, settings.bus.registry_poll, on_error=metrics.bus_errors.inc)
+    metrics.registry_services.set_function(lambda: _alive_services(registry.view.current))
+    hub = Hub(listener, router, metrics, registry.view)
     tokens = settings.tokens
     rules = ClaimRules(issuer=tokens.issuer, audience=tokens.audience, leeway=tokens.leeway)
     return Gateway(
@@ -89,4 +95,10 @@ def build_gateway(
         rules=rules,
         revocations=revocations,
         connections=connections,
+        registry_reader=registry,
     )
+
+
+def _alive_services(registry: Registry) -> int:
+    now = time.monotonic()
+    return sum(1 for service in registry.expiries if registry.alive(service, now))

@@ -252,7 +252,8 @@ def password_file(kind: str) -> Path:
 def _acl_lines() -> list[str]:
     """The ACL file lines of every kind's user, with its password (made once)."""
     return [
-        acl.aclfile_line(user, password_file(user.kind).read_text().strip()) for user in acl.users()
+        acl.aclfile_line(user, password_file(user.kind).read_text().strip())
+        for user in acl.users(acl.KINDS)
     ]
 
 
