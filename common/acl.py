@@ -50,11 +50,13 @@ __all__ = [
     "users",
 ]
 
-#: The process kinds, each with a user of its own.
-KINDS = ("gateway", "chat", "bids", "presence")
+#: The process kinds, each with a user of its own (poll: the Node.js service, polls_service/).
+KINDS = ("gateway", "chat", "bids", "presence", "poll")
 #: Stands for the password in the lines printed for operators.
 PASSWORD_PLACEHOLDER = "<password>"
 ANY = "*"
+#: The namespace registry's keys all start so (docs/bus.md).
+REGISTRY_TAG = "{registry}"
 
 BASICS = ("ping", "info", "client|setname")
 #: What common/bus/worker.py sends on a service's request stream.
@@ -80,9 +82,20 @@ SERVICE_COMMANDS: dict[str, tuple[str, ...]] = {
         *("hmget", "hscan", "hset", "sadd", "scard", "smembers", "spop", "srem", "time"),
         *("zadd", "zcard", "zrangebyscore", "zrem", "zremrangebyscore", "zscore"),
     ),
+    # polls_service/lua/*.lua, its announcement in the registry included.
+    "poll": (
+        *("get", "set", "hexists", "hget", "hgetall", "hincrby", "hmget", "hset"),
+        *("pexpireat", "time", "xadd", "xrange", "xrevrange", "zadd", "zrangebyscore", "zrem"),
+    ),
 }
-#: Keys a service touches outside its own prefix: presence reaps dead gateways' leases.
-_SHARED_KEYS: dict[str, tuple[str, ...]] = {"presence": (GATEWAY_LEASES,)}
+#: Keys a service touches outside its own prefix: presence reaps dead gateways' leases; the
+#: poll service announces itself in the namespace registry (docs/bus.md).
+_SHARED_KEYS: dict[str, tuple[str, ...]] = {
+    "presence": (GATEWAY_LEASES,),
+    "poll": (f"{REGISTRY_TAG}:{ANY}",),
+}
+#: Namespaces of services outside the table of common/namespaces.py, which announce them.
+_ANNOUNCED_NAMESPACES: dict[str, tuple[str, ...]] = {"poll": ("poll",)}
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,12 +143,11 @@ def username(kind: str) -> str:
 
 
 def _owned_channels(service: str) -> tuple[str, ...]:
-    """The event channels of the namespaces ``service`` owns (common/namespaces.py)."""
-    return tuple(
-        f"{EVENT_CHANNEL_PREFIX}{namespace.name}:{ANY}"
-        for namespace in NAMESPACES.values()
-        if namespace.service == service
-    )
+    """The event channels of the namespaces ``service`` owns (common/namespaces.py, or
+    announced)."""
+    names = [ns.name for ns in NAMESPACES.values() if ns.service == service]
+    names += _ANNOUNCED_NAMESPACES.get(service, ())
+    return tuple(f"{EVENT_CHANNEL_PREFIX}{name}:{ANY}" for name in names)
 
 
 def gateway_user() -> User:

@@ -1,0 +1,26 @@
+"""The Node.js poll service's own unit tests (polls_service/test, node's test runner) pass."""
+
+from __future__ import annotations
+
+import subprocess
+
+from tests.support.processes import REPO_ROOT
+
+
+SERVICE_DIR = REPO_ROOT / "polls_service"
+#: The whole run takes about a second; a hang is a failure, not a stuck suite.
+NODE_TIMEOUT = 120
+
+
+def test_node_unit_tests_pass() -> None:
+    """`node --test test/` in polls_service/ exits 0."""
+    result = subprocess.run(
+        ["node", "--test", "--test-reporter=spec", "test/"],
+        cwd=SERVICE_DIR,
+        capture_output=True,
+        text=True,
+        timeout=NODE_TIMEOUT,
+        check=False,
+    )
+    assert result.returncode == 0, f"{result.stdout}\n{result.stderr}"
+    assert "# fail 0" in result.stdout or "fail 0" in result.stdout, result.stdout
