@@ -23,11 +23,11 @@ export class Script {
    */
   async run(redis, keys, args) {
     try {
-      return await redis.evalshaBuffer(this.sha, keys.length, ...keys, ...args);
+      return await redis.callBuffer('EVALSHA', this.sha, keys.length, ...keys, ...args);
     } catch (err) {
       if (!String(/** @type {Error} */ (err).message).startsWith('NOSCRIPT')) throw err;
       await redis.script('LOAD', this.source);
-      return redis.evalshaBuffer(this.sha, keys.length, ...keys, ...args);
+      return redis.callBuffer('EVALSHA', this.sha, keys.length, ...keys, ...args);
     }
   }
 }

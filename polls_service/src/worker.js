@@ -55,6 +55,7 @@ export class Worker {
     this.settings = settings;
     this.metrics = metrics;
     this.log = log;
+    this.service = service;
     this.stream = `svc:${service}:requests`;
     this.group = service;
     this.consumer = `${service}-${settings.instanceId}`;
@@ -119,7 +120,7 @@ export class Worker {
   async claimPass() {
     let cursor = '0-0';
     do {
-      const [next, entries] = /** @type {[Buffer, [Buffer, Buffer[] | null][]]} */ (await this.redis.xautoclaimBuffer(
+      const [next, entries] = /** @type {[Buffer, [Buffer, Buffer[] | null][]]} */ (await this.redis.callBuffer('XAUTOCLAIM',
         this.stream, this.group, this.consumer, this.settings.claimIdleMs, cursor, 'COUNT', this.settings.batch));
       cursor = next.toString();
       if (entries.length > 0) {

@@ -1,4 +1,5 @@
-"""The Node.js poll service's own unit tests (polls_service/test, node's test runner) pass."""
+"""The Node.js poll service's own checks pass: its unit tests (polls_service/test, node's test
+runner) and TypeScript's strict check of its JSDoc types (``npm run check``)."""
 
 from __future__ import annotations
 
@@ -24,3 +25,16 @@ def test_node_unit_tests_pass() -> None:
     )
     assert result.returncode == 0, f"{result.stdout}\n{result.stderr}"
     assert "# fail 0" in result.stdout or "fail 0" in result.stdout, result.stdout
+
+
+def test_typescript_finds_no_error_in_the_jsdoc_types() -> None:
+    """`tsc` (strict, checkJs) over polls_service/src exits 0."""
+    result = subprocess.run(
+        ["node", "node_modules/typescript/bin/tsc", "-p", "tsconfig.json"],
+        cwd=SERVICE_DIR,
+        capture_output=True,
+        text=True,
+        timeout=NODE_TIMEOUT,
+        check=False,
+    )
+    assert result.returncode == 0, f"{result.stdout}\n{result.stderr}"
