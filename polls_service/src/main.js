@@ -65,8 +65,12 @@ async function main() {
   const worker = new Worker({ reader, redis, handlers, settings, metrics, log, service: SERVICE });
   const announcer = new Announcer(redis, { service: SERVICE, instance: settings.instanceId, ttlMs: settings.registryTtlMs, log });
 
-  // Announce before serving: a refused claim stops the service at once; an unreachable
-  // Redis is waited for, with backoff.
+  // Health first (live at once, ready once the worker reads), then the announcement: a
+  // refused claim stops the service; an unreachable Redis is waited for, with backoff.
+  const server = healthServer({ redis, worker, metrics });
+  await new Promise((resolve) => { server.listen(settings.port, settings.host, () => resolve(undefined)); });
+  const address = /** @type {import('node:net').AddressInfo} */ (server.address());
+  const host = address.family === 'IPv6' ? `[${address.address}]` : address.address;
   const backoff = new Backoff();
   for (;;) {
     try {
@@ -86,11 +90,6 @@ async function main() {
   const loops = pollLoops(store, settings, log, metrics);
   for (const loop of loops) loop.start();
   const running = worker.run();
-
-  const server = healthServer({ redis, worker, metrics });
-  await new Promise((resolve) => { server.listen(settings.port, settings.host, () => resolve(undefined)); });
-  const address = /** @type {import('node:net').AddressInfo} */ (server.address());
-  const host = address.family === 'IPv6' ? `[${address.address}]` : address.address;
   log.info('poll service serving', {
     url: `http://${host}:${address.port}`, stream: worker.stream, group: worker.group,
     consumer: worker.consumer, redis: redisTarget(settings.redisUrl),

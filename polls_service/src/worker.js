@@ -86,6 +86,7 @@ export class Worker {
         if (!joined) {
           await this.ensureGroup();
           joined = true;
+          this.healthy = true;
         }
         if (Date.now() >= nextClaim) {
           await this.claimPass();
