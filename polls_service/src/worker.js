@@ -146,27 +146,29 @@ export class Worker {
   }
 
   /**
-   * Answer each entry, then publish the replies, XACK and XDEL in one pipeline. An entry whose
-   * handling met a Redis failure is left pending, and so are the ones after it.
+   * Answer the entries, then publish the replies, XACK and XDEL in one pipeline. They are
+   * handled side by side: each handler's first Redis command is sent before the next
+   * handler starts, so Redis still runs one connection's requests in stream order. An entry
+   * whose handling met a Redis failure is left pending (claimed again later); the others are
+   * acknowledged.
    * @param {[Buffer, Buffer[] | null][]} entries
    */
   async handleEntries(entries) {
+    const outcomes = await Promise.allSettled(entries.map(([, flat]) => this.handleEntry(flat)));
     /** @type {string[]} */
     const done = [];
     /** @type {[string, Buffer][]} */
     const replies = [];
+    /** @type {unknown} */
     let failure = null;
-    for (const [rawId, flat] of entries) {
-      const entryId = rawId.toString();
-      try {
-        const answer = await this.handleEntry(flat);
-        if (answer !== null) replies.push(answer);
-        done.push(entryId);
-      } catch (err) {
-        failure = err;
-        break;
+    outcomes.forEach((outcome, index) => {
+      if (outcome.status === 'rejected') {
+        failure = outcome.reason;
+        return;
       }
-    }
+      if (outcome.value !== null) replies.push(outcome.value);
+      done.push(entries[index][0].toString());
+    });
     if (done.length > 0) {
       const pipeline = this.redis.pipeline();
       for (const [channel, bytes] of replies) pipeline.publish(channel, bytes);
