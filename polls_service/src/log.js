@@ -23,7 +23,7 @@ export function createLogger(name, settings, write = (line) => process.stderr.wr
     if (json) {
       write(JSON.stringify({ ts, level, logger: name, msg, ...fields }, plain));
     } else {
-      const extra = Object.entries(fields).map(([key, value]) => `${key}=${plain(key, value)}`).join(' ');
+      const extra = Object.entries(fields).map(([key, value]) => `${key}=${typeof value === 'string' ? value : JSON.stringify(value, plain)}`).join(' ');
       write(`${ts} ${level.toUpperCase().padEnd(7)} ${name}: ${msg}${extra ? ` ${extra}` : ''}`);
     }
   };

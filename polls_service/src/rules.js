@@ -161,20 +161,3 @@ function normalPosition(position) {
   const [ms, seq = '0'] = position.split('-');
   return `${BigInt(ms)}-${BigInt(seq)}`;
 }
-
-/**
- * Compare two positions as tuples of integers (docs/bus.md "Positions").
- * @param {string} a
- * @param {string} b
- * @returns {number} < 0, 0 or > 0
- */
-export function comparePositions(a, b) {
-  const left = a.split('-').map(BigInt);
-  const right = b.split('-').map(BigInt);
-  for (let i = 0; i < Math.max(left.length, right.length); i += 1) {
-    const x = left[i] ?? 0n;
-    const y = right[i] ?? 0n;
-    if (x !== y) return x < y ? -1 : 1;
-  }
-  return 0;
-}
