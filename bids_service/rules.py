@@ -13,11 +13,14 @@ import math
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
+from types import MappingProxyType
 from typing import Any, Final
 
 from common.errors import ErrorCode, ServiceError
 from common.keys import channel_prefix
-from common.requests import CLIENT_REQUESTS, unknown_field, unknown_field_message
+from common.namespaces import Access, Namespace
+from common.registry import Offer
+from common.requests import RequestTable, unknown_field, unknown_field_message
 
 
 __all__ = [
@@ -25,7 +28,9 @@ __all__ = [
     "CLOSED",
     "MAX_AMOUNT",
     "MAX_KEY_LENGTH",
+    "OFFER",
     "OPEN",
+    "REQUESTS",
     "AuctionSpec",
     "PlaceCommand",
     "Verdict",
@@ -52,8 +57,21 @@ _AUCTION_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
 _SINCE = re.compile(r"[0-9]{1,16}")
 #: Client channels of auctions are ``auction:<id>``.
 AUCTION_CHANNEL_PREFIX: Final = channel_prefix("auction")
-_PLACE_FIELDS = CLIENT_REQUESTS["bids.place"]
-_GET_FIELDS = CLIENT_REQUESTS["bids.get"]
+_PLACE_FIELDS = frozenset({"auction", "amount", "key"})
+_GET_FIELDS = frozenset({"auction"})
+_LIST_FIELDS: frozenset[str] = frozenset()
+#: The client requests bids answers and the fields of each: announced to the gateways, which
+#: refuse others, and checked again by the parsers below.
+REQUESTS: Final[RequestTable] = MappingProxyType(
+    {"bids.place": _PLACE_FIELDS, "bids.get": _GET_FIELDS, "bids.list": _LIST_FIELDS}
+)
+#: What bids announces in the namespace registry: ``auction``, open to every user, with
+#: history and presence.
+OFFER: Final = Offer(
+    "bids",
+    REQUESTS,
+    (Namespace("auction", "bids", Access.AUTHENTICATED, history=True, presence=True),),
+)
 _SUBSCRIBE_FIELDS = frozenset({"channel", "since"})
 _SPEC_FIELDS = frozenset(
     {
@@ -158,7 +176,7 @@ def parse_get(data: Mapping[str, Any]) -> str:
 
 def parse_list(data: Mapping[str, Any]) -> None:
     """Check that a ``bids.list`` request carries no fields."""
-    _check_fields(data, CLIENT_REQUESTS["bids.list"], "bids.list")
+    _check_fields(data, _LIST_FIELDS, "bids.list")
 
 
 def parse_subscribe(data: Mapping[str, Any]) -> tuple[str, int | None]:

@@ -29,6 +29,7 @@ from common.bus.worker import Outcome, traced
 from common.envelope import Reply, Request, new_id
 from common.errors import ErrorCode, ServiceError
 from common.lua import ScriptCall
+from common.requests import check_fields
 
 
 __all__ = ["ChatHandlers", "Plan"]
@@ -93,6 +94,7 @@ class ChatHandlers:
         if request.user is None:
             raise ServiceError(ErrorCode.UNAUTHENTICATED, "chat needs an authenticated user")
         try:
+            check_fields(rules.REQUESTS, request.type, request.data)
             return planner(request, request.user)
         except ServiceError as exc:
             self.count(request, exc.code)

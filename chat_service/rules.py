@@ -10,15 +10,21 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from types import MappingProxyType
 from typing import Any, Final
 
 from common.errors import ErrorCode, ServiceError
 from common.keys import channel_prefix
+from common.namespaces import Access, Namespace
+from common.registry import Offer
+from common.requests import RequestTable
 
 
 __all__ = [
     "CHANNEL_PREFIX",
     "MAX_USER_LENGTH",
+    "OFFER",
+    "REQUESTS",
     "ROOM_EXISTS",
     "Create",
     "History",
@@ -39,6 +45,26 @@ __all__ = [
     "refusal",
     "replayed_event",
 ]
+
+#: The client requests chat answers and the fields of each: announced to the gateways, which
+#: refuse others, and checked again by the handlers.
+REQUESTS: Final[RequestTable] = MappingProxyType(
+    {
+        "chat.create": frozenset({"room", "private", "members"}),
+        "chat.join": frozenset({"room", "since"}),
+        "chat.leave": frozenset({"room"}),
+        "chat.send": frozenset({"room", "text", "client_id"}),
+        "chat.history": frozenset({"room", "before", "limit"}),
+        "chat.typing": frozenset({"room"}),
+    }
+)
+#: What chat announces in the namespace registry: the ``chat`` namespace, whose subscribes
+#: chat decides (private rooms), with history and presence.
+OFFER: Final = Offer(
+    "chat",
+    REQUESTS,
+    (Namespace("chat", "chat", Access.OWNER, history=True, presence=True),),
+)
 
 #: Client channels of rooms are ``chat:<room>``.
 CHANNEL_PREFIX: Final = channel_prefix("chat")

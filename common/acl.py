@@ -25,21 +25,29 @@ from dataclasses import dataclass
 from common.keys import (
     EVENT_CHANNEL_PREFIX,
     GATEWAY_LEASES,
+    REGISTRY_ALIVE,
+    REGISTRY_OWNERS,
+    REGISTRY_SERVICES,
     REVOCATIONS,
     REVOKED,
     reply_channel,
     request_stream,
     service_prefix,
 )
-from common.namespaces import NAMESPACES
 
 
 __all__ = [
     "BASICS",
+    "BUILT_IN_KINDS",
+    "GENERIC_SERVICE_COMMANDS",
     "KINDS",
     "PASSWORD_PLACEHOLDER",
+    "REGISTRY_ANNOUNCE",
+    "REGISTRY_READ",
     "SERVICE_BUS",
+    "SERVICE_KINDS",
     "Grant",
+    "ServiceKind",
     "User",
     "aclfile_line",
     "gateway_user",
@@ -49,53 +57,6 @@ __all__ = [
     "username",
     "users",
 ]
-
-#: The process kinds, each with a user of its own (poll: the Node.js service, polls_service/).
-KINDS = ("gateway", "chat", "bids", "presence", "poll")
-#: Stands for the password in the lines printed for operators.
-PASSWORD_PLACEHOLDER = "<password>"
-ANY = "*"
-#: The namespace registry's keys all start so (docs/bus.md).
-REGISTRY_TAG = "{registry}"
-
-BASICS = ("ping", "info", "client|setname")
-#: What common/bus/worker.py sends on a service's request stream.
-SERVICE_BUS = (
-    *("xreadgroup", "xgroup|create", "xautoclaim", "xack", "xdel"),
-    # The backlog the worker samples for its metrics.
-    *("xlen", "xinfo|groups", "xinfo|consumers"),
-)
-#: What each service sends on its own keys: every command of its Lua scripts
-#: (``*_service/lua/*.lua``; a test checks the list covers them) and its direct reads.
-_SCRIPTING = ("evalsha", "script|load")
-SERVICE_COMMANDS: dict[str, tuple[str, ...]] = {
-    "chat": (
-        *("get", "set", "hget", "hmget", "hset", "pexpire", "persist", "sadd", "scard"),
-        *("sismember", "smembers", "srem", "time", "xadd", "xlen", "xrange", "xrevrange"),
-    ),
-    "bids": (
-        *("exists", "get", "set", "hget", "hmget", "hset", "hgetall", "time", "xadd"),
-        *("xrange", "zadd", "zrange", "zrangebyscore", "zrem"),
-    ),
-    "presence": (
-        *("del", "exists", "expire", "hdel", "hexists", "hget", "hgetall", "hincrby", "hlen"),
-        *("hmget", "hscan", "hset", "sadd", "scard", "smembers", "spop", "srem", "time"),
-        *("zadd", "zcard", "zrangebyscore", "zrem", "zremrangebyscore", "zscore"),
-    ),
-    # polls_service/lua/*.lua, its announcement in the registry included.
-    "poll": (
-        *("get", "set", "hexists", "hget", "hgetall", "hincrby", "hmget", "hset"),
-        *("pexpireat", "time", "xadd", "xrange", "xrevrange", "zadd", "zrangebyscore", "zrem"),
-    ),
-}
-#: Keys a service touches outside its own prefix: presence reaps dead gateways' leases; the
-#: poll service announces itself in the namespace registry (docs/bus.md).
-_SHARED_KEYS: dict[str, tuple[str, ...]] = {
-    "presence": (GATEWAY_LEASES,),
-    "poll": (f"{REGISTRY_TAG}:{ANY}",),
-}
-#: Namespaces of services outside the table of common/namespaces.py, which announce them.
-_ANNOUNCED_NAMESPACES: dict[str, tuple[str, ...]] = {"poll": ("poll",)}
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,6 +81,106 @@ class Grant:
         return rules
 
 
+#: Stands for the password in the lines printed for operators.
+PASSWORD_PLACEHOLDER = "<password>"
+ANY = "*"
+
+BASICS = ("ping", "info", "client|setname")
+#: What common/bus/worker.py sends on a service's request stream.
+SERVICE_BUS = (
+    *("xreadgroup", "xgroup|create", "xautoclaim", "xack", "xdel"),
+    # The backlog the worker samples for its metrics.
+    *("xlen", "xinfo|groups", "xinfo|consumers"),
+)
+#: What each service sends on its own keys: every command of its Lua scripts
+#: (``*_service/lua/*.lua``; a test checks the list covers them) and its direct reads.
+_SCRIPTING = ("evalsha", "script|load")
+#: The announce script (common/lua/announce.lua) and the commands it calls, on the three
+#: registry keys only: what every service may do there. No HDEL, DEL or ZREM: a service
+#: cannot release a namespace or end another's lease.
+REGISTRY_ANNOUNCE = Grant(
+    (*_SCRIPTING, "hget", "hset", "zadd", "time"),
+    keys=tuple(f"~{key}" for key in (REGISTRY_OWNERS, REGISTRY_SERVICES, REGISTRY_ALIVE)),
+)
+#: What common/announcer.py's RegistryReader sends: the gateways' and presence's read.
+REGISTRY_READ = Grant(
+    ("hgetall", "zrange", "time"),
+    keys=tuple(f"%R~{key}" for key in (REGISTRY_OWNERS, REGISTRY_SERVICES, REGISTRY_ALIVE)),
+)
+
+
+@dataclass(frozen=True, slots=True)
+class ServiceKind:
+    """What one service kind's user may do beyond the bus: its commands on its own keys
+    (``<service>:*``), the namespaces whose event channels it publishes on (``ch:<ns>:*``,
+    those it announces), keys outside its prefix, and whether it reads the registry."""
+
+    commands: tuple[str, ...]
+    namespaces: tuple[str, ...]
+    shared_keys: tuple[str, ...] = ()
+    reads_registry: bool = False
+
+
+#: What a service written in another language typically sends on its own keys (Lua scripts
+#: or direct commands), for a kind whose exact list is not kept here.
+GENERIC_SERVICE_COMMANDS = (
+    *("del", "exists", "expire", "pexpire", "get", "set", "incr", "incrby", "time"),
+    *("hget", "hmget", "hset", "hdel", "hgetall", "hincrby", "hlen"),
+    *("sadd", "srem", "sismember", "smembers", "scard"),
+    *("zadd", "zrem", "zscore", "zincrby", "zrange", "zrangebyscore", "zcard"),
+    *("xadd", "xlen", "xrange", "xrevrange"),
+)
+
+#: Every service kind with a user of its own. A new kind is one line here.
+SERVICE_KINDS: dict[str, ServiceKind] = {
+    "chat": ServiceKind(
+        (
+            *("get", "set", "hget", "hmget", "hset", "pexpire", "persist", "sadd", "scard"),
+            *("sismember", "smembers", "srem", "time", "xadd", "xlen", "xrange", "xrevrange"),
+        ),
+        namespaces=("chat",),
+    ),
+    "bids": ServiceKind(
+        (
+            *("exists", "get", "set", "hget", "hmget", "hset", "hgetall", "time", "xadd"),
+            *("xrange", "zadd", "zrange", "zrangebyscore", "zrem"),
+        ),
+        namespaces=("auction",),
+    ),
+    "presence": ServiceKind(
+        (
+            *("del", "exists", "expire", "hdel", "hexists", "hget", "hgetall", "hincrby"),
+            *("hlen", "hmget", "hscan", "hset", "sadd", "scard", "smembers", "spop", "srem"),
+            *("time", "zadd", "zcard", "zrangebyscore", "zrem", "zremrangebyscore", "zscore"),
+        ),
+        namespaces=("presence",),
+        # Presence reaps dead gateways' leases, and keeps the presence of every service's
+        # channels by their namespaces' policy.
+        shared_keys=(GATEWAY_LEASES,),
+        reads_registry=True,
+    ),
+    # The Node.js poll service (polls_service/): every command of its Lua scripts
+    # (polls_service/lua/*.lua; a test checks the list covers them).
+    "poll": ServiceKind(
+        (
+            *("get", "set", "hexists", "hget", "hgetall", "hincrby", "hmget", "hset"),
+            *("pexpireat", "time", "xadd", "xrange", "xrevrange", "zadd", "zrangebyscore"),
+            "zrem",
+        ),
+        namespaces=("poll",),
+    ),
+}
+#: What each service kind sends on its own keys.
+SERVICE_COMMANDS: dict[str, tuple[str, ...]] = {
+    service: kind.commands for service, kind in SERVICE_KINDS.items()
+}
+#: The process kinds, each with a user of its own.
+KINDS = ("gateway", *SERVICE_KINDS)
+#: The kinds this repository runs (compose, scripts/run, Kubernetes' dev Redis): the gateway
+#: and its services, the Node.js poll service included (it has no Deployment in deploy/k8s).
+BUILT_IN_KINDS = ("gateway", "chat", "bids", "presence", "poll")
+
+
 @dataclass(frozen=True, slots=True)
 class User:
     kind: str
@@ -142,12 +203,9 @@ def username(kind: str) -> str:
     return f"rt-{kind}"
 
 
-def _owned_channels(service: str) -> tuple[str, ...]:
-    """The event channels of the namespaces ``service`` owns (common/namespaces.py, or
-    announced)."""
-    names = [ns.name for ns in NAMESPACES.values() if ns.service == service]
-    names += _ANNOUNCED_NAMESPACES.get(service, ())
-    return tuple(f"{EVENT_CHANNEL_PREFIX}{name}:{ANY}" for name in names)
+def _event_channels(namespaces: Sequence[str]) -> tuple[str, ...]:
+    """The event channels of ``namespaces``' client channels."""
+    return tuple(f"{EVENT_CHANNEL_PREFIX}{namespace}:{ANY}" for namespace in namespaces)
 
 
 def gateway_user() -> User:
@@ -165,6 +223,7 @@ def gateway_user() -> User:
             # Revocations in force, read at start and after every reconnect (docs/bus.md);
             # publishing one is an operator's act (scripts/revoke), not a gateway's.
             Grant(("zrangebyscore",), keys=(f"%R~{REVOKED}",)),
+            REGISTRY_READ,
             Grant(
                 ("subscribe", "unsubscribe"),
                 channels=(reply_channel(ANY), f"{EVENT_CHANNEL_PREFIX}{ANY}", REVOCATIONS),
@@ -173,28 +232,23 @@ def gateway_user() -> User:
     )
 
 
-def service_user(
-    service: str,
-    commands: Sequence[str],
-    *,
-    name: str | None = None,
-    shared_keys: Sequence[str] = (),
-) -> User:
-    """A service that reads its request stream, keeps its own keys, and publishes replies
-    to any gateway and events on the channels of its own namespaces only."""
+def service_user(service: str, kind: ServiceKind, *, name: str | None = None) -> User:
+    """A service that reads its request stream, keeps its own keys, announces itself in the
+    registry, and publishes replies to any gateway and events on the channels of its own
+    namespaces only."""
+    keys = (f"~{service_prefix(service)}{ANY}", *(f"~{key}" for key in kind.shared_keys))
     return User(
         service,
         name or username(service),
         (
             Grant(BASICS),
             Grant(SERVICE_BUS, keys=(f"~{request_stream(service)}",)),
-            Grant(("publish",), channels=(reply_channel(ANY), *_owned_channels(service))),
+            Grant(("publish",), channels=(reply_channel(ANY), *_event_channels(kind.namespaces))),
             # Scripts run with the caller's permissions: every command they call, on the
             # keys they touch, must be allowed here, beside EVALSHA itself.
-            Grant(
-                (*_SCRIPTING, *commands),
-                keys=(f"~{service_prefix(service)}{ANY}", *(f"~{key}" for key in shared_keys)),
-            ),
+            Grant((*_SCRIPTING, *kind.commands), keys=keys),
+            REGISTRY_ANNOUNCE,
+            *((REGISTRY_READ,) if kind.reads_registry else ()),
         ),
     )
 
@@ -207,12 +261,13 @@ def user(kind: str) -> User:
     """
     if kind == "gateway":
         return gateway_user()
-    return service_user(kind, SERVICE_COMMANDS[kind], shared_keys=_SHARED_KEYS.get(kind, ()))
+    return service_user(kind, SERVICE_KINDS[kind])
 
 
-def users() -> list[User]:
-    """Every process kind's user, in :data:`KINDS` order."""
-    return [user(kind) for kind in KINDS]
+def users(kinds: Sequence[str] = BUILT_IN_KINDS) -> list[User]:
+    """The user of each of ``kinds``, in order: by default the kinds this repository deploys
+    (compose, Kubernetes); :data:`KINDS` adds services that run elsewhere (none today)."""
+    return [user(kind) for kind in kinds]
 
 
 def setuser_line(account: User, password: str = PASSWORD_PLACEHOLDER) -> str:

@@ -7,6 +7,10 @@ from __future__ import annotations
 __all__ = [
     "EVENT_CHANNEL_PREFIX",
     "GATEWAY_LEASES",
+    "REGISTRY_ALIVE",
+    "REGISTRY_KEYS",
+    "REGISTRY_OWNERS",
+    "REGISTRY_SERVICES",
     "REVOCATIONS",
     "REVOKED",
     "channel_prefix",
@@ -33,6 +37,19 @@ REVOCATIONS = "gw:revocations"
 REVOKED = "gw:revoked"
 
 
+# The namespace registry (docs/bus.md "Namespace registry"). The hash tag keeps the three keys
+# on one slot of a Redis Cluster, so that the announce script may touch them all.
+
+#: Hash: namespace -> the name of the service that owns it.
+REGISTRY_OWNERS = "{registry}:owners"
+#: Hash: service name -> its latest announcement (msgpack).
+REGISTRY_SERVICES = "{registry}:services"
+#: Sorted set: service name -> lease expiry (ms since the epoch, Redis's clock).
+REGISTRY_ALIVE = "{registry}:alive"
+#: The announce script's KEYS, in order.
+REGISTRY_KEYS = (REGISTRY_OWNERS, REGISTRY_SERVICES, REGISTRY_ALIVE)
+
+
 def request_stream(service: str) -> str:
     """The Redis Stream a service reads its requests from (consumer group = service name)."""
     return f"svc:{service}:requests"
@@ -46,7 +63,7 @@ def reply_channel(gateway_id: str) -> str:
 def channel_prefix(namespace: str) -> str:
     """The prefix of a namespace's client channels: ``chat:`` for ``chat:<room>``.
 
-    The namespaces are those of :data:`common.namespaces.NAMESPACES`.
+    The namespaces are those the services announce (:mod:`common.registry`).
     """
     return f"{namespace}:"
 

@@ -26,12 +26,12 @@ from redis.asyncio import Redis
 from redis.exceptions import NoScriptError
 
 
-__all__ = ["ScriptCall", "Scripts", "id_nonce", "text"]
+__all__ = ["ScriptCall", "Scripts", "id_nonce", "source", "text"]
 
 logger = logging.getLogger(__name__)
 
 #: An argument of a script call (redis-py sends each as a string).
-Arg = str | int | float
+Arg = str | bytes | int | float
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,8 +43,14 @@ class ScriptCall:
     args: Sequence[Arg]
 
 
-def _read(package: str, name: str) -> str:
-    return (resources.files(package) / name).read_text()
+def source(package: str, name: str, *, bare: bool = False) -> str:
+    """The chunk that runs as script ``name`` of ``package``: the prelude, the package's
+    ``lua/lib.lua`` (if any, and unless ``bare``), then ``lua/<name>.lua``."""
+    prelude = (resources.files("common") / "prelude.lua").read_text()
+    folder = resources.files(package) / "lua"
+    library = folder / "lib.lua"
+    shared = "" if bare or not library.is_file() else library.read_text()
+    return "\n".join((prelude, shared, (folder / f"{name}.lua").read_text()))
 
 
 class Scripts:
@@ -62,25 +68,16 @@ class Scripts:
         self, redis: Redis, package: str, names: Iterable[str], *, bare: Collection[str] = ()
     ) -> None:
         self._redis = redis
-        prelude = _read("common", "prelude.lua")
-        folder = resources.files(package) / "lua"
-        library = folder / "lib.lua"
-        shared = library.read_text() if library.is_file() else ""
-        self.sources = {
-            name: "\n".join(
-                (prelude, "" if name in bare else shared, (folder / f"{name}.lua").read_text())
-            )
-            for name in names
-        }
+        self.sources = {name: source(package, name, bare=name in bare) for name in names}
         self._shas = {
-            name: hashlib.sha1(source.encode()).hexdigest() for name, source in self.sources.items()
+            name: hashlib.sha1(chunk.encode()).hexdigest() for name, chunk in self.sources.items()
         }
 
     async def load(self) -> None:
         """SCRIPT LOAD every script, in one round trip (at start-up, and after NOSCRIPT)."""
         pipe = self._redis.pipeline(transaction=False)
-        for source in self.sources.values():
-            pipe.script_load(source)
+        for chunk in self.sources.values():
+            pipe.script_load(chunk)
         await pipe.execute()
 
     async def call(self, script: str, keys: Sequence[str], args: Sequence[Arg]) -> Any:

@@ -1,4 +1,9 @@
-"""Channel names and the namespace table: who owns a channel and who may subscribe."""
+"""Channel names and namespace policy: the syntax of ``<namespace>:<name>`` and what a
+namespace's owner says about its channels.
+
+Which namespaces exist, and who owns them, is no longer a table here: each service announces
+its own (:mod:`common.registry`, docs/bus.md "Namespace registry").
+"""
 
 from __future__ import annotations
 
@@ -9,7 +14,10 @@ from dataclasses import dataclass
 from common.errors import ErrorCode, ProtocolError
 
 
-__all__ = ["NAMESPACES", "SERVICES", "Access", "Namespace", "parse_channel"]
+__all__ = ["NAME", "Access", "Namespace", "namespace_name"]
+
+#: A namespace's (and a service's) name.
+NAME = re.compile(r"[a-z][a-z0-9_]{0,31}")
 
 
 class Access(enum.Enum):
@@ -24,6 +32,7 @@ class Access(enum.Enum):
 @dataclass(frozen=True, slots=True)
 class Namespace:
     name: str
+    #: The owning service: the one whose stream a ``subscribe`` goes to.
     service: str
     access: Access
     #: Whether the owner keeps history: a subscribe then asks the owner for the channel's
@@ -33,28 +42,15 @@ class Namespace:
     presence: bool = False
 
 
-NAMESPACES: dict[str, Namespace] = {
-    ns.name: ns
-    for ns in (
-        Namespace("chat", service="chat", access=Access.OWNER, history=True, presence=True),
-        Namespace(
-            "auction", service="bids", access=Access.AUTHENTICATED, history=True, presence=True
-        ),
-        Namespace("presence", service="presence", access=Access.AUTHENTICATED, history=False),
-    )
-}
-
-#: The services that own namespaces: those a client request may name.
-SERVICES = frozenset(ns.service for ns in NAMESPACES.values())
-
 _CHANNEL = re.compile(r"([a-z][a-z0-9_]{0,31}):([A-Za-z0-9_.:\-]{1,200})")
 
 
-def parse_channel(channel: object) -> Namespace:
-    """The namespace of a client channel name ``<namespace>:<name>``.
+def namespace_name(channel: object) -> str:
+    """The namespace part of a client channel name ``<namespace>:<name>``.
 
     Raises:
-        ProtocolError: the name is malformed (``invalid_channel``) or its namespace unknown.
+        ProtocolError: the name is not a string (``bad_request``) or malformed
+            (``invalid_channel``).
     """
     if not isinstance(channel, str):
         raise ProtocolError(ErrorCode.BAD_REQUEST, "'channel' must be a string")
@@ -64,10 +60,4 @@ def parse_channel(channel: object) -> Namespace:
             ErrorCode.INVALID_CHANNEL,
             "a channel is '<namespace>:<name>' with a name of 1-200 letters, digits or _.:-",
         )
-    namespace = NAMESPACES.get(match.group(1))
-    if namespace is None:
-        raise ProtocolError(
-            ErrorCode.INVALID_CHANNEL,
-            f"unknown namespace {match.group(1)!r}; known: {', '.join(sorted(NAMESPACES))}",
-        )
-    return namespace
+    return match.group(1)

@@ -1,55 +1,41 @@
-"""The client requests each service answers, and the fields each may carry.
+"""Client request tables: the request types a service answers and the fields each carries.
 
-The gateway refuses any other request type or field before it reaches the bus: a stream
-entry then costs Redis what its service reads and nothing more. The services check the
-same table, so a field is added in one place. ``RT_CLIENT_REQUESTS`` adds types and fields
-for a service that has grown ahead of the gateway's release.
+Each service declares its own table and announces it (:mod:`common.registry`); the gateway
+refuses any other request type or field before it reaches the bus, so that a stream entry
+costs Redis what its service reads and nothing more. The service checks requests with the
+same table, so that a field is added in one place.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping
-from types import MappingProxyType
-from typing import Final
+from collections.abc import Mapping
 
-from common.errors import ConfigError
+from common.errors import ErrorCode, ServiceError
 
 
 __all__ = [
-    "CLIENT_REQUESTS",
+    "FIELD",
+    "FRAME_FIELDS",
+    "REQUEST_TYPE",
     "RequestTable",
-    "parse_request_table",
+    "check_fields",
     "unknown_field",
     "unknown_field_message",
 ]
 
 #: ``<service>.<action>`` to the fields its frame may carry besides ``type`` and ``ref``;
-#: None: any field (a type an operator opened with ``*``).
+#: None: any field.
 RequestTable = Mapping[str, frozenset[str] | None]
 
-CLIENT_REQUESTS: Final[Mapping[str, frozenset[str]]] = MappingProxyType(
-    {
-        "chat.create": frozenset({"room", "private", "members"}),
-        "chat.join": frozenset({"room", "since"}),
-        "chat.leave": frozenset({"room"}),
-        "chat.send": frozenset({"room", "text", "client_id"}),
-        "chat.history": frozenset({"room", "before", "limit"}),
-        "chat.typing": frozenset({"room"}),
-        "bids.place": frozenset({"auction", "amount", "key"}),
-        "bids.get": frozenset({"auction"}),
-        "bids.list": frozenset(),
-        "presence.list": frozenset({"channel"}),
-        "presence.count": frozenset({"channel"}),
-    }
-)
-
-_TYPE = re.compile(r"[a-z][a-z0-9_]{0,31}\.[A-Za-z0-9_.\-]{1,31}")
-_FIELD = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,63}")
+#: A request type, ``<service>.<action>``.
+REQUEST_TYPE = re.compile(r"[a-z][a-z0-9_]{0,31}\.[A-Za-z0-9_.\-]{1,31}")
+#: A field of a request.
+FIELD = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,63}")
 #: Characters of a client's name quoted back in a message.
 _MAX_SHOWN = 64
 #: What every frame has, the gateway's and not the service's.
-_FRAME = ("type", "ref")
+FRAME_FIELDS = ("type", "ref")
 
 
 def unknown_field(fields: Mapping[str, object], allowed: frozenset[str] | None) -> str | None:
@@ -65,32 +51,17 @@ def unknown_field_message(name: str, what: str, allowed: frozenset[str]) -> str:
     return f"unknown field {shown!r}: {what} takes {', '.join(sorted(allowed)) or 'no fields'}"
 
 
-def parse_request_table(entries: Iterable[str], services: frozenset[str]) -> RequestTable:
-    """:data:`CLIENT_REQUESTS` with the ``type=field|field`` or ``type=*`` entries added.
-
-    An entry for a built-in type adds fields to it; ``*`` lets any field through.
+def check_fields(requests: RequestTable, kind: str, data: Mapping[str, object]) -> None:
+    """What a service checks of a request: the fields its table gives ``kind`` (a type not
+    in ``requests``, as a gateway's ``subscribe``, is not checked here).
 
     Raises:
-        ConfigError: an entry is malformed or names a service that is not in ``services``.
+        ServiceError: ``bad_request`` naming the first unknown field.
     """
-    table: dict[str, frozenset[str] | None] = dict(CLIENT_REQUESTS)
-    for entry in entries:
-        kind, equals, raw = (part.strip() for part in entry.partition("="))
-        where = f"RT_CLIENT_REQUESTS: {entry!r}"
-        if not equals or not _TYPE.fullmatch(kind):
-            raise ConfigError(f"{where} is not '<service>.<action>=<field>|<field>' or '=*'")
-        service = kind.partition(".")[0]
-        if service not in services:
-            raise ConfigError(
-                f"{where}: no service {service!r}; known: {', '.join(sorted(services))}"
-            )
-        if raw == "*":
-            table[kind] = None
-            continue
-        fields = frozenset(name.strip() for name in raw.split("|") if name.strip())
-        bad = sorted(name for name in fields if not _FIELD.fullmatch(name) or name in _FRAME)
-        if bad:
-            raise ConfigError(f"{where}: {bad[0]!r} is not a field name")
-        known = table.get(kind, frozenset())
-        table[kind] = None if known is None else known | fields
-    return MappingProxyType(table)
+    if kind not in requests:
+        return
+    allowed = requests[kind]
+    unknown = unknown_field(data, allowed)
+    if unknown is not None:
+        message = unknown_field_message(unknown, kind, allowed or frozenset())
+        raise ServiceError(ErrorCode.BAD_REQUEST, message, field=unknown)

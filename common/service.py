@@ -12,9 +12,11 @@ from typing import TypedDict, TypeVar
 import uvicorn
 from prometheus_client import Counter, Gauge, Histogram
 from redis.asyncio import Redis
+from redis.exceptions import RedisError
 from starlette.applications import Starlette
 from starlette.routing import BaseRoute
 
+from common.announcer import AnnouncementRefused, Announcer
 from common.bus.worker import Backlog, BatchHandler, Outcome, ServiceWorker
 from common.envelope import Request
 from common.errors import ConfigError
@@ -22,13 +24,21 @@ from common.health import health_routes, redis_answers
 from common.log import configure_logging
 from common.metrics import Children
 from common.redis_client import check_redis_at_start, connect_redis
+from common.registry import Offer
 from common.server import GracefulServer
 from common.settings import Env, LogSettings, ServiceSettings
 from common.tasks import cancel_and_wait
 from common.variables import warn_unknown
 
 
-__all__ = ["Service", "ServiceMetrics", "create_service_app", "run_service", "service_main"]
+__all__ = [
+    "STARTUP_FAILURE",
+    "Service",
+    "ServiceMetrics",
+    "create_service_app",
+    "run_service",
+    "service_main",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -122,25 +132,82 @@ class _State(TypedDict):
     worker: ServiceWorker
 
 
-def create_service_app(settings: ServiceSettings, make_service: ServiceFactory) -> Starlette:
-    """A service process as an ASGI app: its lifespan owns Redis and the bus worker."""
+#: The exit status of a service that could not start (uvicorn's own for a failed start-up).
+STARTUP_FAILURE = 3
+
+
+def create_service_app(
+    settings: ServiceSettings,
+    make_service: ServiceFactory,
+    offer: Offer,
+    *,
+    on_fatal: Callable[[], None] = lambda: None,
+) -> Starlette:
+    """A service process as an ASGI app: its lifespan owns Redis, the bus worker and the
+    announcement of ``offer`` in the namespace registry.
+
+    The worker reads the stream only once the service is announced. The start fails (uvicorn
+    then exits) when the registry refuses the announcement: another service owns one of its
+    namespaces. When Redis does not answer at start, the announcement is retried until it
+    does, the service unready meanwhile; a refusal then calls ``on_fatal`` (the process
+    exits with :data:`STARTUP_FAILURE`).
+    """
     metrics = ServiceMetrics(settings.service)
     worker_box: list[ServiceWorker] = []
     redis_box: list[Redis] = []
+
+    def refused(exc: AnnouncementRefused) -> None:
+        logger.error(
+            "cannot start: the namespace registry refused the announcement: %s",
+            exc,
+            extra={"service": settings.service, "namespaces": offer.namespace_names},
+        )
+
+    async def announce_then_serve(
+        worker: ServiceWorker, announcer: Announcer, announced: bool
+    ) -> None:
+        if not announced:
+            try:
+                await announcer.first()
+            except AnnouncementRefused as exc:
+                refused(exc)
+                on_fatal()
+                return
+        async with asyncio.TaskGroup() as group:
+            group.create_task(worker.run(), name=f"{settings.service}-worker")
+            group.create_task(announcer.run(), name=f"{settings.service}-announcer")
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[_State]:
         redis = connect_redis(settings.bus, f"{settings.service}-{settings.instance}")
         await check_redis_at_start(redis)
+        announcer = Announcer(redis, offer, settings.instance, ttl=settings.registry_ttl)
         made = make_service(redis)
         service = made if isinstance(made, Service) else _HandlerService(made)
         await service.setup()
         app.router.routes.extend(service.routes())
         worker = ServiceWorker(redis, settings, service.handle_batch, metrics)
+        try:
+            # Ready to serve: a gateway routes to the service as soon as it reads this.
+            await announcer.announce()
+            announced = True
+        except AnnouncementRefused as exc:
+            refused(exc)
+            await redis.aclose()
+            raise
+        except (RedisError, OSError) as exc:
+            logger.warning(
+                "could not announce the service yet; retrying",
+                extra={"service": settings.service, "error": repr(exc)},
+            )
+            announced = False
         redis_box.append(redis)
         worker_box.append(worker)
         tasks = [
-            asyncio.create_task(worker.run(), name=f"{settings.service}-worker"),
+            asyncio.create_task(
+                announce_then_serve(worker, announcer, announced),
+                name=f"{settings.service}-bus",
+            ),
             asyncio.create_task(service.background(), name=f"{settings.service}-background"),
         ]
         logger.info(
@@ -177,14 +244,22 @@ class _HandlerService(Service):
         return await self._handler(requests)
 
 
-def run_service(service: str, default_port: int, make_service: ServiceFactory) -> None:
-    """The ``__main__`` of a service: read settings, serve health, consume requests."""
+def run_service(service: str, default_port: int, make_service: ServiceFactory, offer: Offer) -> int:
+    """The ``__main__`` of a service: read settings, announce ``offer``, serve health,
+    consume requests. Returns the exit status: :data:`STARTUP_FAILURE` when it could not
+    start (the registry refused the announcement, Redis was unreachable), else 0."""
     env = Env()
     log = LogSettings.from_env(env)
     configure_logging(log.level, log.format)
     warn_unknown(env.variables())
     settings = ServiceSettings.from_env(service, default_port, env)
-    app = create_service_app(settings, make_service)
+    failed: list[bool] = []
+
+    def fatal() -> None:
+        failed.append(True)
+        server.should_exit = True
+
+    app = create_service_app(settings, make_service, offer, on_fatal=fatal)
     config = uvicorn.Config(
         app,
         host=settings.host,
@@ -194,7 +269,9 @@ def run_service(service: str, default_port: int, make_service: ServiceFactory) -
         access_log=False,
         timeout_graceful_shutdown=5,
     )
-    GracefulServer(config).run()
+    server = GracefulServer(config)
+    server.run()
+    return 0 if server.started and not failed else STARTUP_FAILURE
 
 
 _Settings = TypeVar("_Settings")
@@ -205,15 +282,16 @@ def service_main(
     default_port: int,
     read_settings: Callable[[Env], _Settings],
     make_factory: Callable[[_Settings], ServiceFactory],
+    offer: Offer,
 ) -> int:
     """The ``__main__`` of a service package: its own settings, then :func:`run_service`.
 
-    Returns the exit status: 2, with the reason on stderr, when a setting is invalid.
+    Returns the exit status: 2, with the reason on stderr, when a setting is invalid, and
+    that of :func:`run_service` otherwise.
     """
     try:
         settings = read_settings(Env())
     except ConfigError as exc:
         print(f"{service}_service: cannot start: {exc}", file=sys.stderr)
         return 2
-    run_service(service, default_port, make_factory(settings))
-    return 0
+    return run_service(service, default_port, make_factory(settings), offer)

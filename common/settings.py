@@ -202,6 +202,9 @@ class BusSettings:
     redis_username: str | None = None
     redis_password: Secret | None = None
     redis_tls: RedisTls = field(default_factory=RedisTls)
+    #: Seconds between two reads of the namespace registry (gateways, presence): the bound
+    #: on how long an announcement takes to be in force.
+    registry_poll: float = 1.0
 
     @property
     def redis_target(self) -> str:
@@ -230,6 +233,7 @@ class BusSettings:
             redis_username=env.optional_string("REDIS_USERNAME"),
             redis_password=password,
             redis_tls=tls,
+            registry_poll=env.number("REGISTRY_POLL", 1.0, minimum=0.05),
         )
 
 
@@ -245,6 +249,8 @@ class ServiceSettings:
     #: How long an entry may sit unacknowledged with a consumer before another claims it.
     claim_idle_ms: int = 15_000
     claim_interval: float = 5.0
+    #: The lease of the service's announcement (seconds), refreshed every third of it.
+    registry_ttl: float = 10.0
 
     @classmethod
     def from_env(cls, service: str, default_port: int, env: Env | None = None) -> ServiceSettings:
@@ -258,6 +264,7 @@ class ServiceSettings:
             batch=env.integer("SERVICE_BATCH", 64, minimum=1),
             claim_idle_ms=env.integer("CLAIM_IDLE_MS", 15_000, minimum=100),
             claim_interval=env.number("CLAIM_INTERVAL", 5.0, minimum=0.05),
+            registry_ttl=env.number("REGISTRY_TTL", 10.0, minimum=0.3),
         )
 
 

@@ -20,6 +20,7 @@ __all__ = [
     "KNOWN",
     "POLL_VARIABLES",
     "PROCESS_VARIABLES",
+    "REMOVED",
     "TOOL_VARIABLES",
     "Unknown",
     "unknown",
@@ -30,9 +31,10 @@ logger = logging.getLogger(__name__)
 
 _BUS = (
     "REDIS_URL REDIS_URL_FILE REDIS_USERNAME REDIS_PASSWORD REDIS_PASSWORD_FILE "
-    "REDIS_CA_FILE REDIS_CERT_FILE REDIS_KEY_FILE STREAM_MAXLEN LOG_LEVEL LOG_FORMAT HOST PORT"
+    "REDIS_CA_FILE REDIS_CERT_FILE REDIS_KEY_FILE STREAM_MAXLEN REGISTRY_POLL LOG_LEVEL "
+    "LOG_FORMAT HOST PORT"
 )
-_SERVICE = "INSTANCE_ID SERVICE_BATCH CLAIM_IDLE_MS CLAIM_INTERVAL"
+_SERVICE = "INSTANCE_ID SERVICE_BATCH CLAIM_IDLE_MS CLAIM_INTERVAL REGISTRY_TTL"
 _GATEWAY = (
     "DEV GATEWAY_ID JWT_SECRET JWT_SECRET_FILE JWT_SECRET_KID JWT_JWKS_FILE "
     "JWT_PUBLIC_KEY_FILE JWT_PUBLIC_KEY_KID JWT_ISSUER JWT_AUDIENCE JWT_LEEWAY JWT_KEYS_POLL "
@@ -42,7 +44,7 @@ _GATEWAY = (
     "HANDSHAKE_TIMEOUT MAX_HEADER_BYTES MAX_HEADERS MAX_UNAUTHENTICATED "
     "MAX_UNAUTHENTICATED_PER_IP BUSY_AUTH_TIMEOUT CONNECT_RATE CONNECT_BURST "
     "MAX_CONNECTIONS_PER_USER AUTH_FAILURE_RATE AUTH_FAILURE_BURST MAX_REQUEST_BYTES "
-    "CLIENT_REQUESTS TLS_CERT_FILE TLS_KEY_FILE"
+    "TLS_CERT_FILE TLS_KEY_FILE"
 )
 _CHAT = (
     "CHAT_RETENTION CHAT_JOIN_MESSAGES CHAT_REPLAY_LIMIT CHAT_MAX_TEXT CHAT_MAX_MEMBERS "
@@ -62,7 +64,7 @@ _PRESENCE = (
 # The Node.js poll service (polls_service/src/settings.js reads these and the bus's and
 # service's above; tests/common/test_variables.py checks that list against this one).
 _POLL = (
-    "REGISTRY_TTL POLL_TALLY_PER_SECOND POLL_KEY_TTL POLL_RETENTION POLL_CLOSE_INTERVAL "
+    "POLL_TALLY_PER_SECOND POLL_KEY_TTL POLL_RETENTION POLL_CLOSE_INTERVAL "
     "POLL_MAX_DURATION POLL_HISTORY_MAXLEN"
 )
 # scripts/launch.py (the ports of each child, its private Redis), scripts/_venv.sh, and the
@@ -85,6 +87,11 @@ POLL_VARIABLES = _names(_POLL)
 #: What the development and test tooling reads, which may sit in a process's environment.
 TOOL_VARIABLES = _names(_TOOLS)
 KNOWN = PROCESS_VARIABLES | POLL_VARIABLES | TOOL_VARIABLES
+#: Variables of past releases that nothing reads any more, and what took their place.
+REMOVED = {
+    "RT_CLIENT_REQUESTS": "each service announces its request types in the namespace registry "
+    "(docs/bus.md)",
+}
 
 
 class Unknown(NamedTuple):
@@ -106,7 +113,13 @@ def unknown(names: Iterable[str]) -> list[Unknown]:
 def warn_unknown(names: Iterable[str]) -> None:
     """Log a warning for each unknown ``RT_*`` name of ``names`` (a process's environment)."""
     for variable in unknown(names):
-        hint = f"; did you mean {variable.closest}?" if variable.closest else ""
+        removed = REMOVED.get(variable.name)
+        if removed is not None:
+            hint = f": it was removed, {removed}"
+        elif variable.closest:
+            hint = f"; did you mean {variable.closest}?"
+        else:
+            hint = ""
         logger.warning(
             "unknown setting %s is ignored%s",
             variable.name,

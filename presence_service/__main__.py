@@ -6,8 +6,11 @@ import sys
 
 from common.service import service_main
 from presence_service.app import service_factory
+from presence_service.rules import OFFER
 from presence_service.settings import DEFAULT_PORT, PresenceSettings
 
 
 if __name__ == "__main__":
-    sys.exit(service_main("presence", DEFAULT_PORT, PresenceSettings.from_env, service_factory))
+    sys.exit(
+        service_main("presence", DEFAULT_PORT, PresenceSettings.from_env, service_factory, OFFER)
+    )

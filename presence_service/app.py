@@ -15,6 +15,7 @@ from collections.abc import Callable
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
+from common.announcer import RegistryReader
 from common.bus.backoff import Backoff
 from common.bus.worker import Outcome
 from common.envelope import Request
@@ -46,7 +47,15 @@ class PresenceService(Service):
             batch=settings.sweep_batch,
         )
         self.metrics = metrics or PresenceMetrics()
-        self.handlers = PresenceHandlers(self.store, self.metrics, list_limit=settings.list_limit)
+        #: The namespace registry, read as the gateways read it: the policy (presence kept,
+        #: owner access) of every service's channels.
+        self.registry = RegistryReader(redis, settings.registry_poll)
+        self.handlers = PresenceHandlers(
+            self.store,
+            self.metrics,
+            list_limit=settings.list_limit,
+            registry=self.registry.view,
+        )
         # The first sweep is due at once; each one that succeeds makes the next due one
         # interval after it started. Read at each scrape, so a sweeper that fails or hangs
         # shows as a growing lag, not as a stale value.
@@ -59,6 +68,11 @@ class PresenceService(Service):
         except (RedisError, OSError) as exc:
             # Not fatal: scripts are loaded on first use, once Redis answers.
             logger.warning("could not load the presence scripts", extra={"error": repr(exc)})
+        try:
+            await self.registry.read()
+        except (RedisError, OSError) as exc:
+            # Not fatal either: the reader reads again every RT_REGISTRY_POLL seconds.
+            logger.warning("could not read the namespace registry", extra={"error": repr(exc)})
 
     async def handle_batch(self, requests: list[Request]) -> list[Outcome]:
         return await self.handlers.handle_batch(requests)
@@ -66,6 +80,12 @@ class PresenceService(Service):
     # The sweeper.
 
     async def background(self) -> None:
+        """Read the registry and sweep, for the life of the process."""
+        async with asyncio.TaskGroup() as group:
+            group.create_task(self.registry.run(), name="presence-registry")
+            group.create_task(self._sweeper(), name="presence-sweeper")
+
+    async def _sweeper(self) -> None:
         """Sweep every ``sweep_interval`` seconds, for the life of the process."""
         backoff = Backoff(maximum=max(2.0, self.settings.sweep_interval))
         while True:

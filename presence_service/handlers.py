@@ -14,6 +14,7 @@ from redis.exceptions import ResponseError
 from common.bus.worker import Outcome, traced
 from common.envelope import Request, now_ms
 from common.errors import ErrorCode, ServiceError
+from common.registry import RegistryView
 from presence_service.metrics import PresenceMetrics
 from presence_service.rules import (
     NOTIFICATIONS,
@@ -38,8 +39,17 @@ logger = logging.getLogger(__name__)
 
 
 class PresenceHandlers:
-    def __init__(self, store: PresenceStore, metrics: PresenceMetrics, *, list_limit: int) -> None:
+    def __init__(
+        self,
+        store: PresenceStore,
+        metrics: PresenceMetrics,
+        *,
+        list_limit: int,
+        registry: RegistryView,
+    ) -> None:
         self.store = store
+        #: The namespace registry: the policy of every service's channels.
+        self._registry = registry
         self.metrics = metrics
         self._list_limit = list_limit
 
@@ -54,12 +64,13 @@ class PresenceHandlers:
         places: list[int | None] = []
         for index, request in enumerate(requests):
             try:
+                registry = self._registry.current
                 if request.type in NOTIFICATIONS:
                     prior: list[Change] = []
-                    operation: Change | Query = parse_change(request)
+                    operation: Change | Query = parse_change(request, registry)
                 elif request.type in QUERIES:
-                    prior = parse_prior(request)
-                    operation = parse_query(request, self._list_limit)
+                    prior = parse_prior(request, registry)
+                    operation = parse_query(request, self._list_limit, registry)
                 else:
                     raise ServiceError(
                         ErrorCode.UNKNOWN_TYPE, f"unknown message type {request.type!r}"

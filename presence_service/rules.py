@@ -9,18 +9,23 @@ get no reply. Client requests (``presence.list``, ``presence.count``) read it.
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from types import MappingProxyType
 from typing import Any, Final, Literal
 
 from common.envelope import Request
 from common.errors import ErrorCode, ProtocolError, ServiceError
 from common.keys import channel_prefix
-from common.namespaces import Access, parse_channel
+from common.namespaces import Access, Namespace, namespace_name
+from common.registry import Offer, Registry
+from common.requests import RequestTable, check_fields
 
 
 __all__ = [
     "NOTIFICATIONS",
+    "OFFER",
     "PRESENCE_CHANNEL_PREFIX",
     "QUERIES",
+    "REQUESTS",
     "Applied",
     "Change",
     "Listing",
@@ -34,6 +39,19 @@ __all__ = [
     "parse_query",
     "subscribe_reply",
 ]
+
+#: The client requests presence answers and the fields of each: announced to the gateways,
+#: which refuse others, and checked again by :func:`parse_query`.
+REQUESTS: Final[RequestTable] = MappingProxyType(
+    {"presence.list": frozenset({"channel"}), "presence.count": frozenset({"channel"})}
+)
+#: What presence announces in the namespace registry: ``presence``, open to every user, with
+#: no history (the gateway subscribes alone).
+OFFER: Final = Offer(
+    "presence",
+    REQUESTS,
+    (Namespace("presence", "presence", Access.AUTHENTICATED, history=False),),
+)
 
 #: The client channel of channel C's presence events is PRESENCE_CHANNEL_PREFIX + C.
 PRESENCE_CHANNEL_PREFIX: Final = channel_prefix("presence")
@@ -109,23 +127,29 @@ NOTIFICATIONS = frozenset({"track", "untrack", "drop"})
 QUERIES = frozenset({"presence.list", "presence.count", "subscribe"})
 
 
-def _tracked_channel(value: object) -> str:
-    """A channel whose namespace has presence, or a ServiceError saying why not."""
+def _tracked_channel(value: object, registry: Registry, *, trusted: bool = False) -> str:
+    """A channel whose namespace has presence, or a ServiceError saying why not.
+
+    ``trusted``: a gateway's notification, for a channel its registry gave presence; one
+    this instance's registry does not know yet (a new namespace, read here up to
+    ``RT_REGISTRY_POLL`` later) is taken on the gateway's word rather than lost.
+    """
     try:
-        namespace = parse_channel(value)
+        name = namespace_name(value)
+        namespace = registry.namespaces.get(name) if trusted else registry.channel(value)
     except ProtocolError as exc:
         raise ServiceError(exc.code, exc.message) from None
-    if not namespace.presence:
+    if namespace is not None and not namespace.presence:
         raise ServiceError(
             ErrorCode.INVALID_CHANNEL,
-            f"presence is not kept for {namespace.name!r} channels "
+            f"presence is not kept for {name!r} channels "
             "(ask about the channel itself, e.g. 'chat:lobby')",
         )
     assert isinstance(value, str)
     return value
 
 
-def parse_change(request: Request) -> Change:
+def parse_change(request: Request, registry: Registry) -> Change:
     """The change a gateway's notification describes.
 
     Raises:
@@ -145,7 +169,7 @@ def parse_change(request: Request) -> Change:
         channel = ""
     elif request.type in ("track", "untrack"):
         kind = "track" if request.type == "track" else "untrack"
-        channel = _tracked_channel(data.get("channel"))
+        channel = _tracked_channel(data.get("channel"), registry, trusted=True)
         restart = False
     else:
         raise ServiceError(ErrorCode.UNKNOWN_TYPE, f"unknown notification {request.type!r}")
@@ -161,7 +185,7 @@ def parse_change(request: Request) -> Change:
     )
 
 
-def parse_prior(request: Request) -> list[Change]:
+def parse_prior(request: Request, registry: Registry) -> list[Change]:
     """The track and untrack notifications a read must see applied first (``prior``).
 
     They come from the gateway, stamped like the read; the same notification handled from
@@ -174,11 +198,12 @@ def parse_prior(request: Request) -> list[Change]:
     for item in request.prior:
         if item["type"] not in ("track", "untrack"):
             raise ServiceError(ErrorCode.BAD_REQUEST, f"{item['type']!r} cannot come before a read")
-        changes.append(parse_change(replace(request, type=item["type"], data=item["data"])))
+        prior = replace(request, type=item["type"], data=item["data"])
+        changes.append(parse_change(prior, registry))
     return changes
 
 
-def parse_query(request: Request, list_limit: int) -> Query:
+def parse_query(request: Request, list_limit: int, registry: Registry) -> Query:
     """The read a client's ``presence.list`` or ``presence.count`` asks for.
 
     Anyone authenticated may read the presence of a channel anyone authenticated may
@@ -187,18 +212,20 @@ def parse_query(request: Request, list_limit: int) -> Query:
     owner, and a user present was admitted by it.
 
     Raises:
-        ServiceError: the channel is missing, malformed, or not one with presence.
+        ServiceError: the channel is missing, malformed, or not one with presence, or the
+            request has a field its type does not take.
     """
     if request.user is None:
         raise ServiceError(ErrorCode.UNAUTHENTICATED, "authenticate first")
+    check_fields(REQUESTS, request.type, request.data)
     channel = request.data.get("channel")
     if request.type == "subscribe":
         # The presence channel of channel C is "presence:C": the same rule applies to C.
         if not isinstance(channel, str) or not channel.startswith(PRESENCE_CHANNEL_PREFIX):
             raise ServiceError(ErrorCode.INVALID_CHANNEL, "not a presence channel")
         channel = channel[len(PRESENCE_CHANNEL_PREFIX) :]
-    channel = _tracked_channel(channel)
-    namespace = parse_channel(channel)
+    channel = _tracked_channel(channel, registry)
+    namespace = registry.channel(channel)
     member = request.user if namespace.access is Access.OWNER else None
     limit = list_limit if request.type == "presence.list" else 0
     return Query(channel, member, limit)

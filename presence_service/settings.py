@@ -25,6 +25,9 @@ class PresenceSettings:
     sweep_batch: int = 500
     #: Most users one ``presence.list`` answers.
     list_limit: int = 1000
+    #: Seconds between two reads of the namespace registry (``RT_REGISTRY_POLL``, as the
+    #: gateways'): the policy of other services' channels.
+    registry_poll: float = 1.0
 
     @classmethod
     def from_env(cls, env: Env) -> PresenceSettings:
@@ -39,4 +42,5 @@ class PresenceSettings:
             tombstone_ttl=env.integer("PRESENCE_TOMBSTONE_TTL", 3600, minimum=60),
             sweep_batch=env.integer("PRESENCE_SWEEP_BATCH", 500, minimum=1),
             list_limit=env.integer("PRESENCE_LIST_LIMIT", 1000, minimum=1),
+            registry_poll=env.number("REGISTRY_POLL", 1.0, minimum=0.05),
         )

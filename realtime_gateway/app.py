@@ -134,6 +134,7 @@ class GatewayApp:
             asyncio.create_task(listener.run(), name="bus-listener"),
             asyncio.create_task(self._renew_lease(redis), name="gateway-lease"),
             asyncio.create_task(self._first_sync(listener, revoker, redis), name="revocations"),
+            asyncio.create_task(gateway.registry_reader.run(), name="registry"),
         ]
         if self.keys.watches_files:
             tasks.append(asyncio.create_task(self.keys.watch(), name="token-keys"))
@@ -192,7 +193,7 @@ class GatewayApp:
         gateway, redis = self.gateway, self._redis
         if gateway is None or redis is None or not gateway.listener.connected:
             return False
-        if not gateway.revoker.loaded:
+        if not gateway.revoker.loaded or not gateway.registry.loaded:
             return False
         return await redis_answers(redis)
 

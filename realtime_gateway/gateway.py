@@ -5,9 +5,11 @@ from __future__ import annotations
 import itertools
 from dataclasses import dataclass, field
 
+from common.announcer import RegistryReader
 from common.auth import ClaimRules, Identity, verify_token
 from common.bus.listener import PubSubListener
 from common.envelope import now_ms
+from common.registry import RegistryView
 from common.revocation import RevocationSet
 from realtime_gateway.edge import Edge
 from realtime_gateway.hub import Hub
@@ -40,6 +42,8 @@ class Gateway:
     rules: ClaimRules
     revocations: RevocationSet
     connections: dict[str, Revocable]
+    #: Reads the namespace registry every RT_REGISTRY_POLL seconds.
+    registry_reader: RegistryReader
     accepting: bool = True
     _ids: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
 
@@ -47,6 +51,10 @@ class Gateway:
         return f"{self.settings.gateway_id}.{next(self._ids)}"
 
     # The session's Gatekeeper.
+
+    @property
+    def registry(self) -> RegistryView:
+        return self.registry_reader.view
 
     def verify(self, token: object) -> Identity:
         return verify_token(self.keys.keys, token, self.rules)

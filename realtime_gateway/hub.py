@@ -31,7 +31,7 @@ from common.codec import dump_client, load_bus
 from common.envelope import Event, Reply, position_key
 from common.errors import CloseCode, ProtocolError
 from common.keys import event_channel
-from common.namespaces import parse_channel
+from common.registry import RegistryView
 from realtime_gateway.frames import text_frame
 from realtime_gateway.metrics import GatewayMetrics
 from realtime_gateway.protocol import recovery_notice, replayed_event
@@ -84,10 +84,18 @@ class _Recovery:
 
 
 class Hub:
-    def __init__(self, listener: PubSubListener, router: Router, metrics: GatewayMetrics) -> None:
+    def __init__(
+        self,
+        listener: PubSubListener,
+        router: Router,
+        metrics: GatewayMetrics,
+        registry: RegistryView,
+    ) -> None:
         self._listener = listener
         self._router = router
         self._metrics = metrics
+        #: The namespace registry: which channels have history, and their owners.
+        self._registry = registry
         #: Channel -> its live subscribers, by outbox (the fan-out loop needs only that).
         self._live: dict[str, dict[Outbox, Subscriber]] = {}
         #: Channel -> the newest position its live connections all have (of an event, or of
@@ -229,7 +237,8 @@ class Hub:
                 held.stale = True
         deadline = self._deadline()
         for channel, live in list(self._live.items()):
-            if not parse_channel(channel).history:
+            namespace = self._registry.current.namespace_of(channel)
+            if namespace is None or not namespace.history:
                 continue
             del self._live[channel]
             pending = self._pending.setdefault(channel, {})
@@ -251,10 +260,15 @@ class Hub:
         recovery.waiting = {c: h for c, h in recovery.waiting.items() if pending.get(c) is h}
         if not recovery.waiting:
             return
+        namespace = self._registry.current.namespace_of(recovery.channel)
+        if namespace is None:
+            # Released from the registry meanwhile: no owner to replay the gap.
+            self._settle(recovery.channel, recovery.waiting, None, [], recovered=False)
+            return
         # The owner authorizes a replay per user: every subscriber here was authorized.
         self._router.request(
             next(iter(recovery.waiting)),
-            parse_channel(recovery.channel).service,
+            namespace.service,
             "subscribe",
             {"channel": recovery.channel, "since": recovery.since},
             lambda reply, why: self._answered(recovery, reply),

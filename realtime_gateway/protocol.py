@@ -12,13 +12,11 @@ from typing import Any, Final
 
 from common.envelope import client_event
 from common.errors import ErrorCode, ProtocolError
-from common.namespaces import SERVICES
-from common.requests import CLIENT_REQUESTS, RequestTable, unknown_field, unknown_field_message
+from common.requests import RequestTable, unknown_field, unknown_field_message
 
 
 __all__ = [
     "MAX_DEPTH",
-    "SERVICES",
     "Auth",
     "ClientMessage",
     "Ping",
@@ -124,10 +122,9 @@ def _deeper_than(container: dict[str, Any] | list[Any], levels: int) -> bool:
     return False
 
 
-def parse_message(
-    frame: dict[str, Any], ref: Ref, requests: RequestTable = CLIENT_REQUESTS
-) -> ClientMessage:
-    """The typed message a decoded frame carries; ``requests``: the service calls allowed.
+def parse_message(frame: dict[str, Any], ref: Ref, requests: RequestTable) -> ClientMessage:
+    """The typed message a decoded frame carries; ``requests``: the service calls allowed
+    (those the services announce, :mod:`common.registry`).
 
     Raises:
         ProtocolError: ``bad_request`` for a missing, malformed or unknown field or a frame

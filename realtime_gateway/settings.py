@@ -14,8 +14,6 @@ from types import MappingProxyType
 
 from common.entropy import weakness
 from common.errors import ConfigError
-from common.namespaces import SERVICES
-from common.requests import CLIENT_REQUESTS, RequestTable, parse_request_table
 from common.settings import BusSettings, Env, Secret
 
 
@@ -141,8 +139,6 @@ class GatewaySettings:
     auth_failure_rate: float = 0.2
     auth_failure_burst: int = 10
     max_request_bytes: Mapping[str, int] = field(default_factory=lambda: DEFAULT_MAX_REQUEST_BYTES)
-    #: The request types clients may send and their fields; nothing else reaches the bus.
-    client_requests: RequestTable = field(default_factory=lambda: CLIENT_REQUESTS)
     #: When set, the gateway serves HTTPS and wss:// only.
     tls: TlsFiles | None = None
 
@@ -200,6 +196,5 @@ class GatewaySettings:
             max_request_bytes=MappingProxyType(
                 env.sizes("MAX_REQUEST_BYTES", DEFAULT_MAX_REQUEST_BYTES, minimum=64)
             ),
-            client_requests=parse_request_table(env.strings("CLIENT_REQUESTS"), SERVICES),
             tls=TlsFiles.from_env(env),
         )

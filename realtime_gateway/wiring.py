@@ -1,4 +1,5 @@
-"""The gateway's object graph, built once: router, hub, bus listener, revoker, and what ties
+"""The gateway's object graph, built once: router, hub, bus listener, revoker, registry
+reader, and what ties
 them together (which bus message goes where, what a bus reconnect sets off).
 
 Built in the app's lifespan, on the running loop with Redis at hand. What uvicorn needs
@@ -12,6 +13,7 @@ from collections.abc import Callable
 
 from redis.asyncio import Redis
 
+from common.announcer import RegistryReader
 from common.auth import ClaimRules
 from common.bus.listener import PubSubListener
 from common.bus.producer import RequestProducer
@@ -74,7 +76,8 @@ def build_gateway(
         on_error=metrics.bus_errors.inc,
         on_reconnect=on_reconnect,
     )
-    hub = Hub(listener, router, metrics)
+    registry = RegistryReader(redis, settings.bus.registry_poll, on_error=metrics.bus_errors.inc)
+    hub = Hub(listener, router, metrics, registry.view)
     tokens = settings.tokens
     rules = ClaimRules(issuer=tokens.issuer, audience=tokens.audience, leeway=tokens.leeway)
     return Gateway(
@@ -89,4 +92,5 @@ def build_gateway(
         rules=rules,
         revocations=revocations,
         connections=connections,
+        registry_reader=registry,
     )

@@ -254,7 +254,8 @@ def password_file(kind: str) -> Path:
 def private_redis(port: int) -> RedisServer:
     """The private server: every kind's ACL user, a protected default user, capped memory."""
     lines = [
-        acl.aclfile_line(user, password_file(user.kind).read_text().strip()) for user in acl.users()
+        acl.aclfile_line(user, password_file(user.kind).read_text().strip())
+        for user in acl.users(acl.KINDS)
     ]
     return RedisServer(
         port,

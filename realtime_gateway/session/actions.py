@@ -18,6 +18,7 @@ from typing import Any, Protocol
 from common.auth import Identity
 from common.envelope import Reply
 from common.errors import CloseCode
+from common.registry import RegistryView
 from realtime_gateway.limits import Ticket
 from realtime_gateway.protocol import Ref
 
@@ -61,7 +62,11 @@ class Link(Protocol):
 
 
 class Gatekeeper(Protocol):
-    """What the session asks the gateway about tokens and the edge, and what it counts."""
+    """What the session asks the gateway about tokens and the edge, and what it counts, and
+    where it reads the namespace registry in force."""
+
+    @property
+    def registry(self) -> RegistryView: ...
 
     def verify(self, token: object) -> Identity:
         """The identity a token proves. Raises: ProtocolError: the token is refused."""

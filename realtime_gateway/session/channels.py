@@ -11,7 +11,8 @@ from typing import Any
 
 from common.envelope import Reply
 from common.errors import CloseCode, ErrorCode, ProtocolError
-from common.namespaces import Access, parse_channel
+from common.namespaces import Access
+from common.registry import RegistryView
 from realtime_gateway.protocol import (
     Ref,
     ServiceCall,
@@ -37,7 +38,7 @@ from realtime_gateway.session.actions import (
 from realtime_gateway.settings import GatewaySettings
 
 
-__all__ = ["MAX_REMEMBERED_UNTRACKS", "PRESENCE", "ChannelSession", "error"]
+__all__ = ["MAX_REMEMBERED_UNTRACKS", "PRESENCE", "ChannelSession", "error", "not_running"]
 
 logger = logging.getLogger("realtime_gateway.session")
 
@@ -52,13 +53,9 @@ def error(code: ErrorCode, message: str) -> dict[str, Any]:
     return {"code": code.value, "message": message}
 
 
-def _guarded(channel: str) -> bool:
-    """Whether ``channel``'s owner decides who may subscribe: then who is in it is for its
-    subscribers only (``presence:<channel>``)."""
-    try:
-        return parse_channel(channel).access is Access.OWNER
-    except ProtocolError:
-        return False
+def not_running(service: str) -> str:
+    """Why a request to, or a subscribe owned by, a service whose lease passed is refused."""
+    return f"service {service!r} is not running"
 
 
 class ChannelSession:
@@ -71,14 +68,17 @@ class ChannelSession:
         "_link",
         "_presence",
         "_presence_seq",
+        "_registry",
         "_settings",
         "_timer",
         "subscriptions",
     )
 
-    def __init__(self, settings: GatewaySettings, link: Link) -> None:
+    def __init__(self, settings: GatewaySettings, link: Link, registry: RegistryView) -> None:
         self._settings = settings
         self._link = link
+        #: The namespace registry in force (replaced by each read): namespaces, leases.
+        self._registry = registry
         self._actions: list[Action] = []
         #: Channel -> whether granted (False while the owner's answer is awaited). A granted
         #: subscription counts (towards presence, for watching it) before the client hears
@@ -132,12 +132,22 @@ class ChannelSession:
 
     # A client's subscribe.
 
-    def _subscribe(self, message: Subscribe) -> None:
+    def _guarded(self, channel: str) -> bool:
+        """Whether ``channel``'s owner decides who may subscribe: then who is in it is for its
+        subscribers only (``presence:<channel>``)."""
+        namespace = self._registry.current.namespace_of(channel)
+        return namespace is not None and namespace.access is Access.OWNER
+
+    def _subscribe(self, message: Subscribe, now: float) -> None:
         ref, channel = message.ref, message.channel
+        registry = self._registry.current
         try:
-            namespace = parse_channel(channel)
+            namespace = registry.channel(channel)
         except ProtocolError as exc:
             self._refuse(ref, exc.code, exc.message)
+            return
+        if not registry.alive(namespace.service, now):
+            self._refuse(ref, ErrorCode.SERVICE_UNAVAILABLE, not_running(namespace.service))
             return
         if channel in self.subscriptions:
             self._refuse(ref, ErrorCode.ALREADY_SUBSCRIBED, f"already subscribed to {channel!r}")
@@ -146,7 +156,7 @@ class ChannelSession:
             self._refuse(ref, ErrorCode.TOO_MANY_SUBSCRIPTIONS, "too many subscriptions")
             return
         watched = channel[len(PRESENCE) + 1 :] if namespace.name == PRESENCE else None
-        if watched is not None and not _guarded(watched):
+        if watched is not None and not self._guarded(watched):
             watched = None
         if watched is not None and self.subscriptions.get(watched) is not True:
             # Who is in a channel its owner guards (a private room) is for its subscribers.
@@ -242,7 +252,8 @@ class ChannelSession:
         (who is here, watching who comes and goes) already sees it.
         """
         self.subscriptions[channel] = True
-        if parse_channel(channel).presence:
+        namespace = self._registry.current.namespace_of(channel)
+        if namespace is not None and namespace.presence:
             self._remember(channel, self._tell_presence("track", {"channel": channel}))
 
     # Unsubscribing.
@@ -257,11 +268,8 @@ class ChannelSession:
 
     def _leave_for(self, service: str, channel: str) -> None:
         """A server-side unsubscribe (``chat.leave``), only from the service's own channels."""
-        try:
-            namespace = parse_channel(channel)
-        except ProtocolError:
-            return
-        if namespace.service == service and channel in self.subscriptions:
+        namespace = self._registry.current.namespace_of(channel)
+        if namespace is not None and namespace.service == service and channel in self.subscriptions:
             self._drop_subscription(channel)
 
     def _drop_subscription(self, channel: str) -> None:
@@ -271,7 +279,7 @@ class ChannelSession:
         if self._presence.get(channel, 0) > 0:
             self._remember(channel, -self._tell_presence("untrack", {"channel": channel}))
         watch = f"{PRESENCE}:{channel}"
-        if watch in self.subscriptions and _guarded(channel):
+        if watch in self.subscriptions and self._guarded(channel):
             # Who comes and goes in a guarded channel is for its subscribers only.
             self._drop_subscription(watch)
             reason = f"no longer subscribed to {channel!r}"
@@ -286,11 +294,9 @@ class ChannelSession:
         have passed in between: live events are held until ``joins_done`` asks the owner for
         those after the position the reply names, exactly as for a subscribe with ``since``.
         """
+        registry = self._registry.current
         for channel in joining.channels:
-            try:
-                namespace = parse_channel(channel)
-            except ProtocolError:
-                namespace = None
+            namespace = registry.namespace_of(channel)
             if namespace is None or namespace.service != joining.service:
                 # A service may only subscribe connections to its own channels.
                 logger.error("refused a server-side subscription", extra={"channel": channel})

@@ -40,7 +40,7 @@ from realtime_gateway.session.actions import (
     ServerJoin,
     StartTimer,
 )
-from realtime_gateway.session.channels import ChannelSession, error
+from realtime_gateway.session.channels import ChannelSession, error, not_running
 from realtime_gateway.settings import GatewaySettings
 
 
@@ -85,7 +85,7 @@ class Session(ChannelSession):
         *,
         now: float,
     ) -> None:
-        super().__init__(settings, link)
+        super().__init__(settings, link, gate.registry)
         self._gate = gate
         self.id = connection_id
         #: The socket's place in the edge's per-address and per-user accounting.
@@ -122,7 +122,7 @@ class Session(ChannelSession):
         try:
             frame = load_client(text)
             ref = parse_ref(frame)
-            message = parse_message(frame, ref, self._settings.client_requests)
+            message = parse_message(frame, ref, self._registry.current.requests)
         except ProtocolError as exc:
             # Limited before it is answered, so that floods of garbage are limited too.
             if self._take_token(ref, now):
@@ -135,7 +135,7 @@ class Session(ChannelSession):
             # The most frequent message, ahead of the match's tests.
             gate.count_message("request")
             if self._fits(message, text):
-                self._call(message)
+                self._call(message, now)
             return self._take()
         match message:
             case Ping():
@@ -151,7 +151,7 @@ class Session(ChannelSession):
                 )
             case Subscribe():
                 gate.count_message("subscribe")
-                self._subscribe(message)
+                self._subscribe(message, now)
             case Unsubscribe():  # pragma: no branch (the last kind parse_message makes)
                 gate.count_message("unsubscribe")
                 self._unsubscribe(message)
@@ -284,7 +284,12 @@ class Session(ChannelSession):
         self._send(error_reply(message.ref, {**refusal, "limit": limit}))
         return False
 
-    def _call(self, message: ServiceCall) -> None:
+    def _call(self, message: ServiceCall, now: float) -> None:
+        if not self._registry.current.alive(message.service, now):
+            # Its lease passed: no instance reads the stream, so the request is not appended
+            # to wait there for the timeout.
+            self._refuse(message.ref, ErrorCode.SERVICE_UNAVAILABLE, not_running(message.service))
+            return
         if self.inflight >= self._settings.max_inflight:
             self._refuse(message.ref, ErrorCode.RATE_LIMITED, "too many requests awaiting replies")
             return

@@ -25,7 +25,7 @@ _CALL = re.compile(r"redis\.p?call\(\s*'([A-Za-z]+)'")
 @pytest.fixture(scope="module")
 def server() -> Iterator[RedisServer]:
     """A Redis of its own with every kind's user, whatever REALTIME_TEST_ACL says."""
-    lines = [acl.aclfile_line(user, PASSWORD) for user in acl.users()]
+    lines = [acl.aclfile_line(user, PASSWORD) for user in acl.users(acl.KINDS)]
     with RedisServer(acl=lines) as started:
         yield started
 
@@ -43,7 +43,7 @@ def _docs_block() -> list[str]:
 
 def test_docs_list_the_rendered_setuser_lines() -> None:
     """docs/security.md gives operators exactly the ACL SETUSER lines common/acl.py renders."""
-    assert _docs_block() == [acl.setuser_line(user) for user in acl.users()]
+    assert _docs_block() == [acl.setuser_line(user) for user in acl.users(acl.KINDS)]
 
 
 @pytest.mark.parametrize("kind", ["chat", "bids", "presence", "poll"])

@@ -19,8 +19,9 @@ from common.codec import load_bus, pack_bus
 from common.envelope import parse_envelope
 from common.errors import CLOSE_RECONNECT, CloseCode, ErrorCode
 from common.redis_client import MAX_BLOCK
-from common.requests import CLIENT_REQUESTS
+from common.registry import Announcement
 from common.settings import BusSettings, Env, ServiceSettings
+from tests.support.registry import BUILT_IN_OFFERS
 
 
 DOCS = Path(__file__).resolve().parents[2] / "docs"
@@ -93,8 +94,9 @@ def test_the_close_code_table_gives_close_reconnects_advice() -> None:
         assert (advice == "yes") is CLOSE_RECONNECT[code], f"{code}: {row[3]!r}"
 
 
-def test_the_request_table_is_client_requests() -> None:
-    """docs/protocol.md lists every client request of CLIENT_REQUESTS with exactly its fields."""
+def test_the_request_table_is_what_the_built_ins_announce() -> None:
+    """docs/protocol.md lists every client request the built-in services announce, with
+    exactly its fields."""
     rows = _table(_section("protocol.md", "Client → server messages"), "Request | Fields")
     documented: dict[str, frozenset[str]] = {}
     for row in rows:
@@ -102,7 +104,8 @@ def test_the_request_table_is_client_requests() -> None:
         assert kind not in documented, f"{kind} is listed twice"
         fields = [] if row[1] == "—" else [_code(cell.strip()) for cell in row[1].split(",")]
         documented[kind] = frozenset(fields)
-    assert documented == dict(CLIENT_REQUESTS)
+    announced = {k: v for offer in BUILT_IN_OFFERS.values() for k, v in offer.requests.items()}
+    assert documented == announced
 
 
 def _bus_commands() -> str:
@@ -145,3 +148,28 @@ def test_the_worked_example_bytes_are_what_the_code_makes(index: int) -> None:
     assert load_bus(raw) == shown
     envelope = parse_envelope(shown)
     assert pack_bus(envelope.to_wire()) == raw
+
+
+def _lua_code(text: str) -> list[str]:
+    """The lines of Lua code in ``text``: comments and blank lines left out."""
+    return [line for line in text.splitlines() if line.strip() and not line.startswith("--")]
+
+
+def test_the_announce_script_in_bus_md_is_the_one_that_runs() -> None:
+    """docs/bus.md gives the announce script's exact source (with the prelude's now_ms), so
+    that a service in another language can announce from the doc alone."""
+    section = _section("bus.md", "Namespace registry")
+    (documented,) = re.findall(r"```lua\n(.*?)```", section, re.S)
+    common = DOCS.parent / "common"
+    prelude = (common / "prelude.lua").read_text()
+    now_ms = re.search(r"^local function now_ms\(\).*?^end\n", prelude, re.M | re.S)
+    assert now_ms is not None
+    script = (common / "lua" / "announce.lua").read_text()
+    assert _lua_code(documented) == _lua_code(now_ms.group(0) + script)
+
+
+def test_the_announcement_fields_table_is_the_wire_form() -> None:
+    """docs/bus.md's announcement table lists exactly the fields an announcement carries."""
+    rows = _table(_section("bus.md", "Namespace registry"), "Field | Type | Meaning")
+    offer = BUILT_IN_OFFERS["bids"]
+    assert [_code(row[0]) for row in rows] == list(Announcement(offer, "i").to_wire())

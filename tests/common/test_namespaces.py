@@ -1,11 +1,17 @@
-"""Channel names and the namespace table."""
+"""Channel names, and their namespaces in a registry of the built-in services."""
 
 from __future__ import annotations
 
 import pytest
 
 from common.errors import ErrorCode, ProtocolError
-from common.namespaces import NAMESPACES, Access, parse_channel
+from common.namespaces import Access
+from tests.support.registry import BUILT_IN_OFFERS, registry_of
+
+
+REGISTRY = registry_of(BUILT_IN_OFFERS.values())
+NAMESPACES = REGISTRY.namespaces
+parse_channel = REGISTRY.channel
 
 
 @pytest.mark.parametrize(
@@ -68,8 +74,9 @@ def test_channel_that_is_not_a_string_is_a_bad_request(channel: object) -> None:
     assert caught.value.code is ErrorCode.BAD_REQUEST
 
 
-def test_namespace_table() -> None:
-    """Each namespace names its owning service, its access rule and whether it keeps history."""
+def test_built_in_namespaces() -> None:
+    """Each built-in namespace names its owning service, its access rule and whether it keeps
+    history, as its service announces it."""
     assert (NAMESPACES["chat"].service, NAMESPACES["chat"].access) == ("chat", Access.OWNER)
     assert NAMESPACES["chat"].history
     assert NAMESPACES["auction"].service == "bids"
@@ -79,3 +86,5 @@ def test_namespace_table() -> None:
     assert NAMESPACES["presence"].access is Access.AUTHENTICATED
     assert not NAMESPACES["presence"].history
     assert all(name == ns.name for name, ns in NAMESPACES.items())
+    assert (NAMESPACES["chat"].presence, NAMESPACES["auction"].presence) == (True, True)
+    assert not NAMESPACES["presence"].presence

@@ -14,6 +14,7 @@ from common.variables import (
     KNOWN,
     POLL_VARIABLES,
     PROCESS_VARIABLES,
+    REMOVED,
     Unknown,
     unknown,
     warn_unknown,
@@ -61,7 +62,11 @@ def test_every_name_in_the_repository_is_known() -> None:
                 continue
             for name in _NAME.findall(path.read_text(errors="replace")):
                 found.setdefault(name, relative.as_posix())
-    strangers = {name: where for name, where in found.items() if name not in KNOWN | NOT_VARIABLES}
+    strangers = {
+        name: where
+        for name, where in found.items()
+        if name not in KNOWN | NOT_VARIABLES | REMOVED.keys()
+    }
     assert not strangers, f"add these to common/variables.py (or fix them): {strangers}"
 
 
@@ -80,7 +85,7 @@ def test_known_and_foreign_names_are_not_reported() -> None:
     names = [
         "RT_CHAT_RETENTION",
         "RT_BIDS_ADMIN_TOKEN_FILE",
-        "RT_CLIENT_REQUESTS",
+        "RT_REGISTRY_POLL",
         "RT_REDIS_URL_FILE",
         "RT_CHAT_PORT",
         "REALTIME_TEST_TIMEOUT_SCALE",
@@ -101,6 +106,18 @@ def test_warning_names_variable_and_guess(caplog: pytest.LogCaptureFixture) -> N
     (record,) = caplog.records
     assert record.getMessage() == (
         "unknown setting RT_CHAT_RETENTON is ignored; did you mean RT_CHAT_RETENTION?"
+    )
+
+
+def test_a_removed_variable_is_named_with_what_replaced_it(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """RT_CLIENT_REQUESTS, gone with the namespace registry, is not silently ignored."""
+    with caplog.at_level(logging.WARNING, logger="common.variables"):
+        warn_unknown(["RT_CLIENT_REQUESTS"])
+    (record,) = caplog.records
+    assert record.getMessage().startswith(
+        "unknown setting RT_CLIENT_REQUESTS is ignored: it was removed, each service announces"
     )
 
 

@@ -31,7 +31,7 @@ from realtime_gateway.settings import GatewaySettings
 
 ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
-KINDS = acl.KINDS
+KINDS = acl.BUILT_IN_KINDS
 #: What each kind's compose service is called, and the port its RT_PORT names.
 PORTS = {"gateway": 8000, "chat": 8101, "bids": 8102, "presence": 8103, "poll": 8104}
 #: The images built from this repository: the Python one and the Node.js poll service's.

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 import redis
 
-from common.acl import KINDS
+from common.acl import BUILT_IN_KINDS as KINDS
 from devtools.kustomize import render
 from devtools.redis_server import RedisServer
 

@@ -35,6 +35,7 @@ from tests.support.processes import (
     start_gateway,
     wait_all_ready,
 )
+from tests.support.registry import announce_built_ins
 from tests.support.stub_service import handled_key
 from tests.support.waiting import MS, Deadline, wait_until
 
@@ -96,6 +97,7 @@ async def test_gateway_started_before_redis_becomes_ready_when_redis_starts(
         log_dir=tmp_path_factory.mktemp("early-gateway"),
         gateway_id="gw-faults-early",
         wait=False,
+        announce=False,
     )
     try:
 
@@ -104,6 +106,7 @@ async def test_gateway_started_before_redis_becomes_ready_when_redis_starts(
 
         await wait_until(lambda: status(503), within=START_TIMEOUT, what="/readyz 503")
         await asyncio.to_thread(server.start)
+        await asyncio.to_thread(announce_built_ins, server.url)
         await wait_until(lambda: status(200), within=RECOVERY, what="/readyz 200")
         async with await connect_user(gateway.ws_url, "alice") as ws:
             reply = await call(ws, {"type": "subscribe", "channel": "presence:early", "ref": 1})

@@ -86,6 +86,8 @@ def stack(
             "RT_TLS_KEY_FILE": str(pki.server.key_file),
         },
         wait=False,
+        # The chat service announces itself (over TLS, as the gateway reads).
+        announce=False,
     )
     chat = start_process("chat-tls", "chat_service", log_dir=log_dir, env=env, wait=False)
     try:
@@ -179,7 +181,8 @@ def test_a_process_that_does_not_trust_redis_stays_unready(
         # The logs name the error's class only (common/log.py), not the certificate.
         try:
             wait_until_blocking(
-                lambda: chat.log_tail(200).count("request stream unavailable") >= 3,
+                # It announces itself before it reads its stream: the announcement is retried.
+                lambda: chat.log_tail(200).count("could not announce the service") >= 3,
                 "three refusals logged",
                 within=START_TIMEOUT,
             )

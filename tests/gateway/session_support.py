@@ -12,10 +12,12 @@ import orjson
 from common.auth import Identity, issue_token, verify_token
 from common.envelope import Reply
 from common.keyset import KeySet, hmac_key
+from common.registry import RegistryView
 from common.settings import BusSettings, Secret
 from realtime_gateway.limits import Ticket
 from realtime_gateway.session import Action, Call, Close, Join, Send, Session
 from realtime_gateway.settings import GatewaySettings, TokenSettings
+from tests.support.registry import built_in_view
 
 
 __all__ = [
@@ -68,6 +70,8 @@ class FakeGate:
     counted: Counter[str] = field(default_factory=Counter)
     refused: list[str] = field(default_factory=list)
     admitted: list[str] = field(default_factory=list)
+    #: The built-ins announced and alive (with the stubs' types); a test may replace it.
+    registry: RegistryView = field(default_factory=built_in_view)
 
     def verify(self, token: object) -> Identity:
         return verify_token(_KEYS, token)

@@ -7,10 +7,8 @@ from typing import Any
 import pytest
 
 from common.errors import ErrorCode, ProtocolError
-from common.requests import CLIENT_REQUESTS, parse_request_table
 from realtime_gateway.protocol import (
     MAX_DEPTH,
-    SERVICES,
     Auth,
     Ping,
     ServiceCall,
@@ -21,11 +19,22 @@ from realtime_gateway.protocol import (
     parse_message,
     parse_ref,
 )
+from tests.support.registry import BUILT_IN_OFFERS
+
+
+#: What the built-in services announce: the request table a gateway in front of them has.
+REQUESTS = {
+    kind: fields for offer in BUILT_IN_OFFERS.values() for kind, fields in offer.requests.items()
+}
+
+
+def _parse(frame: dict[str, Any], ref: Any) -> Any:
+    return parse_message(frame, ref, REQUESTS)
 
 
 def _error(frame: dict[str, Any]) -> ProtocolError:
     with pytest.raises(ProtocolError) as caught:
-        parse_message(frame, parse_ref(frame))
+        _parse(frame, parse_ref(frame))
     return caught.value
 
 
@@ -76,31 +85,29 @@ def test_invalid_refs_are_bad_requests(ref: Any) -> None:
 
 def test_auth() -> None:
     """auth carries its token as given; checking it is the auth module's job."""
-    assert parse_message({"type": "auth", "token": "t.o.k"}, "r") == Auth("r", "t.o.k")
-    assert parse_message({"type": "auth"}, None) == Auth(None, None)
+    assert _parse({"type": "auth", "token": "t.o.k"}, "r") == Auth("r", "t.o.k")
+    assert _parse({"type": "auth"}, None) == Auth(None, None)
 
 
 def test_ping() -> None:
     """ping carries only its ref."""
-    assert parse_message({"type": "ping", "ref": 3}, 3) == Ping(3)
+    assert _parse({"type": "ping", "ref": 3}, 3) == Ping(3)
 
 
 def test_subscribe() -> None:
     """subscribe carries its channel and optional since position."""
     plain = {"type": "subscribe", "channel": "chat:a"}
-    assert parse_message(plain, 1) == Subscribe(1, "chat:a", None)
-    assert parse_message({**plain, "since": "17-0"}, 1) == Subscribe(1, "chat:a", "17-0")
-    assert parse_message({**plain, "since": None}, 1) == Subscribe(1, "chat:a", None)
+    assert _parse(plain, 1) == Subscribe(1, "chat:a", None)
+    assert _parse({**plain, "since": "17-0"}, 1) == Subscribe(1, "chat:a", "17-0")
+    assert _parse({**plain, "since": None}, 1) == Subscribe(1, "chat:a", None)
 
 
 def test_unsubscribe() -> None:
     """unsubscribe carries its channel."""
-    assert parse_message({"type": "unsubscribe", "channel": "chat:a"}, "u") == Unsubscribe(
-        "u", "chat:a"
-    )
+    assert _parse({"type": "unsubscribe", "channel": "chat:a"}, "u") == Unsubscribe("u", "chat:a")
 
 
-@pytest.mark.parametrize("service", sorted(SERVICES))
+@pytest.mark.parametrize("service", sorted(BUILT_IN_OFFERS))
 def test_service_call_for_each_service(service: str) -> None:
     """<service>.<action> for every known service is a call routed to that service."""
     frame = {"type": f"{service}.act", "ref": 9, "room": "lobby", "n": [1, 2]}
@@ -108,12 +115,12 @@ def test_service_call_for_each_service(service: str) -> None:
     assert message == ServiceCall(9, f"{service}.act", service, {"room": "lobby", "n": [1, 2]})
 
 
-@pytest.mark.parametrize("kind", sorted(CLIENT_REQUESTS))
+@pytest.mark.parametrize("kind", sorted(REQUESTS))
 def test_every_built_in_request_is_a_call(kind: str) -> None:
-    """Each request of the built-in table goes through with exactly its fields."""
-    fields = CLIENT_REQUESTS[kind] or frozenset()
+    """Each request the built-ins announce goes through with exactly its fields."""
+    fields = REQUESTS[kind] or frozenset()
     frame = {"type": kind, "ref": 1, **{name: 1 for name in fields}}
-    message = parse_message(frame, 1)
+    message = _parse(frame, 1)
     assert message == ServiceCall(1, kind, kind.partition(".")[0], {name: 1 for name in fields})
 
 
@@ -147,15 +154,18 @@ def test_unknown_action_of_a_known_service_names_its_actions() -> None:
     )
 
 
-def test_services_are_those_owning_namespaces() -> None:
-    """The services a client may call are chat, bids and presence."""
-    assert frozenset({"chat", "bids", "presence"}) == SERVICES
+def test_a_type_no_service_announces_is_unknown() -> None:
+    """A request of a service that announced nothing is unknown_type, with no list."""
+    error = _error({"type": "orders.get", "order": "42"})
+    assert error.code is ErrorCode.UNKNOWN_TYPE
+    assert error.message == "unknown message type 'orders.get'"
 
 
 def test_service_call_data_excludes_type_and_ref() -> None:
     """A service sees the frame without type and ref, and the frame itself is not changed."""
     frame = {"type": "chat.send", "ref": "r", "room": "lobby", "text": "hi", "data": {"x": 1}}
-    message = parse_message(frame, "r", parse_request_table(["chat.send=data"], SERVICES))
+    table = {**REQUESTS, "chat.send": frozenset({"room", "text", "data"})}
+    message = parse_message(frame, "r", table)
     assert isinstance(message, ServiceCall)
     assert message.data == {"room": "lobby", "text": "hi", "data": {"x": 1}}
     assert frame["type"] == "chat.send"

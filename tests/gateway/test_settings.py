@@ -9,7 +9,6 @@ from pathlib import Path
 import pytest
 
 from common.errors import ConfigError
-from common.requests import CLIENT_REQUESTS
 from common.settings import Env, ServiceSettings
 from realtime_gateway.settings import GatewaySettings, TlsFiles
 
@@ -135,12 +134,6 @@ _GATEWAY_ERRORS = [
     ("RT_PING_TIMEOUT", ""),
     ("RT_LEASE_TTL", "0.1"),
     ("RT_LEASE_TTL", "long"),
-    ("RT_CLIENT_REQUESTS", "chat.echo"),
-    ("RT_CLIENT_REQUESTS", "echo=*"),
-    ("RT_CLIENT_REQUESTS", "billing.charge=amount"),
-    ("RT_CLIENT_REQUESTS", "chat.send=a b"),
-    ("RT_CLIENT_REQUESTS", "chat.send=ref"),
-    ("RT_CLIENT_REQUESTS", "Chat.send=text"),
 ]
 
 
@@ -309,16 +302,7 @@ def test_gateway_tls_files_are_read() -> None:
     assert _gateway().tls is None
 
 
-def test_client_requests_default_to_the_built_in_table() -> None:
-    assert _gateway().client_requests == CLIENT_REQUESTS
-
-
-def test_client_requests_add_types_and_fields() -> None:
-    """An entry adds a type, widens a built-in one (never narrows it), or opens one to any field."""
-    table = _gateway(
-        RT_CLIENT_REQUESTS="chat.echo=*, chat.send=mood|lang, bids.watch=auction"
-    ).client_requests
-    assert table["chat.echo"] is None
-    assert table["chat.send"] == frozenset({"room", "text", "client_id", "mood", "lang"})
-    assert table["bids.watch"] == frozenset({"auction"})
-    assert table["chat.join"] == CLIENT_REQUESTS["chat.join"]
+def test_registry_poll_defaults_to_one_second() -> None:
+    """RT_REGISTRY_POLL: how often the gateway reads the namespace registry."""
+    assert _gateway().bus.registry_poll == 1.0
+    assert _gateway(RT_REGISTRY_POLL="0.25").bus.registry_poll == 0.25

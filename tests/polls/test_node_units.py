@@ -38,3 +38,13 @@ def test_typescript_finds_no_error_in_the_jsdoc_types() -> None:
         check=False,
     )
     assert result.returncode == 0, f"{result.stdout}\n{result.stderr}"
+
+
+def test_the_announce_script_is_the_one_of_the_spec() -> None:
+    """polls_service/lua/announce.lua, past its comments, is docs/bus.md's script verbatim."""
+    spec = (REPO_ROOT / "docs" / "bus.md").read_text()
+    section = spec.split("### Announcing: the script", 1)[1]
+    block = section.split("```lua\n", 1)[1].split("```", 1)[0]
+    script = (SERVICE_DIR / "lua" / "announce.lua").read_text()
+    code = "".join(line for line in script.splitlines(keepends=True) if not line.startswith("--"))
+    assert code.strip() == block.strip()

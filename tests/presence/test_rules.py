@@ -19,6 +19,11 @@ from presence_service.rules import (
     parse_query,
     subscribe_reply,
 )
+from tests.support.registry import BUILT_IN_OFFERS, registry_of
+
+
+#: The registry of the built-ins: the policy of chat:, auction: and presence: channels.
+REGISTRY = registry_of(BUILT_IN_OFFERS.values())
 
 
 def request(kind: str, data: dict[str, Any], user: str | None = "alice") -> Request:
@@ -27,7 +32,7 @@ def request(kind: str, data: dict[str, Any], user: str | None = "alice") -> Requ
 
 def test_track_becomes_a_change_of_its_connection() -> None:
     """A track names the connection, gateway, user, seq, stamp and channel of the change."""
-    change = parse_change(request("track", {"channel": "chat:lobby", "seq": 3}))
+    change = parse_change(request("track", {"channel": "chat:lobby", "seq": 3}), REGISTRY)
     assert change == Change("track", "gw-1.7", "gw-1", "alice", 3, 1234, channel="chat:lobby")
 
 
@@ -38,7 +43,7 @@ def test_prior_notifications_are_changes_stamped_like_their_read() -> None:
         {"type": "track", "data": {"channel": "chat:lobby", "seq": 3}},
         {"type": "untrack", "data": {"channel": "chat:side", "seq": 4}},
     )
-    changes = parse_prior(Request(**{**_fields(read), "prior": prior}))
+    changes = parse_prior(Request(**{**_fields(read), "prior": prior}), REGISTRY)
     assert changes == [
         Change("track", "gw-1.7", "gw-1", "alice", 3, 1234, channel="chat:lobby"),
         Change("untrack", "gw-1.7", "gw-1", "alice", 4, 1234, channel="chat:side"),
@@ -57,7 +62,7 @@ def test_a_prior_that_is_not_a_valid_track_or_untrack_is_refused(item: dict[str,
     """Only a well-formed track or untrack may come before a read: a drop never does."""
     read = request("presence.list", {"channel": "chat:lobby"})
     with pytest.raises(ServiceError):
-        parse_prior(Request(**{**_fields(read), "prior": (item,)}))
+        parse_prior(Request(**{**_fields(read), "prior": (item,)}), REGISTRY)
 
 
 def _fields(value: Request) -> dict[str, Any]:
@@ -66,7 +71,9 @@ def _fields(value: Request) -> dict[str, Any]:
 
 def test_drop_keeps_its_restart_flag() -> None:
     """A drop carries whether the gateway closed the connection for a restart."""
-    change = parse_change(request("drop", {"channels": ["chat:a"], "restart": True, "seq": 9}))
+    change = parse_change(
+        request("drop", {"channels": ["chat:a"], "restart": True, "seq": 9}), REGISTRY
+    )
     assert change.kind == "drop"
     assert change.restart is True
     assert change.channel == ""
@@ -89,29 +96,29 @@ def test_malformed_notifications_are_refused(
 ) -> None:
     """A notification without a positive seq, a user, or a tracked channel is refused."""
     with pytest.raises(ServiceError):
-        parse_change(request(kind, data, user))
+        parse_change(request(kind, data, user), REGISTRY)
 
 
 def test_owner_checked_channels_need_the_asker_present() -> None:
     """A chat room's presence is read as its member; an auction's by anyone."""
-    assert parse_query(request("presence.list", {"channel": "chat:r"}), 50) == Query(
+    assert parse_query(request("presence.list", {"channel": "chat:r"}), 50, REGISTRY) == Query(
         "chat:r", "alice", 50
     )
-    assert parse_query(request("presence.count", {"channel": "auction:a"}), 50) == Query(
+    assert parse_query(request("presence.count", {"channel": "auction:a"}), 50, REGISTRY) == Query(
         "auction:a", None, 0
     )
 
 
 def test_subscribe_to_a_presence_channel_checks_the_channel_it_watches() -> None:
     """A gateway's subscribe to presence:C is the check of C, with no history."""
-    query = parse_query(request("subscribe", {"channel": "presence:chat:r"}), 50)
+    query = parse_query(request("subscribe", {"channel": "presence:chat:r"}), 50, REGISTRY)
     assert query == Query("chat:r", "alice", 0)
     assert subscribe_reply(query, Listing(True, 1)) == {"position": None}
     with pytest.raises(ServiceError) as refused:
         subscribe_reply(query, Listing(False))
     assert refused.value.code == "forbidden"
     with pytest.raises(ServiceError):
-        parse_query(request("subscribe", {"channel": "chat:r"}), 50)
+        parse_query(request("subscribe", {"channel": "chat:r"}), 50, REGISTRY)
 
 
 @pytest.mark.parametrize(
@@ -125,7 +132,7 @@ def test_subscribe_to_a_presence_channel_checks_the_channel_it_watches() -> None
 def test_queries_need_a_tracked_channel(data: dict[str, Any], code: str) -> None:
     """A query names a channel whose namespace keeps presence."""
     with pytest.raises(ServiceError) as refused:
-        parse_query(request("presence.list", data), 50)
+        parse_query(request("presence.list", data), 50, REGISTRY)
     assert refused.value.code == code
 
 

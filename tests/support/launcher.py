@@ -65,13 +65,22 @@ class ModuleProcesses:
         )
 
     def service(
-        self, module: str, kind: str, env: Mapping[str, str], *, wait: bool = True
+        self,
+        module: str,
+        kind: str,
+        env: Mapping[str, str],
+        *,
+        wait: bool = True,
+        args: list[str] | None = None,
     ) -> ManagedProcess:
-        """``python -m <module>`` as instance ``<kind>-<module>-<n>`` of the module's Redis."""
+        """``python -m <module> <args>`` as instance ``<kind>-<module>-<n>`` of the module's
+        Redis."""
         instance = self.name(kind)
         settings = {"RT_REDIS_URL": self.redis_url, "RT_INSTANCE_ID": instance, **env}
         return self.track(
-            start_process(instance, module, log_dir=self.log_dir, env=settings, wait=wait)
+            start_process(
+                instance, module, log_dir=self.log_dir, env=settings, wait=wait, args=args
+            )
         )
 
     def poll(self, env: Mapping[str, str] | None = None, *, wait: bool = True) -> ManagedProcess:

@@ -17,7 +17,7 @@ from devtools import processes as devtools_processes
 from devtools.net import free_port
 from devtools.processes import REPO_ROOT, ProcessError, environment, http_get, python_command
 from tests.support.redis_users import credentials
-from tests.support.stub_service import STUB_REQUESTS
+from tests.support.registry import announce_built_ins
 from tests.support.waiting import MS, wait_until
 
 
@@ -195,8 +195,14 @@ def start_gateway(
     env: Mapping[str, str] | None = None,
     wait: bool = True,
     port: int | None = None,
+    announce: bool = True,
 ) -> ManagedProcess:
-    """Start ``python -m realtime_gateway`` with test settings plus ``env`` (``RT_*`` names)."""
+    """Start ``python -m realtime_gateway`` with test settings plus ``env`` (``RT_*`` names).
+
+    With ``announce``, the built-in services (and the stubs' types) are announced first,
+    for an hour (tests/support/registry.py): the gateway routes to them whether or not one
+    runs, as with the hard-coded table of old.
+    """
     settings = {
         "RT_REDIS_URL": redis_url,
         "RT_JWT_SECRET": JWT_SECRET,
@@ -207,10 +213,10 @@ def start_gateway(
         # Every test speaks from 127.0.0.1: one module's bad tokens must not slow the next
         # test's authentications (tests/e2e/test_edge_*.py set their own per-address limits).
         "RT_AUTH_FAILURE_BURST": "100000",
-        # The stub services' request types, which the gateway refuses unless told of them.
-        "RT_CLIENT_REQUESTS": STUB_REQUESTS,
         **(env or {}),
     }
+    if announce:
+        announce_built_ins(redis_url)
     return start_process(
         gateway_id, "realtime_gateway", log_dir=log_dir, env=settings, wait=wait, port=port
     )

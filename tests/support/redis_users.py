@@ -14,6 +14,7 @@ from __future__ import annotations
 import os
 import secrets
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 
 import redis
@@ -45,6 +46,10 @@ _MODULE_KINDS = {
     "tests.support.upgraded_bids": "bids",
 }
 _STUB_MODULE = "tests.support.stub_service"
+#: The registry tests' service the gateway was never told of (tests/support/orders_service.py),
+#: run as these services, each claiming the namespace ``orders``.
+_ORDERS_MODULE = "tests.support.orders_service"
+ORDERS_SERVICES = ("orders", "rival")
 
 _registered: dict[str, TestUsers] = {}
 
@@ -54,10 +59,17 @@ def acl_enabled() -> bool:
     return os.environ.get("REALTIME_TEST_ACL", "1") != "0"
 
 
+def orders_user(service: str) -> acl.User:
+    """A service of tests/support/orders_service.py: the bus, the registry, ``ch:orders:*``."""
+    kind = acl.ServiceKind(commands=(), namespaces=("orders",))
+    return acl.service_user(service, kind, name=f"rt-test-{service}")
+
+
 def stub_user(service: str) -> acl.User:
     """A stub named ``service``: that service's user, plus what the stub itself sends."""
-    commands = (*acl.SERVICE_COMMANDS[service], *STUB_COMMANDS)
-    return acl.service_user(service, commands, name=f"rt-stub-{service}")
+    kind = acl.SERVICE_KINDS[service]
+    commands = (*kind.commands, *STUB_COMMANDS)
+    return acl.service_user(service, replace(kind, commands=commands), name=f"rt-stub-{service}")
 
 
 class TestUsers:
@@ -66,7 +78,11 @@ class TestUsers:
     __test__ = False  # not a test class, whatever its name
 
     def __init__(self, directory: Path) -> None:
-        self.accounts = [*acl.users(), *(stub_user(kind) for kind in acl.KINDS[1:])]
+        self.accounts = [
+            *acl.users(acl.KINDS),
+            *(stub_user(kind) for kind in acl.BUILT_IN_KINDS[1:]),
+            *(orders_user(service) for service in ORDERS_SERVICES),
+        ]
         self._files: dict[str, Path] = {}
         for account in self.accounts:
             path = directory / f"{account.name}.password"
@@ -91,6 +107,8 @@ def register(url: str, users: TestUsers) -> None:
 
 def account_of(module: str, args: Sequence[str]) -> str | None:
     """The account of ``python -m module args``, or None for another program."""
+    if module == _ORDERS_MODULE:
+        return f"rt-test-{args[args.index('--service') + 1] if '--service' in args else 'orders'}"
     if module == _STUB_MODULE:
         service = args[args.index("--service") + 1] if "--service" in args else "chat"
         return f"rt-stub-{service}"

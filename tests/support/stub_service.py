@@ -2,7 +2,8 @@
 
 It runs through :func:`common.service.run_service`, so it is a real consumer of the service's
 request stream with /livez, /readyz and /metrics. Settings come from the usual ``RT_*``
-variables (``RT_REDIS_URL``, ``RT_PORT``, ``RT_INSTANCE_ID``...).
+variables (``RT_REDIS_URL``, ``RT_PORT``, ``RT_INSTANCE_ID``...). It announces the real
+service's request types and namespaces plus its own types (tests/support/registry.py).
 
 Every request it handles is first appended, as JSON, to the Redis list ``<service>:handled``
 (see :func:`handled_key`), so a test can see that a request was handled even when its reply
@@ -34,6 +35,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import sys
 from collections.abc import Callable
 from typing import Any
 
@@ -45,18 +47,12 @@ from common.envelope import Event, Reply, Request, position_key
 from common.errors import ErrorCode, ServiceError
 from common.keys import service_prefix
 from common.service import run_service
+from tests.support.registry import stub_offer
 
 
-__all__ = ["STUB_REQUESTS", "channel_key", "handled_key", "main", "make_handler"]
+__all__ = ["channel_key", "handled_key", "main", "make_handler"]
 
 MAX_DELAY = 10.0
-
-#: ``RT_CLIENT_REQUESTS`` for a gateway in front of stubs: their types, under every service.
-STUB_REQUESTS = ",".join(
-    f"{service}.{entry}"
-    for service in ("chat", "bids", "presence")
-    for entry in ("echo=*", "slow=delay", "fail=code", "join=channel|channels|position")
-)
 
 
 def handled_key(service: str) -> str:
@@ -152,7 +148,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--service", default="chat", choices=["chat", "bids", "presence"])
     options = parser.parse_args()
-    run_service(options.service, 0, make_handler(options.service))
+    sys.exit(
+        run_service(options.service, 0, make_handler(options.service), stub_offer(options.service))
+    )
 
 
 if __name__ == "__main__":

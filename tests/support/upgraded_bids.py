@@ -17,6 +17,7 @@ from redis.asyncio import Redis
 
 from bids_service.app import BidsService
 from bids_service.metrics import BidsMetrics
+from bids_service.rules import OFFER
 from bids_service.settings import DEFAULT_PORT, BidsSettings
 from common.bus.worker import Outcome
 from common.envelope import Reply, Request
@@ -57,7 +58,7 @@ def _factory(settings: BidsSettings) -> Callable[[Redis], BidsService]:
 
 
 def main() -> int:
-    return service_main("bids", DEFAULT_PORT, BidsSettings.from_env, _factory)
+    return service_main("bids", DEFAULT_PORT, BidsSettings.from_env, _factory, OFFER)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,304 @@
+"""The namespace registry, pure: what a service announces, and the gateway's view of them all.
+
+Each service announces itself (:class:`Offer`: its request types with their fields, and the
+namespaces it owns) in the three registry keys of :mod:`common.keys`, through the announce
+script (``common/lua/announce.lua``, run by :class:`common.announcer.Announcer`). Gateways
+(and the presence service) read the keys every ``RT_REGISTRY_POLL`` seconds
+(:class:`common.announcer.RegistryReader`) and make a :class:`Registry` of the read with
+:func:`build_registry`. Nothing here talks to Redis. docs/bus.md "Namespace registry" is the
+normative description.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any, Final
+
+from common.codec import load_bus, pack_bus
+from common.envelope import BUS_VERSION, new_id, now_ms
+from common.errors import ErrorCode, ProtocolError
+from common.namespaces import NAME, Access, Namespace, namespace_name
+from common.requests import FIELD, FRAME_FIELDS, REQUEST_TYPE, RequestTable
+
+
+__all__ = [
+    "EMPTY_REGISTRY",
+    "Announcement",
+    "Offer",
+    "Refusal",
+    "Registry",
+    "RegistryView",
+    "build_registry",
+    "decode_announcement",
+]
+
+KIND: Final = "announcement"
+
+
+def _bad(message: str) -> ProtocolError:
+    return ProtocolError(ErrorCode.BAD_REQUEST, message)
+
+
+@dataclass(frozen=True, slots=True)
+class Offer:
+    """What a service announces of itself: its request types and the namespaces it owns.
+
+    Raises:
+        ProtocolError: the offer breaks a rule of docs/bus.md (a malformed name, a request
+            type of another service, a namespace twice).
+    """
+
+    service: str
+    #: ``<service>.<action>`` -> the fields besides ``type`` and ``ref``; None: any field.
+    requests: RequestTable
+    #: The namespaces it owns, each with ``service`` set to this service.
+    namespaces: tuple[Namespace, ...] = ()
+
+    def __post_init__(self) -> None:
+        if not NAME.fullmatch(self.service):
+            raise _bad(f"service name {self.service!r} is not [a-z][a-z0-9_]{{0,31}}")
+        for kind, fields in self.requests.items():
+            if not REQUEST_TYPE.fullmatch(kind) or not kind.startswith(self.service + "."):
+                raise _bad(f"request type {kind!r} is not '{self.service}.<action>'")
+            for name in fields or ():
+                if not FIELD.fullmatch(name) or name in FRAME_FIELDS:
+                    raise _bad(f"{kind}: {name!r} is not a field name")
+        names = [namespace.name for namespace in self.namespaces]
+        for namespace in self.namespaces:
+            if not NAME.fullmatch(namespace.name):
+                raise _bad(f"namespace name {namespace.name!r} is not [a-z][a-z0-9_]{{0,31}}")
+            if namespace.service != self.service:
+                raise _bad(f"namespace {namespace.name!r} is not {self.service!r}'s")
+            if names.count(namespace.name) > 1:
+                raise _bad(f"namespace {namespace.name!r} is announced twice")
+
+    @property
+    def namespace_names(self) -> list[str]:
+        return [namespace.name for namespace in self.namespaces]
+
+
+@dataclass(frozen=True, slots=True)
+class Announcement:
+    """One announcement of a service instance: its :class:`Offer`, with an id and a time."""
+
+    offer: Offer
+    instance: str
+    id: str = field(default_factory=new_id)
+    ts: int = field(default_factory=now_ms)
+
+    def to_wire(self) -> dict[str, Any]:
+        offer = self.offer
+        return {
+            "v": BUS_VERSION,
+            "kind": KIND,
+            "id": self.id,
+            "ts": self.ts,
+            "service": offer.service,
+            "instance": self.instance,
+            "requests": {
+                kind: None if fields is None else sorted(fields)
+                for kind, fields in offer.requests.items()
+            },
+            "namespaces": [
+                {
+                    "name": namespace.name,
+                    "access": namespace.access.value,
+                    "history": namespace.history,
+                    "presence": namespace.presence,
+                }
+                for namespace in offer.namespaces
+            ],
+        }
+
+    def encode(self) -> bytes:
+        return pack_bus(self.to_wire())
+
+
+def decode_announcement(body: bytes) -> Announcement:
+    """The announcement ``body`` (msgpack) carries.
+
+    Raises:
+        ProtocolError: it does not decode, or breaks a rule of docs/bus.md.
+    """
+    value = load_bus(body)
+    if value.get("v") != BUS_VERSION or value.get("kind") != KIND:
+        raise _bad(f"not a bus v{BUS_VERSION} announcement")
+    service = _text(value, "service")
+    instance = _text(value, "instance")
+    ident = _text(value, "id")
+    ts = value.get("ts")
+    if not isinstance(ts, int) or isinstance(ts, bool):
+        raise _bad("'ts' must be an integer")
+    requests = value.get("requests")
+    if not isinstance(requests, dict):
+        raise _bad("'requests' must be a map")
+    table: dict[str, frozenset[str] | None] = {}
+    for kind, fields in requests.items():
+        if fields is not None and not (
+            isinstance(fields, list) and all(isinstance(name, str) for name in fields)
+        ):
+            raise _bad(f"the fields of {kind!r} must be an array of strings or nil")
+        table[kind] = None if fields is None else frozenset(fields)
+    namespaces = value.get("namespaces")
+    if not isinstance(namespaces, list):
+        raise _bad("'namespaces' must be an array")
+    offer = Offer(
+        service, MappingProxyType(table), tuple(_namespace(service, n) for n in namespaces)
+    )
+    return Announcement(offer, instance, ident, ts)
+
+
+def _text(value: Mapping[str, Any], name: str) -> str:
+    text = value.get(name)
+    if not isinstance(text, str):
+        raise _bad(f"{name!r} must be a string")
+    return text
+
+
+def _namespace(service: str, value: object) -> Namespace:
+    if not isinstance(value, dict):
+        raise _bad("each namespace must be a map")
+    name = _text(value, "name")
+    try:
+        access = Access(value.get("access"))
+    except ValueError:
+        raise _bad(f"namespace {name!r}: 'access' must be 'authenticated' or 'owner'") from None
+    history, presence = value.get("history"), value.get("presence")
+    if not isinstance(history, bool) or not isinstance(presence, bool):
+        raise _bad(f"namespace {name!r}: 'history' and 'presence' must be booleans")
+    return Namespace(name, service, access, history=history, presence=presence)
+
+
+@dataclass(frozen=True, slots=True)
+class Refusal:
+    """An announcement a read ignored, and why (logged once, counted as a bus error)."""
+
+    service: str
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class Registry:
+    """One read of the registry: the namespaces in force, request types, and leases."""
+
+    #: Namespace name -> its policy and owner: only namespaces whose owner (``owners``)
+    #: announces them.
+    namespaces: Mapping[str, Namespace]
+    #: Every request type of every announced service, with its fields.
+    requests: RequestTable
+    #: Service -> lease expiry (ms, Redis's clock); a service announced but never alive
+    #: (not in ``alive``) is absent.
+    expiries: Mapping[str, int]
+    #: Redis's clock at the read (ms), and the reader's monotonic clock then (seconds).
+    redis_ms: int = 0
+    read_at: float = 0.0
+    #: The announcement each service's entry came from.
+    announcements: Mapping[str, Announcement] = field(default_factory=dict)
+
+    def alive(self, service: str, now: float) -> bool:
+        """Whether ``service``'s lease runs at ``now`` (the reader's monotonic clock):
+        Redis's time is taken to have moved on as the reader's clock did since the read."""
+        expiry = self.expiries.get(service)
+        return expiry is not None and expiry > self.redis_ms + (now - self.read_at) * 1000.0
+
+    def channel(self, channel: object) -> Namespace:
+        """The namespace of client channel ``channel``, in force.
+
+        Raises:
+            ProtocolError: the name is malformed or its namespace unknown (``invalid_channel``).
+        """
+        name = namespace_name(channel)
+        namespace = self.namespaces.get(name)
+        if namespace is None:
+            known = ", ".join(sorted(self.namespaces)) or "none"
+            raise ProtocolError(
+                ErrorCode.INVALID_CHANNEL, f"unknown namespace {name!r}; known: {known}"
+            )
+        return namespace
+
+    def namespace_of(self, channel: str) -> Namespace | None:
+        """The namespace of ``channel``, or None when it is malformed or unknown."""
+        try:
+            return self.channel(channel)
+        except ProtocolError:
+            return None
+
+
+EMPTY_REGISTRY: Final = Registry(MappingProxyType({}), MappingProxyType({}), MappingProxyType({}))
+
+
+class RegistryView:
+    """The registry in force in one process, replaced by each read (a reader's output, the
+    sessions' input)."""
+
+    __slots__ = ("current", "loaded")
+
+    def __init__(self, current: Registry = EMPTY_REGISTRY) -> None:
+        self.current = current
+        #: Whether a read has succeeded: a gateway is ready only then.
+        self.loaded = False
+
+
+def build_registry(
+    owners: Mapping[str, str],
+    services: Mapping[str, bytes],
+    alive: Iterable[tuple[str, float]],
+    redis_ms: int,
+    read_at: float,
+    previous: Registry = EMPTY_REGISTRY,
+) -> tuple[Registry, list[Refusal]]:
+    """The registry of one read (``HGETALL`` owners and services, ``ZRANGE alive WITHSCORES``,
+    ``TIME``), and the announcements it ignored.
+
+    An announcement that does not decode, breaks a rule, or is filed under another service's
+    name is ignored, and the rest kept. A namespace is in force when ``owners`` names a
+    service whose announcement lists it: one released by an operator (``HDEL``) is not.
+
+    A service of ``previous`` whose announcement is gone from the read (Redis restarted
+    empty, or was flushed: the script never deletes one) is kept as it was, lease and
+    namespaces, until it announces again: its clients get ``service_unavailable`` once its
+    lease passes, never ``unknown_type`` for a service that merely has not re-announced yet.
+    """
+    refusals: list[Refusal] = []
+    announcements: dict[str, Announcement] = {}
+    for service, body in services.items():
+        try:
+            announcement = decode_announcement(body)
+        except ProtocolError as exc:
+            refusals.append(Refusal(service, exc.message))
+            continue
+        if announcement.offer.service != service:
+            reason = f"filed under {service!r} but announces {announcement.offer.service!r}"
+            refusals.append(Refusal(service, reason))
+            continue
+        announcements[service] = announcement
+    expiries = {service: int(score) for service, score in alive}
+    namespaces: dict[str, Namespace] = {}
+    requests: dict[str, frozenset[str] | None] = {}
+    for service, announcement in announcements.items():
+        requests.update(announcement.offer.requests)
+        for namespace in announcement.offer.namespaces:
+            if owners.get(namespace.name) == service:
+                namespaces[namespace.name] = namespace
+    for service, announcement in previous.announcements.items():
+        if service in services:
+            continue
+        announcements[service] = announcement
+        requests.update(announcement.offer.requests)
+        if service in previous.expiries:
+            expiries.setdefault(service, previous.expiries[service])
+        for namespace in announcement.offer.namespaces:
+            kept = previous.namespaces.get(namespace.name)
+            if kept is not None and kept.service == service and namespace.name not in owners:
+                namespaces.setdefault(namespace.name, kept)
+    registry = Registry(
+        MappingProxyType(namespaces),
+        MappingProxyType(requests),
+        MappingProxyType(expiries),
+        redis_ms,
+        read_at,
+        MappingProxyType(announcements),
+    )
+    return registry, refusals
