@@ -143,7 +143,7 @@ async def test_three_racing_instances_close_a_poll_once(
         refused = await request(alice, "poll.vote", poll=poll, option="salad", key="late")
         assert refused["error"]["code"] == "poll_closed"
         # Nothing else arrives on the channel: no second close, no tally after it.
-        with pytest.raises(AssertionError, match="no (matching )?frame within"):
+        with pytest.raises(AssertionError, match=r"no (matching )?frame within"):
             await recv_until(
                 alice,
                 lambda frame: frame.get("type") == "event" and frame["data"].get("poll") == poll,
