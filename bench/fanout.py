@@ -6,7 +6,8 @@ options: ``scripts/bench --scenario request --help``); the default, ``fanout``, 
 Starts a private Redis and a gateway pinned to CPU 0, and drives it from this process pinned
 to CPU 1 with a minimal WebSocket client (:mod:`bench.wsclient`):
 
-1. N authenticated connections subscribe to ``presence:bench`` (no service involved);
+1. N authenticated connections subscribe to ``presence:bench`` (no service involved: the
+   presence service's namespace is announced in the registry, as it would announce it);
 2. events are PUBLISHed on the bus at a fixed rate, then as fast as the gateway delivers them
    (a bounded number in flight); each carries its send time and a sequence number;
 3. per phase: deliveries/s, latency percentiles, lost/duplicate/out-of-order messages, the
@@ -32,6 +33,7 @@ import sys
 import time
 from collections.abc import Awaitable, Sequence
 
+import redis as redis_sync
 import uvloop
 from redis.asyncio import Redis
 
@@ -60,6 +62,8 @@ from common.auth import issue_token
 from common.settings import Secret
 from devtools.net import LOOPBACK
 from devtools.redis_server import RedisServer
+from devtools.registry import announce
+from presence_service.rules import OFFER as PRESENCE_OFFER
 
 
 #: How long a phase waits for its last deliveries after its last publish.
@@ -77,6 +81,9 @@ SCENARIOS = ("fanout", "request")
 
 async def fanout(args: argparse.Namespace, redis_url: str, secret: Secret, totals: Totals) -> None:
     n = args.subscribers
+    with redis_sync.Redis.from_url(redis_url) as client:
+        # The gateway routes by the registry: presence: is a namespace once announced.
+        announce(client, PRESENCE_OFFER)
     gateway = GatewayProcess(redis_url, secret, max_connections=max(20_000, n + 100))
     try:
         await gateway.wait_ready()

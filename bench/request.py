@@ -53,6 +53,7 @@ def _start_services(stack: Stack, profile: Path | None) -> dict[str, Process]:
     }
     try:
         stack.wait_ready(list(services.values()))
+        stack.wait_routed(len(services))
     except BaseException:
         for process in services.values():
             process.stop()

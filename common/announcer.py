@@ -167,6 +167,7 @@ class RegistryReader:
             )
         # Forgotten once mended, so that breaking again is logged again.
         self._logged = refused
+        _log_new_services(self.view.current, registry)
         _log_owner_changes(self.view.current, registry)
         self.view.current = registry
         self.view.loaded = True
@@ -184,6 +185,21 @@ class RegistryReader:
                     extra={"error": repr(exc)},
                 )
             await asyncio.sleep(self._interval)
+
+
+def _log_new_services(before: Registry, after: Registry) -> None:
+    """One line per service this process reads for the first time (a new service joining, or
+    every service at the first read)."""
+    for service in sorted(after.announcements.keys() - before.announcements.keys()):
+        offer = after.announcements[service].offer
+        logger.info(
+            "a service is announced in the registry",
+            extra={
+                "service": service,
+                "namespaces": [ns for ns in offer.namespace_names if ns in after.namespaces],
+                "requests": len(offer.requests),
+            },
+        )
 
 
 def _log_owner_changes(before: Registry, after: Registry) -> None:

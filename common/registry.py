@@ -25,6 +25,7 @@ from common.requests import FIELD, FRAME_FIELDS, REQUEST_TYPE, RequestTable
 
 __all__ = [
     "EMPTY_REGISTRY",
+    "RESERVED",
     "Announcement",
     "Offer",
     "Refusal",
@@ -35,6 +36,10 @@ __all__ = [
 ]
 
 KIND: Final = "announcement"
+#: Names no service or namespace may take: the prefixes of the bus's own Redis names
+#: (``gw:leases``, ``svc:<service>:requests``, ``ch:<channel>``), which a service's keys
+#: (``<service>:``) and a client's channels must never look like.
+RESERVED: Final = frozenset({"gw", "svc", "ch"})
 
 
 def _bad(message: str) -> ProtocolError:
@@ -59,6 +64,8 @@ class Offer:
     def __post_init__(self) -> None:
         if not NAME.fullmatch(self.service):
             raise _bad(f"service name {self.service!r} is not [a-z][a-z0-9_]{{0,31}}")
+        if self.service in RESERVED:
+            raise _bad(f"service name {self.service!r} is reserved for the bus")
         for kind, fields in self.requests.items():
             if not REQUEST_TYPE.fullmatch(kind) or not kind.startswith(self.service + "."):
                 raise _bad(f"request type {kind!r} is not '{self.service}.<action>'")
@@ -69,6 +76,8 @@ class Offer:
         for namespace in self.namespaces:
             if not NAME.fullmatch(namespace.name):
                 raise _bad(f"namespace name {namespace.name!r} is not [a-z][a-z0-9_]{{0,31}}")
+            if namespace.name in RESERVED:
+                raise _bad(f"namespace name {namespace.name!r} is reserved for the bus")
             if namespace.service != self.service:
                 raise _bad(f"namespace {namespace.name!r} is not {self.service!r}'s")
             if names.count(namespace.name) > 1:
@@ -196,12 +205,19 @@ class Registry:
     read_at: float = 0.0
     #: The announcement each service's entry came from.
     announcements: Mapping[str, Announcement] = field(default_factory=dict)
+    #: Service -> when its lease ends on the reader's monotonic clock: Redis's time is taken
+    #: to move on as the reader's clock does from the read. Checked on every request.
+    deadlines: Mapping[str, float] = field(init=False)
+
+    def __post_init__(self) -> None:
+        base = self.read_at - self.redis_ms / 1000.0
+        deadlines = {service: base + expiry / 1000.0 for service, expiry in self.expiries.items()}
+        object.__setattr__(self, "deadlines", deadlines)
 
     def alive(self, service: str, now: float) -> bool:
-        """Whether ``service``'s lease runs at ``now`` (the reader's monotonic clock):
-        Redis's time is taken to have moved on as the reader's clock did since the read."""
-        expiry = self.expiries.get(service)
-        return expiry is not None and expiry > self.redis_ms + (now - self.read_at) * 1000.0
+        """Whether ``service``'s lease runs at ``now`` (the reader's monotonic clock)."""
+        deadline = self.deadlines.get(service)
+        return deadline is not None and deadline > now
 
     def channel(self, channel: object) -> Namespace:
         """The namespace of client channel ``channel``, in force.

@@ -146,11 +146,11 @@ def create_service_app(
     """A service process as an ASGI app: its lifespan owns Redis, the bus worker and the
     announcement of ``offer`` in the namespace registry.
 
-    The worker reads the stream only once the service is announced. The start fails (uvicorn
-    then exits) when the registry refuses the announcement: another service owns one of its
-    namespaces. When Redis does not answer at start, the announcement is retried until it
-    does, the service unready meanwhile; a refusal then calls ``on_fatal`` (the process
-    exits with :data:`STARTUP_FAILURE`).
+    The worker reads the stream only once the service is announced. When the registry
+    refuses the announcement (another service owns one of its namespaces), the error is
+    logged and ``on_fatal`` called (:func:`run_service` then stops the server and exits with
+    :data:`STARTUP_FAILURE`); the service never reads a request. When Redis does not answer
+    at start, the announcement is retried until it does, the service unready meanwhile.
     """
     metrics = ServiceMetrics(settings.service)
     worker_box: list[ServiceWorker] = []
@@ -192,9 +192,15 @@ def create_service_app(
             await announcer.announce()
             announced = True
         except AnnouncementRefused as exc:
+            # No traceback (uvicorn would print one for an exception here): the line above
+            # says it all, and the process ends with STARTUP_FAILURE, never having served.
             refused(exc)
-            await redis.aclose()
-            raise
+            on_fatal()
+            try:
+                yield {"redis": redis, "worker": worker}
+            finally:
+                await redis.aclose()
+            return
         except (RedisError, OSError) as exc:
             logger.warning(
                 "could not announce the service yet; retrying",

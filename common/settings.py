@@ -8,6 +8,7 @@ the value, so that a settings object can be logged whole.
 from __future__ import annotations
 
 import os
+import re
 import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -118,13 +119,23 @@ class Env:
         raw = self._raw(name) or ""
         return tuple(item.strip() for item in raw.split(",") if item.strip())
 
-    def sizes(self, name: str, defaults: Mapping[str, int], *, minimum: int = 0) -> dict[str, int]:
-        """``key=bytes,...`` over ``defaults``: only their keys, each at least ``minimum``."""
+    def sizes(
+        self,
+        name: str,
+        defaults: Mapping[str, int],
+        *,
+        minimum: int = 0,
+        keys: re.Pattern[str] | None = None,
+    ) -> dict[str, int]:
+        """``key=bytes,...`` over ``defaults``, each at least ``minimum``: only their keys, or
+        any key that matches ``keys`` when given."""
         values = dict(defaults)
         for item in self.strings(name):
             key, _, raw = item.partition("=")
             key = key.strip()
-            if key not in defaults:
+            if keys is not None and not keys.fullmatch(key):
+                raise ConfigError(f"{PREFIX}{name}: {key!r} is not a name")
+            if keys is None and key not in defaults:
                 known = ", ".join(sorted(defaults))
                 raise ConfigError(f"{PREFIX}{name}: unknown key {key!r}, known: {known}")
             where = f"{PREFIX}{name}: {key}"

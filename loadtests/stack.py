@@ -7,6 +7,7 @@ last. Logs go to ``log_dir``.
 
 from __future__ import annotations
 
+import functools
 import os
 import secrets
 import urllib.error
@@ -28,6 +29,8 @@ from devtools.processes import (
     wait_all_ready,
 )
 from devtools.redis_server import RedisServer
+from devtools.registry import routes_to
+from devtools.waiting import wait_until_blocking
 
 
 __all__ = ["REPO_ROOT", "Process", "Stack", "cpu_seconds"]
@@ -165,6 +168,8 @@ class Stack:
         for _ in range(self._instance_count):
             self.add_instance(wait=False)
         self.wait_ready([*self.gateways, *self.instances])
+        if self.instances:
+            self.wait_routed(1)
 
     def add_instance(self, *, wait: bool = True) -> Process:
         index = len(self.instances) + 1
@@ -194,6 +199,16 @@ class Stack:
 
     def wait_ready(self, processes: list[Process]) -> None:
         wait_all_ready(processes, START_TIMEOUT)
+
+    def wait_routed(self, services: int) -> None:
+        """Wait until every gateway has read ``services`` live services in the registry (it
+        may be ready before the services started beside it announced themselves)."""
+        for gateway in self.gateways:
+            wait_until_blocking(
+                functools.partial(routes_to, gateway.url, services),
+                "the gateway routing to the services",
+                within=START_TIMEOUT,
+            )
 
     def stop(self) -> None:
         for process in [*self.gateways, *self.instances]:

@@ -93,3 +93,7 @@ class GatewayMetrics:
             )
         )
         self.users = Gauge("rt_gateway_users", "Distinct users with an open connection.")
+        self.registry_services = Gauge(
+            "rt_gateway_registry_services",
+            "Services announced in the registry as this gateway last read it, whose lease runs.",
+        )

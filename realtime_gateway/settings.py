@@ -14,6 +14,7 @@ from types import MappingProxyType
 
 from common.entropy import weakness
 from common.errors import ConfigError
+from common.namespaces import NAME
 from common.settings import BusSettings, Env, Secret
 
 
@@ -194,7 +195,8 @@ class GatewaySettings:
             auth_failure_rate=env.number("AUTH_FAILURE_RATE", 0.2, minimum=0.001),
             auth_failure_burst=env.integer("AUTH_FAILURE_BURST", 10, minimum=1),
             max_request_bytes=MappingProxyType(
-                env.sizes("MAX_REQUEST_BYTES", DEFAULT_MAX_REQUEST_BYTES, minimum=64)
+                # Any service's name: services join by announcing themselves.
+                env.sizes("MAX_REQUEST_BYTES", DEFAULT_MAX_REQUEST_BYTES, minimum=64, keys=NAME)
             ),
             tls=TlsFiles.from_env(env),
         )

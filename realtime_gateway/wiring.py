@@ -9,6 +9,7 @@ made by :class:`~realtime_gateway.app.GatewayApp` and passed in.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 
 from redis.asyncio import Redis
@@ -18,6 +19,7 @@ from common.auth import ClaimRules
 from common.bus.listener import PubSubListener
 from common.bus.producer import RequestProducer
 from common.keys import EVENT_CHANNEL_PREFIX, REVOCATIONS, reply_channel
+from common.registry import Registry
 from common.revocation import RevocationSet
 from realtime_gateway.edge import Edge
 from realtime_gateway.gateway import Gateway
@@ -77,6 +79,7 @@ def build_gateway(
         on_reconnect=on_reconnect,
     )
     registry = RegistryReader(redis, settings.bus.registry_poll, on_error=metrics.bus_errors.inc)
+    metrics.registry_services.set_function(lambda: _alive_services(registry.view.current))
     hub = Hub(listener, router, metrics, registry.view)
     tokens = settings.tokens
     rules = ClaimRules(issuer=tokens.issuer, audience=tokens.audience, leeway=tokens.leeway)
@@ -94,3 +97,8 @@ def build_gateway(
         connections=connections,
         registry_reader=registry,
     )
+
+
+def _alive_services(registry: Registry) -> int:
+    now = time.monotonic()
+    return sum(1 for service in registry.expiries if registry.alive(service, now))

@@ -285,9 +285,10 @@ class Session(ChannelSession):
         return False
 
     def _call(self, message: ServiceCall, now: float) -> None:
-        if not self._registry.current.alive(message.service, now):
-            # Its lease passed: no instance reads the stream, so the request is not appended
-            # to wait there for the timeout.
+        deadline = self._registry.current.deadlines.get(message.service)
+        if deadline is None or deadline <= now:
+            # Its lease passed (Registry.alive, inlined: every request passes here): no
+            # instance reads the stream, so the request is not appended to wait for the timeout.
             self._refuse(message.ref, ErrorCode.SERVICE_UNAVAILABLE, not_running(message.service))
             return
         if self.inflight >= self._settings.max_inflight:

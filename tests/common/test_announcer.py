@@ -157,6 +157,29 @@ async def test_the_gateway_reads_the_registry_and_cannot_write_it(
     await admin.acl_log_reset()
 
 
+async def test_a_reader_logs_each_new_service_once_and_a_change_of_owner(
+    admin: Redis, as_user: dict[str, Redis], caplog: pytest.LogCaptureFixture
+) -> None:
+    """A service joining is one info line; a namespace passing to another owner a warning."""
+    reader = RegistryReader(admin, 1.0)
+    await Announcer(as_user["orders"], ORDERS, "o", ttl=10.0).announce()
+    with caplog.at_level(logging.INFO, logger="common.announcer"):
+        await reader.read()
+        await reader.read()
+        await admin.hdel(REGISTRY_OWNERS, "orders")
+        await Announcer(as_user["rival"], RIVAL, "r", ttl=10.0).announce()
+        await reader.read()
+    lines = [(r.getMessage(), r.__dict__.get("service")) for r in caplog.records]
+    assert lines == [
+        ("a service is announced in the registry", "orders"),
+        ("a service is announced in the registry", "rival"),
+        ("a namespace changed owner in the registry", None),
+    ]
+    assert caplog.records[-1].__dict__["was"] == "orders"
+    assert caplog.records[-1].__dict__["now"] == "rival"
+    await admin.acl_log_reset()
+
+
 async def test_presence_reads_the_registry_as_gateways_do(
     admin: Redis, as_user: dict[str, Redis]
 ) -> None:

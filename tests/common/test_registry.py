@@ -68,6 +68,11 @@ def test_an_announcement_decodes_to_what_was_encoded(offer: Offer) -> None:
         ({"service": 7}, "'service' must be a string"),
         ({"service": "Poll"}, "service name 'Poll'"),
         ({"service": "x" * 33}, "service name"),
+        ({"service": "gw", "requests": {}, "namespaces": []}, "'gw' is reserved for the bus"),
+        (
+            {"namespaces": [{"name": "ch", "access": "owner", "history": True, "presence": True}]},
+            "'ch' is reserved for the bus",
+        ),
         ({"instance": None}, "'instance' must be a string"),
         ({"ts": "1700"}, "'ts' must be an integer"),
         ({"ts": True}, "'ts' must be an integer"),

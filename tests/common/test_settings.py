@@ -27,6 +27,8 @@ def test_service_defaults() -> None:
     assert settings.batch == 64
     assert settings.claim_idle_ms == 15_000
     assert settings.claim_interval == 5.0
+    assert settings.registry_ttl == 10.0
+    assert settings.bus.registry_poll == 1.0
     assert settings.bus.redis_url.reveal() == "redis://127.0.0.1:6379/0"
 
 
@@ -42,11 +44,14 @@ def test_service_reads_its_variables() -> None:
                 "RT_SERVICE_BATCH": "8",
                 "RT_CLAIM_IDLE_MS": "500",
                 "RT_CLAIM_INTERVAL": "0.25",
+                "RT_REGISTRY_TTL": "1.5",
+                "RT_REGISTRY_POLL": "0.5",
             }
         ),
     )
     assert (settings.instance, settings.port, settings.batch) == ("b-1", 0, 8)
     assert (settings.claim_idle_ms, settings.claim_interval) == (500, 0.25)
+    assert (settings.registry_ttl, settings.bus.registry_poll) == (1.5, 0.5)
 
 
 def test_log_defaults_and_case() -> None:
@@ -94,6 +99,9 @@ def test_unset_variables_fall_back_to_defaults() -> None:
         ("RT_CLAIM_INTERVAL", "often"),
         ("RT_CLAIM_INTERVAL", "0"),
         ("RT_STREAM_MAXLEN", "-1"),
+        ("RT_REGISTRY_TTL", "0.1"),
+        ("RT_REGISTRY_TTL", "long"),
+        ("RT_REGISTRY_POLL", "0"),
     ],
 )
 def test_service_parse_errors_name_the_variable(name: str, raw: str) -> None:

@@ -3,17 +3,23 @@ to with no gateway restart, keeps its namespace against a rival, and is refused 
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
+import redis
 from redis.asyncio import Redis
 from websockets.asyncio.client import ClientConnection
 
 from common.bus.publisher import publish_event
 from common.envelope import Event
 from common.keys import REGISTRY_OWNERS, request_stream
+from common.service import STARTUP_FAILURE
+from devtools.net import free_port
+from devtools.redis_server import RedisServer
 from tests.e2e.conftest import Launcher
 from tests.support.client import Frame, call, connect_user, recv_until
 from tests.support.orders_service import NAMESPACE, POSITION
-from tests.support.processes import ManagedProcess
+from tests.support.processes import ManagedProcess, start_process
 from tests.support.waiting import MS, wait_until
 
 
@@ -83,12 +89,14 @@ async def test_a_new_service_is_routed_to_without_a_gateway_restart(
 async def test_a_second_claim_of_the_namespace_is_refused_loudly(
     launcher: Launcher, gateway: ManagedProcess, orders: ManagedProcess, bus: Redis
 ) -> None:
-    """A rival service claiming orders exits non-zero naming the owner; the owner keeps it."""
+    """A rival service claiming orders exits 3 naming the owner, having read nothing, and the
+    owner keeps the namespace."""
     env = {"RT_REGISTRY_TTL": str(TTL)}
     rival = launcher.service(MODULE, "rival", env, wait=False, args=["--service", "rival"])
     code = rival.wait(timeout=10_000 * MS)
-    assert code is not None, rival.describe()
-    assert code != 0
+    assert code == STARTUP_FAILURE, rival.describe()
+    # It never read its stream (the worker starts once announced).
+    assert await bus.exists(request_stream("rival")) == 0
     log = rival.log_path.read_text()
     assert "namespace 'orders' is owned by 'orders'" in log, log
     assert await bus.hget(REGISTRY_OWNERS, NAMESPACE) == b"orders"
@@ -121,3 +129,42 @@ async def test_a_stopped_service_is_unavailable_once_its_lease_passes(
         assert await bus.xlen(request_stream("orders")) == length
     # The owner vanished but keeps its namespace until an operator releases it.
     assert await bus.hget(REGISTRY_OWNERS, NAMESPACE) == b"orders"
+
+
+async def test_a_claim_refused_once_redis_answers_is_fatal_too(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    """Started while Redis is down, a service waits unannounced and unready; once Redis
+    answers and the registry refuses its claim, it exits 3, having read nothing."""
+    # The owner is in Redis's data before the service can ever reach it: the claim is
+    # refused at its first try once Redis is back.
+    server = RedisServer(port=free_port(), appendonly=True)
+    server.start()
+    with redis.Redis.from_url(server.url) as client:
+        client.hset(REGISTRY_OWNERS, NAMESPACE, "orders")
+    server.stop()
+    rival = start_process(
+        "rival-late",
+        MODULE,
+        log_dir=tmp_path_factory.mktemp("late-rival"),
+        env={"RT_REDIS_URL": server.url, "RT_INSTANCE_ID": "late"},
+        args=["--service", "rival"],
+        wait=False,
+    )
+    try:
+        await wait_until(lambda: "could not announce" in rival.log_tail(), "a retry")
+
+        async def unready() -> bool:
+            return (await rival.get_async("/readyz"))[0] == 503
+
+        await wait_until(unready, "/readyz 503")
+        await asyncio.to_thread(server.start)
+        code = await asyncio.to_thread(rival.wait, 10_000 * MS)
+        assert code == STARTUP_FAILURE, rival.describe()
+        assert "namespace 'orders' is owned by 'orders'" in rival.log_tail()
+        with redis.Redis.from_url(server.url) as client:
+            assert client.exists(request_stream("rival")) == 0
+    finally:
+        rival.stop()
+        server.stop()
+        server.remove_data()

@@ -302,6 +302,15 @@ def test_gateway_tls_files_are_read() -> None:
     assert _gateway().tls is None
 
 
+def test_request_sizes_name_any_service() -> None:
+    """RT_MAX_REQUEST_BYTES bounds a service that announced itself as well as a built-in."""
+    sizes = _gateway(RT_MAX_REQUEST_BYTES="poll=2048, chat=4096").max_request_bytes
+    assert (sizes["poll"], sizes["chat"], sizes["bids"]) == (2048, 4096, 1024)
+    for raw in ("Poll=2048", "poll=10", "poll=big"):
+        with pytest.raises(ConfigError, match="RT_MAX_REQUEST_BYTES"):
+            _gateway(RT_MAX_REQUEST_BYTES=raw)
+
+
 def test_registry_poll_defaults_to_one_second() -> None:
     """RT_REGISTRY_POLL: how often the gateway reads the namespace registry."""
     assert _gateway().bus.registry_poll == 1.0

@@ -99,6 +99,26 @@ def test_malformed_notifications_are_refused(
         parse_change(request(kind, data, user), REGISTRY)
 
 
+def test_a_track_of_a_namespace_not_read_yet_is_taken_on_the_gateways_word() -> None:
+    """A gateway read a new namespace before this presence instance did: its track is kept."""
+    change = parse_change(request("track", {"channel": "orders:42", "seq": 1}), REGISTRY)
+    assert change.channel == "orders:42"
+
+
+def test_a_query_of_a_namespace_not_announced_is_invalid_channel() -> None:
+    """A client's read names only namespaces this instance knows (their policy decides)."""
+    with pytest.raises(ServiceError) as refused:
+        parse_query(request("presence.count", {"channel": "orders:42"}), 50, REGISTRY)
+    assert refused.value.code == "invalid_channel"
+
+
+def test_a_query_with_an_unknown_field_is_a_bad_request() -> None:
+    """presence checks fields with the table it announces."""
+    with pytest.raises(ServiceError) as refused:
+        parse_query(request("presence.count", {"channel": "chat:r", "x": 1}), 50, REGISTRY)
+    assert (refused.value.code, refused.value.details) == ("bad_request", {"field": "x"})
+
+
 def test_owner_checked_channels_need_the_asker_present() -> None:
     """A chat room's presence is read as its member; an auction's by anyone."""
     assert parse_query(request("presence.list", {"channel": "chat:r"}), 50, REGISTRY) == Query(

@@ -17,9 +17,8 @@ import redis
 
 from bids_service.rules import OFFER as BIDS
 from chat_service.rules import OFFER as CHAT
-from common.keys import REGISTRY_KEYS
-from common.lua import source
 from common.registry import Announcement, Offer, Registry, RegistryView, build_registry
+from devtools.registry import LONG_LEASE_MS, announce
 from presence_service.rules import OFFER as PRESENCE
 
 
@@ -36,8 +35,6 @@ __all__ = [
 BUILT_IN_OFFERS: Mapping[str, Offer] = MappingProxyType(
     {offer.service: offer for offer in (CHAT, BIDS, PRESENCE)}
 )
-#: An hour: longer than any test, so that no stand-in lease passes during one.
-LONG_LEASE_MS = 3_600_000
 #: The stub service's request types (tests/support/stub_service.py), per action.
 STUB_ACTIONS: Mapping[str, frozenset[str] | None] = MappingProxyType(
     {
@@ -59,18 +56,6 @@ def stub_offer(service: str) -> Offer:
         known = requests.get(kind, frozenset())
         requests[kind] = None if fields is None or known is None else known | fields
     return Offer(service, MappingProxyType(requests), real.namespaces)
-
-
-def announce(client: redis.Redis, offer: Offer, *, lease_ms: int = LONG_LEASE_MS) -> int:
-    """Run the announce script for ``offer`` as a service would; the lease's expiry (ms).
-
-    Raises:
-        redis.exceptions.ResponseError: the registry refused it (``OWNED ...``).
-    """
-    body = Announcement(offer, "test").encode()
-    args: list[str | bytes | int] = [offer.service, body, lease_ms, *offer.namespace_names]
-    script = source("common", "announce")
-    return int(client.eval(script, len(REGISTRY_KEYS), *REGISTRY_KEYS, *args))
 
 
 def announce_built_ins(redis_url: str) -> None:

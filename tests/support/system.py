@@ -18,6 +18,7 @@ import psutil
 
 from devtools.net import free_port
 from devtools.processes import environment
+from devtools.registry import routes_to
 from tests.support.processes import REPO_ROOT, STOP_TIMEOUT, ManagedProcess, http_get
 
 
@@ -59,11 +60,16 @@ class Launch(ManagedProcess):
         super().__init__(name, "", [], dict(env), self.ports[names[0]], log, command=command)
 
     def ready(self) -> bool:
-        """Whether every child answers 200 on /readyz (what ``wait_ready`` waits for)."""
-        return all(
-            http_get(f"http://127.0.0.1:{self.ports[name]}/readyz", 1.0)[0] == 200
-            for name in self.names
-        )
+        """Whether every child answers 200 on /readyz (what ``wait_ready`` waits for), and
+        every gateway has read the three services' announcements: it may be ready (one read
+        done) up to RT_REGISTRY_POLL before a service it was started beside announced."""
+        return all(self._child_ready(name) for name in self.names)
+
+    def _child_ready(self, name: str) -> bool:
+        base = f"http://127.0.0.1:{self.ports[name]}"
+        if name == "gateway":
+            return routes_to(base, len(SERVICES))
+        return http_get(f"{base}/readyz", 1.0)[0] == 200
 
     def child(self, name: str) -> psutil.Process:
         """The child process running ``name`` (launch.py runs each as ``python -m <module>``)."""
