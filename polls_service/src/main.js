@@ -1,4 +1,4 @@
-// The poll service: node src/main.js (docs/polls.md). Exits 2 on a bad setting, 1 when the
+// The poll service: node src/main.js (docs/polls.md). Exits 2 on a bad setting, 3 when the
 // registry refuses its namespace, 0 after SIGTERM or SIGINT.
 import { readFileSync } from 'node:fs';
 
@@ -79,7 +79,7 @@ async function main() {
     } catch (err) {
       if (err instanceof RegistryRefused) {
         log.error('the namespace registry refused this service', { error: err.message });
-        process.exit(1);
+        process.exit(3);
       }
       const wait = backoff.next();
       log.error('cannot announce in the registry; retrying', { error: /** @type {Error} */ (err).message, retry_in_ms: Math.round(wait) });

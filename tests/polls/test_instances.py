@@ -41,14 +41,14 @@ async def test_three_instances_racing_close_each_poll_once(
 async def test_a_namespace_owned_by_another_service_stops_the_service(
     launcher: Launcher, bus: Redis
 ) -> None:
-    """With poll: owned by another service, a new instance logs why and exits 1, writing nothing."""
+    """With poll: owned by another service, a new instance logs why and exits 3, writing nothing."""
     previous = await bus.hget("{registry}:owners", "poll")
     await bus.hset("{registry}:owners", "poll", "quiz")
     try:
         before = await bus.hget("{registry}:services", "poll")
         process = await asyncio.to_thread(launcher.poll, wait=False)
         code = await asyncio.to_thread(process.wait, 10_000 * MS)
-        assert code == 1
+        assert code == 3
         log = process.log_tail()
         assert "namespace 'poll' is owned by 'quiz'" in log
         assert await bus.hget("{registry}:services", "poll") == before
