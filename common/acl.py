@@ -159,8 +159,16 @@ SERVICE_KINDS: dict[str, ServiceKind] = {
         shared_keys=(GATEWAY_LEASES,),
         reads_registry=True,
     ),
-    # The Node.js poll service (a separate repository), on the same bus.
-    "poll": ServiceKind(GENERIC_SERVICE_COMMANDS, namespaces=("poll",)),
+    # The Node.js poll service (polls_service/): every command of its Lua scripts
+    # (polls_service/lua/*.lua; a test checks the list covers them).
+    "poll": ServiceKind(
+        (
+            *("get", "set", "hexists", "hget", "hgetall", "hincrby", "hmget", "hset"),
+            *("pexpireat", "time", "xadd", "xrange", "xrevrange", "zadd", "zrangebyscore"),
+            "zrem",
+        ),
+        namespaces=("poll",),
+    ),
 }
 #: What each service kind sends on its own keys.
 SERVICE_COMMANDS: dict[str, tuple[str, ...]] = {
@@ -168,9 +176,9 @@ SERVICE_COMMANDS: dict[str, tuple[str, ...]] = {
 }
 #: The process kinds, each with a user of its own.
 KINDS = ("gateway", *SERVICE_KINDS)
-#: The kinds this repository runs (compose, Kubernetes, scripts/run): the gateway and the
-#: built-in services.
-BUILT_IN_KINDS = ("gateway", "chat", "bids", "presence")
+#: The kinds this repository runs (compose, scripts/run, Kubernetes' dev Redis): the gateway
+#: and its services, the Node.js poll service included (it has no Deployment in deploy/k8s).
+BUILT_IN_KINDS = ("gateway", "chat", "bids", "presence", "poll")
 
 
 @dataclass(frozen=True, slots=True)
@@ -258,7 +266,7 @@ def user(kind: str) -> User:
 
 def users(kinds: Sequence[str] = BUILT_IN_KINDS) -> list[User]:
     """The user of each of ``kinds``, in order: by default the kinds this repository deploys
-    (compose, Kubernetes); :data:`KINDS` adds services that run elsewhere (``poll``)."""
+    (compose, Kubernetes); :data:`KINDS` adds services that run elsewhere (none today)."""
     return [user(kind) for kind in kinds]
 
 

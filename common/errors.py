@@ -61,6 +61,11 @@ class ErrorCode(enum.StrEnum):
     TOO_MANY_ROOMS = "too_many_rooms"
     TOO_MANY_MEMBERS = "too_many_members"
 
+    # Poll (the Node.js service, polls_service/: its own code, listed here for the one table).
+    POLL_NOT_FOUND = "poll_not_found"
+    UNKNOWN_OPTION = "unknown_option"
+    POLL_CLOSED = "poll_closed"
+
 
 class CloseCode(enum.IntEnum):
     """WebSocket close codes the gateway sends."""

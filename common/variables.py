@@ -18,6 +18,7 @@ from typing import NamedTuple
 
 __all__ = [
     "KNOWN",
+    "POLL_VARIABLES",
     "PROCESS_VARIABLES",
     "REMOVED",
     "TOOL_VARIABLES",
@@ -60,10 +61,16 @@ _PRESENCE = (
     "PRESENCE_SWEEP_INTERVAL PRESENCE_GRACE PRESENCE_TOMBSTONE_TTL PRESENCE_SWEEP_BATCH "
     "PRESENCE_LIST_LIMIT"
 )
+# The Node.js poll service (polls_service/src/settings.js reads these and the bus's and
+# service's above; tests/common/test_variables.py checks that list against this one).
+_POLL = (
+    "POLL_TALLY_PER_SECOND POLL_KEY_TTL POLL_RETENTION POLL_CLOSE_INTERVAL "
+    "POLL_MAX_DURATION POLL_HISTORY_MAXLEN"
+)
 # scripts/launch.py (the ports of each child, its private Redis), scripts/_venv.sh, and the
 # JavaScript client's tests (tests/client/test_js_client.py gives them to node).
 _TOOLS = (
-    "CHAT_PORT BIDS_PORT PRESENCE_PORT REDIS_PORT REDIS_MAXMEMORY VENV_EMBEDDED_REDIS "
+    "CHAT_PORT BIDS_PORT PRESENCE_PORT POLL_PORT REDIS_PORT REDIS_MAXMEMORY VENV_EMBEDDED_REDIS "
     "TEST_GATEWAY_URL TEST_GATEWAY_HTTP TEST_JWT_SECRET TEST_CONTROL_URL TEST_CHAT_PID "
     "TEST_BIDS_PID TEST_BIDS_HTTP TEST_BIDS_ADMIN_TOKEN"
 )
@@ -75,9 +82,11 @@ def _names(*groups: str) -> frozenset[str]:
 
 #: What the settings classes of the gateway and the services read through ``Env``.
 PROCESS_VARIABLES = _names(_BUS, _SERVICE, _GATEWAY, _CHAT, _BIDS, _PRESENCE)
+#: What the Node.js poll service reads beyond the bus's and services' variables.
+POLL_VARIABLES = _names(_POLL)
 #: What the development and test tooling reads, which may sit in a process's environment.
 TOOL_VARIABLES = _names(_TOOLS)
-KNOWN = PROCESS_VARIABLES | TOOL_VARIABLES
+KNOWN = PROCESS_VARIABLES | POLL_VARIABLES | TOOL_VARIABLES
 #: Variables of past releases that nothing reads any more, and what took their place.
 REMOVED = {
     "RT_CLIENT_REQUESTS": "each service announces its request types in the namespace registry "

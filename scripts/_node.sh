@@ -1,17 +1,19 @@
 # shellcheck shell=bash
 # Sourced by scripts/test after scripts/_venv.sh (whose _venv_as_root it uses): makes sure
 # node and npm exist and that node_modules matches package-lock.json in each of
-# _NODE_PACKAGES: clients/js (the JavaScript client's test dependencies) and tests/wscat
-# (the wscat that replays the README's sessions).
+# _NODE_PACKAGES: clients/js (the JavaScript client's test dependencies), tests/wscat
+# (the wscat that replays the README's sessions) and polls_service (the Node.js poll
+# service's dependencies, which scripts/run needs too).
 #
-# Node >= 18 is needed (node --test, fetch). Without node or npm on PATH, Debian's nodejs and
+# Node >= 18 is needed (>= 20 for polls_service) (node --test, fetch). Without node or npm on PATH, Debian's nodejs and
 # npm packages are installed with apt-get (as root, or through sudo). `npm ci` runs when
 # node_modules is missing or the lock file (or this script) changed since the last install,
 # judged by a hash stamp kept inside node_modules; otherwise nothing runs, so later calls
 # cost a hash. Messages go to stderr.
 
 _NODE_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-_NODE_PACKAGES=(clients/js tests/wscat)
+# shellcheck disable=SC2206 # a space-separated list, set by scripts/run to polls_service only
+_NODE_PACKAGES=(${_NODE_PACKAGES_ONLY:-clients/js tests/wscat polls_service})
 
 _node_say() { printf '[node] %s\n' "$*" >&2; }
 _node_die() { printf '[node] error: %s\n' "$*" >&2; exit 1; }

@@ -1,7 +1,7 @@
 """Development launcher behind ``scripts/run``: Redis plus every service, output interleaved.
 
 ``launch.py [NAME ...]`` starts only the processes named (``gateway``, ``chat``, ``presence``,
-``bids``), for instance a second gateway beside a running system, or the services without
+``bids``, ``poll``), for instance a second gateway beside a running system, or the services without
 one; without names it starts them all.
 
 Redis is ``RT_REDIS_URL`` when set (it must be Redis >= 7 or Valkey), else a private server on
@@ -90,6 +90,10 @@ def python_service(
     )
 
 
+#: The Node.js poll service (polls_service/; scripts/run installs its node_modules first).
+POLL_MAIN = REPO_ROOT / "polls_service" / "src" / "main.js"
+
+
 # Every process `scripts/run` starts; a new service is one more line here.
 PROCESSES: tuple[ProcessSpec, ...] = (
     python_service("gateway", "realtime_gateway", port=os.environ.get("RT_PORT", "8000")),
@@ -100,6 +104,12 @@ PROCESSES: tuple[ProcessSpec, ...] = (
         "bids_service",
         port=os.environ.get("RT_BIDS_PORT", "8102"),
         env={"RT_BIDS_SEED_DEMO": "1"},
+    ),
+    ProcessSpec(
+        "poll",
+        ("node", str(POLL_MAIN)),
+        {"RT_HOST": "127.0.0.1", "RT_PORT": os.environ.get("RT_POLL_PORT", "8104")},
+        kind="poll",
     ),
 )
 

@@ -25,7 +25,8 @@ def launch() -> ModuleType:
 
 def test_no_name_selects_every_process_in_table_order(launch: ModuleType) -> None:
     """Without names the launcher starts the whole table, as scripts/run always did."""
-    assert [spec.name for spec in launch.select([])] == ["gateway", "chat", "presence", "bids"]
+    names = [spec.name for spec in launch.select([])]
+    assert names == ["gateway", "chat", "presence", "bids", "poll"]
 
 
 def test_names_select_those_processes_in_table_order(launch: ModuleType) -> None:
@@ -38,6 +39,6 @@ def test_an_unknown_name_is_refused_before_anything_starts(
 ) -> None:
     """An unknown name exits 2 with the known names, and starts nothing."""
     assert launch.main(["gateway", "search"]) == 2
-    assert "unknown process search: choose among bids, chat, gateway, presence" in (
+    assert "unknown process search: choose among bids, chat, gateway, poll, presence" in (
         capsys.readouterr().err
     )

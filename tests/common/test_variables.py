@@ -10,7 +10,15 @@ import pytest
 from bids_service.settings import BidsSettings
 from chat_service.settings import ChatSettings
 from common.settings import BusSettings, Env, LogSettings, Secret, ServiceSettings
-from common.variables import KNOWN, PROCESS_VARIABLES, REMOVED, Unknown, unknown, warn_unknown
+from common.variables import (
+    KNOWN,
+    POLL_VARIABLES,
+    PROCESS_VARIABLES,
+    REMOVED,
+    Unknown,
+    unknown,
+    warn_unknown,
+)
 from presence_service.settings import PresenceSettings
 from realtime_gateway.settings import GatewaySettings
 from tests.support.processes import REPO_ROOT
@@ -128,3 +136,13 @@ def test_a_removed_variable_is_named_with_what_replaced_it(
 def test_redis_target_has_no_credentials(url: str, target: str) -> None:
     """The Redis target logged at start has neither user nor password nor query."""
     assert BusSettings(redis_url=Secret(url)).redis_target == target
+
+
+def test_the_poll_service_reads_known_names_only() -> None:
+    """polls_service/src/settings.js reads the bus's and services' names and POLL_VARIABLES."""
+    source = (REPO_ROOT / "polls_service" / "src" / "settings.js").read_text()
+    read = set(_NAME.findall(source))
+    # Each secret is read by its name and by "<name>_FILE", built in the code.
+    read |= {f"{name}_FILE" for name in ("RT_REDIS_URL", "RT_REDIS_PASSWORD")}
+    assert read >= POLL_VARIABLES
+    assert read <= PROCESS_VARIABLES | POLL_VARIABLES

@@ -33,7 +33,9 @@ ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
 KINDS = acl.BUILT_IN_KINDS
 #: What each kind's compose service is called, and the port its RT_PORT names.
-PORTS = {"gateway": 8000, "chat": 8101, "bids": 8102, "presence": 8103}
+PORTS = {"gateway": 8000, "chat": 8101, "bids": 8102, "presence": 8103, "poll": 8104}
+#: The images built from this repository: the Python one and the Node.js poll service's.
+OUR_IMAGES = {"realtime:dev", "realtime-poll:dev"}
 #: A service's shutdown: uvicorn's timeout_graceful_shutdown in common/service.py.
 SERVICE_GRACE_S = 5.0
 UID = "10001:10001"
@@ -79,8 +81,9 @@ def test_compose_file_follows_the_compose_spec() -> None:
 
 
 def test_dockerfile_passes_hadolint() -> None:
-    """hadolint finds nothing in the Dockerfile, at any level down to style."""
+    """hadolint finds nothing in the Dockerfiles, at any level down to style."""
     run_tool(BIN / "hadolint", "--no-color", "Dockerfile")
+    run_tool(BIN / "hadolint", "--no-color", "polls_service/Dockerfile")
 
 
 def final_stage(dockerfile: str) -> str:
@@ -160,15 +163,16 @@ def test_lock_files_pin_every_dependency_with_hashes() -> None:
     assert {"hiredis", "cryptography"} <= pins("requirements.lock").keys()
 
 
-def python_services(services: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
-    return {name: s for name, s in services.items() if s.get("image") == "realtime:dev"}
+def our_services(services: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    return {name: s for name, s in services.items() if s.get("image") in OUR_IMAGES}
 
 
-def test_every_python_container_is_hardened(services: dict[str, dict[str, Any]]) -> None:
-    """Every container of the image: UID 10001, read-only, no capabilities, no escalation."""
-    python = python_services(services)
-    assert set(KINDS) | {"redis-acl"} == python.keys()
-    for name, service in python.items():
+def test_every_container_of_our_images_is_hardened(services: dict[str, dict[str, Any]]) -> None:
+    """Every container of our images: UID 10001, read-only, no capabilities, no escalation."""
+    ours = our_services(services)
+    assert set(KINDS) | {"redis-acl"} == ours.keys()
+    assert ours["poll"]["image"] == "realtime-poll:dev"
+    for name, service in ours.items():
         assert service["user"] == UID, name
         assert service["read_only"] is True, name
         assert service["cap_drop"] == ["ALL"], name
@@ -295,7 +299,7 @@ def test_observability_profile_scrapes_every_process(
         assert services[name]["profiles"] == ["observability"], name
     pinned = r"[\w./-]+:v?\d+\.\d+\.\d+"
     for name, service in services.items():
-        if "image" in service and service["image"] != "realtime:dev":
+        if "image" in service and service["image"] not in OUR_IMAGES:
             assert re.fullmatch(pinned, service["image"]), (name, service["image"])
     config = load_yaml("deploy/prometheus/prometheus.yml")
     jobs = {job["job_name"]: job for job in config["scrape_configs"]}

@@ -42,6 +42,8 @@ SECRET_USERS = {
     "rt-jwt": {"gateway"},
     "rt-bids-admin": {"bids"},
     **{f"rt-redis-{kind}": {kind, "redis"} for kind in PORTS},
+    # The Node.js poll service has no Deployment yet; the dev Redis knows its user.
+    "rt-redis-poll": {"redis"},
 }
 
 

@@ -11,6 +11,7 @@ from typing import ClassVar, TypeVar
 import pytest
 
 from tests.support.processes import (
+    POLL_COMMAND,
     ManagedProcess,
     start_gateway,
     start_process,
@@ -29,6 +30,8 @@ class ModuleProcesses:
 
     #: Settings every gateway of this kind of module gets (a test's own ``env`` wins).
     gateway_env: ClassVar[Mapping[str, str]] = {}
+    #: Settings every poll service instance of this kind of module gets.
+    poll_env: ClassVar[Mapping[str, str]] = {}
 
     def __init__(self, redis_url: str, log_dir: Path, prefix: str) -> None:
         self.redis_url = redis_url
@@ -77,6 +80,26 @@ class ModuleProcesses:
         return self.track(
             start_process(
                 instance, module, log_dir=self.log_dir, env=settings, wait=wait, args=args
+            )
+        )
+
+    def poll(self, env: Mapping[str, str] | None = None, *, wait: bool = True) -> ManagedProcess:
+        """An instance ``poll-<module>-<n>`` of the Node.js poll service (polls_service/)."""
+        instance = self.name("poll")
+        settings = {
+            "RT_REDIS_URL": self.redis_url,
+            "RT_INSTANCE_ID": instance,
+            **self.poll_env,
+            **(env or {}),
+        }
+        return self.track(
+            start_process(
+                instance,
+                "polls_service",
+                log_dir=self.log_dir,
+                env=settings,
+                wait=wait,
+                command=POLL_COMMAND,
             )
         )
 

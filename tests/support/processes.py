@@ -23,6 +23,7 @@ from tests.support.waiting import MS, wait_until
 
 __all__ = [
     "JWT_SECRET",
+    "POLL_COMMAND",
     "REPO_ROOT",
     "START_TIMEOUT",
     "STOP_TIMEOUT",
@@ -44,6 +45,9 @@ JWT_SECRET = "e2e-test-secret-0123456789abcdef-0123456789"
 START_TIMEOUT = 20_000 * MS
 #: How long a stopped process may take to exit after SIGTERM before it is killed.
 STOP_TIMEOUT = 15_000 * MS
+
+#: The Node.js poll service (polls_service/; its node_modules installed by scripts/_node.sh).
+POLL_COMMAND = ("node", str(REPO_ROOT / "polls_service" / "src" / "main.js"))
 
 _running: dict[int, ManagedProcess] = {}
 
@@ -158,9 +162,11 @@ def start_process(
     args: list[str] | None = None,
     wait: bool = True,
     port: int | None = None,
+    command: Sequence[str] | None = None,
 ) -> ManagedProcess:
-    """Start ``python -m module`` on ``port`` (``RT_PORT``; default a free one), ready unless
-    ``wait=False``. A given port lets a test replace a process it stopped by a new one."""
+    """Start ``python -m module`` (or ``command``, a process that ``module`` names for its ACL
+    user) on ``port`` (``RT_PORT``; default a free one), ready unless ``wait=False``. A given
+    port lets a test replace a process it stopped by a new one."""
     port = port or free_port()
     url = env.get("RT_REDIS_URL")
     # Each process as its own ACL user, unless the test chose one.
@@ -169,7 +175,9 @@ def start_process(
         users = credentials(url, module, args or [])
     settings = _environment({"RT_HOST": "127.0.0.1", "RT_PORT": str(port), **users, **env})
     log_path = log_dir / f"{name}-{port}.log"
-    process = ManagedProcess(name, module, list(args or []), settings, port, log_path)
+    process = ManagedProcess(
+        name, module, list(args or []), settings, port, log_path, command=command
+    )
     if wait:
         try:
             process.wait_ready()

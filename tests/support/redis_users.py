@@ -40,6 +40,8 @@ _MODULE_KINDS = {
     "chat_service": "chat",
     "bids_service": "bids",
     "presence_service": "presence",
+    # The Node.js poll service, started as POLL_COMMAND (tests/support/processes.py).
+    "polls_service": "poll",
     # The bids service's "next version" of the rolling-upgrade test: the bids user's rights.
     "tests.support.upgraded_bids": "bids",
 }

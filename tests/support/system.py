@@ -28,12 +28,19 @@ LAUNCH_SCRIPT = REPO_ROOT / "scripts" / "launch.py"
 #: Where the launcher keeps the bids admin token (scripts/launch.py makes it once).
 BIDS_ADMIN_TOKEN_PATH = REPO_ROOT / ".dev" / "bids-admin-token"
 #: The service processes launch.py knows, and the variable that sets each one's port.
-SERVICES = {"chat": "RT_CHAT_PORT", "presence": "RT_PRESENCE_PORT", "bids": "RT_BIDS_PORT"}
+SERVICES = {
+    "chat": "RT_CHAT_PORT",
+    "presence": "RT_PRESENCE_PORT",
+    "bids": "RT_BIDS_PORT",
+    "poll": "RT_POLL_PORT",
+}
 _MODULES = {
     "gateway": "realtime_gateway",
     "chat": "chat_service",
     "presence": "presence_service",
     "bids": "bids_service",
+    # launch.py runs it as node polls_service/src/main.js.
+    "poll": "polls_service/src/main.js",
 }
 
 
@@ -68,7 +75,7 @@ class Launch(ManagedProcess):
         """The child process running ``name`` (launch.py runs each as ``python -m <module>``)."""
         module = _MODULES[name]
         for child in psutil.Process(self.pid).children():
-            if module in child.cmdline():
+            if any(arg.endswith(module) for arg in child.cmdline()):
                 return child
         raise AssertionError(f"{self!r} has no {name} child: {self.describe()}")
 
