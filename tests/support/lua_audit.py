@@ -63,11 +63,13 @@ def parse_monitor_line(line: str) -> tuple[str, list[str]] | None:
 
 
 def script_files() -> list[tuple[str, str]]:
-    """Every service script, as (package, name): ``*_service/lua/*.lua`` but the libraries."""
+    """Every Python service's script, as (package, name): ``*_service/lua/*.lua`` of the
+    packages that common/lua.py loads, but the libraries. The Node.js poll service joins
+    its scripts its own way (polls_service/src/lua.js): not in this audit yet."""
     return sorted(
         (path.parent.parent.name, path.stem)
         for path in Path(REPO_ROOT).glob("*_service/lua/*.lua")
-        if path.stem != "lib"
+        if path.stem != "lib" and (path.parent.parent / "__init__.py").is_file()
     )
 
 
