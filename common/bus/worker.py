@@ -143,16 +143,24 @@ class ServiceWorker:
                 await self._ensure_group()
                 self.alive = True
                 next_claim = 0.0
+                # The replies and acknowledgements of the last read, sent with the next read
+                # in one round trip: they go out as soon as they would alone.
+                done: list[bytes] = []
                 while True:
                     if loop.time() >= next_claim:
+                        await self._send(done)
+                        done = []
                         await self._claim_stale()
                         await self._report_backlog()
                         next_claim = loop.time() + self._settings.claim_interval
-                    (response,) = await self._execute(read, 1, block_ms / 1000)
+                    replies = await self._execute(
+                        b"".join([*done, read]), len(done) + 1, block_ms / 1000
+                    )
+                    done = []
                     raise_if_cancelled()
                     backoff.reset()
-                    for _stream, entries in response or ():
-                        await self._process([(id_, _fields(raw)) for id_, raw in entries])
+                    for _stream, entries in replies[-1] or ():
+                        done = await self._process([(id_, _fields(raw)) for id_, raw in entries])
             except ResponseError as exc:
                 if "NOGROUP" in str(exc) or "no such key" in str(exc):
                     # Redis lost the group (a restart without persistence, a FLUSHALL):
@@ -180,6 +188,10 @@ class ServiceWorker:
             if isinstance(reply, Exception):
                 raise reply
         return replies
+
+    async def _send(self, commands: list[bytes]) -> None:
+        if commands:
+            await self._execute(b"".join(commands), len(commands))
 
     def _drop_connection(self) -> None:
         if self._connection is not None:
@@ -218,7 +230,7 @@ class ServiceWorker:
             start, entries = result[0], result[1]
             if entries:
                 logger.info("claimed stale requests", extra={"count": len(entries)})
-                await self._process(entries)
+                await self._send(await self._process(entries))
             if start in (b"0-0", "0-0"):
                 return
 
@@ -249,7 +261,9 @@ class ServiceWorker:
                     )
                 )
 
-    async def _process(self, entries: list[Any]) -> None:
+    async def _process(self, entries: list[Any]) -> list[bytes]:
+        """Handle a read's entries; the commands that publish their replies and then
+        acknowledge and delete them, for the caller to send (in one round trip)."""
         entry_ids = []
         requests = []
         refusals = []
@@ -295,8 +309,7 @@ class ServiceWorker:
         # Then gone: the stream holds what is pending, not history (one group reads it, and
         # XACKDEL is Redis 8.2). Entries the producer's MAXLEN trimmed meanwhile are no-ops.
         commands.append(command("XDEL", self.stream, *entry_ids))
-        # One round trip, as a pipeline.
-        await self._execute(b"".join(commands), len(commands))
+        return commands
 
     def _decode(self, fields: dict[bytes, bytes]) -> Request | _Refusal | None:
         """The entry's request; else the refusal to publish, or None when nobody can get one.
