@@ -39,6 +39,7 @@ from common.redis_client import COMMAND_TIMEOUT, CONNECT_TIMEOUT
 
 
 __all__ = [
+    "LazyConnection",
     "PushCallback",
     "RespConnection",
     "bulk",
@@ -252,6 +253,39 @@ class RespConnection(asyncio.Protocol):
 
     async def wait_closed(self) -> None:
         await asyncio.shield(self._closed)
+
+
+class LazyConnection:
+    """A :class:`RespConnection` made like ``redis``'s, opened on first use and again after
+    it was lost: the one connection of a producer or a worker, whose commands go one batch
+    after another."""
+
+    def __init__(self, redis: Redis) -> None:
+        self._redis = redis
+        self._connection: RespConnection | None = None
+
+    async def execute(self, payload: bytes, count: int, within: float) -> list[Any]:
+        """:meth:`RespConnection.execute`, answered within ``within`` seconds.
+
+        Raises:
+            redis.exceptions.ConnectionError: Redis is unreachable or the connection lost.
+            TimeoutError: no answer in time; the connection is dropped, so that a late
+                reply cannot answer a later command.
+        """
+        connection = self._connection
+        if connection is None or not connection.is_open:
+            connection = self._connection = await RespConnection.open(self._redis)
+        try:
+            async with asyncio.timeout(within):
+                return await connection.execute(payload, count)
+        except TimeoutError:
+            self.close()
+            raise
+
+    def close(self) -> None:
+        if self._connection is not None:
+            self._connection.close()
+            self._connection = None
 
 
 async def execute_encoded(redis: Redis, payload: bytes, count: int) -> list[Any]:

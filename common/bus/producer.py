@@ -15,7 +15,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError, RedisError
 from common.bus.backoff import Backoff
 from common.keys import request_stream
 from common.redis_client import COMMAND_TIMEOUT
-from common.resp import RespConnection, bulk, command_head
+from common.resp import LazyConnection, bulk, command_head
 
 
 __all__ = ["RequestProducer"]
@@ -51,7 +51,7 @@ class RequestProducer:
         self._redis = redis
         self._maxlen = maxlen
         self._on_failure = on_failure
-        self._connection: RespConnection | None = None
+        self._connection = LazyConnection(redis)
         #: Each service's XADD up to the body, with and without a reply address.
         self._heads: dict[str, tuple[bytes, bytes]] = {}
         #: Pipelines written: one round trip each.
@@ -118,23 +118,15 @@ class RequestProducer:
             self._flusher = None
 
     async def _execute(self, payload: bytes, count: int) -> list[Any]:
-        for attempt in range(2):
-            connection = self._connection
-            if connection is None or not connection.is_open:
-                connection = self._connection = await RespConnection.open(self._redis)
-            self.round_trips += 1
-            try:
-                async with asyncio.timeout(COMMAND_TIMEOUT):
-                    return await connection.execute(payload, count)
-            except RedisConnectionError:
-                if attempt:
-                    raise
-            except TimeoutError:
-                # Replies may still come, to appends the caller is told failed: never
-                # match them to a later batch.
-                connection.close()
-                raise
-        raise AssertionError("unreachable")
+        try:
+            return await self._round_trip(payload, count)
+        except RedisConnectionError:
+            # Lost under the batch (a Redis restart): once more, on a new connection.
+            return await self._round_trip(payload, count)
+
+    async def _round_trip(self, payload: bytes, count: int) -> list[Any]:
+        self.round_trips += 1
+        return await self._connection.execute(payload, count, COMMAND_TIMEOUT)
 
     def _failed(self, entries: list[_Entry], exc: BaseException) -> None:
         reported = [entry.request_id for entry in entries if not entry.retry]
@@ -176,8 +168,7 @@ class RequestProducer:
             await asyncio.shield(self._flusher)
         if self._retrier is not None:
             self._retrier.cancel()
-        if self._connection is not None:
-            self._connection.close()
+        self._connection.close()
 
 
 _REPLY_FIELD = bulk(b"r")

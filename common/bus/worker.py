@@ -36,7 +36,7 @@ from common.errors import ErrorCode, ServiceError
 from common.keys import reply_channel, request_stream
 from common.log import trace_id
 from common.redis_client import COMMAND_TIMEOUT, MAX_BLOCK
-from common.resp import RespConnection, command
+from common.resp import LazyConnection, command
 from common.settings import ServiceSettings
 from common.tasks import raise_if_cancelled
 
@@ -121,14 +121,14 @@ class ServiceWorker:
         self.alive = False
         # Reads and acknowledgements, one after the other, on a connection of the worker's
         # own that skips redis-py's per-command work (common/resp.py); handlers use redis.
-        self._connection: RespConnection | None = None
+        self._connection = LazyConnection(redis)
 
     async def run(self) -> None:
         """Consume until cancelled; reconnect with backoff after Redis failures."""
         try:
             await self._consume()
         finally:
-            self._drop_connection()
+            self._connection.close()
 
     async def _consume(self) -> None:
         backoff = Backoff()
@@ -174,16 +174,7 @@ class ServiceWorker:
     async def _execute(self, payload: bytes, count: int, block: float = 0.0) -> list[Any]:
         """Send ``count`` commands on the worker's connection; their replies, or the first
         error among them raised (as a redis-py pipeline does)."""
-        connection = self._connection
-        if connection is None or not connection.is_open:
-            connection = self._connection = await RespConnection.open(self._redis)
-        try:
-            async with asyncio.timeout(block + COMMAND_TIMEOUT):
-                replies = await connection.execute(payload, count)
-        except TimeoutError:
-            # A reply may still come: it must not answer the next command.
-            self._drop_connection()
-            raise
+        replies = await self._connection.execute(payload, count, block + COMMAND_TIMEOUT)
         for reply in replies:
             if isinstance(reply, Exception):
                 raise reply
@@ -192,11 +183,6 @@ class ServiceWorker:
     async def _send(self, commands: list[bytes]) -> None:
         if commands:
             await self._execute(b"".join(commands), len(commands))
-
-    def _drop_connection(self) -> None:
-        if self._connection is not None:
-            self._connection.close()
-            self._connection = None
 
     async def _pause_after(self, exc: BaseException, backoff: Backoff) -> None:
         self.alive = False

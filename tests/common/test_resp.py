@@ -20,6 +20,7 @@ from redis.exceptions import (
 from common import acl
 from common.redis_client import connect_redis
 from common.resp import (
+    LazyConnection,
     RespConnection,
     bulk,
     command,
@@ -204,3 +205,20 @@ async def test_encoded_commands_are_retried_on_a_new_connection_after_a_lost_one
         assert pong in (b"PONG", "PONG", True)
     finally:
         await retrying.aclose()
+
+
+async def test_a_lazy_connection_opens_on_first_use_and_again_after_a_timeout(
+    client: Redis,
+) -> None:
+    lazy = LazyConnection(client)
+    try:
+        (first,) = await lazy.execute(command("CLIENT", "ID"), 1, 10)
+        (same,) = await lazy.execute(command("CLIENT", "ID"), 1, 10)
+        assert same == first
+        with pytest.raises(TimeoutError):
+            await lazy.execute(command("BLPOP", "never", 0), 1, 0.2)
+        # The late answer of the timed-out command cannot reach a later one: a new connection.
+        (after,) = await lazy.execute(command("CLIENT", "ID"), 1, 10)
+        assert after != first
+    finally:
+        lazy.close()

@@ -13,30 +13,28 @@ SERVICE_DIR = REPO_ROOT / "polls_service"
 NODE_TIMEOUT = 120
 
 
-def test_node_unit_tests_pass() -> None:
-    """`node --test test/` in polls_service/ exits 0."""
-    result = subprocess.run(
-        ["node", "--test", "--test-reporter=spec", "test/"],
+def _run(*command: str) -> subprocess.CompletedProcess[str]:
+    """``command`` in polls_service/, its output captured, bounded by NODE_TIMEOUT."""
+    return subprocess.run(
+        list(command),
         cwd=SERVICE_DIR,
         capture_output=True,
         text=True,
         timeout=NODE_TIMEOUT,
         check=False,
     )
+
+
+def test_node_unit_tests_pass() -> None:
+    """`node --test test/` in polls_service/ exits 0."""
+    result = _run("node", "--test", "--test-reporter=spec", "test/")
     assert result.returncode == 0, f"{result.stdout}\n{result.stderr}"
     assert "# fail 0" in result.stdout or "fail 0" in result.stdout, result.stdout
 
 
 def test_typescript_finds_no_error_in_the_jsdoc_types() -> None:
     """`tsc` (strict, checkJs) over polls_service/src exits 0."""
-    result = subprocess.run(
-        ["node", "node_modules/typescript/bin/tsc", "-p", "tsconfig.json"],
-        cwd=SERVICE_DIR,
-        capture_output=True,
-        text=True,
-        timeout=NODE_TIMEOUT,
-        check=False,
-    )
+    result = _run("node", "node_modules/typescript/bin/tsc", "-p", "tsconfig.json")
     assert result.returncode == 0, f"{result.stdout}\n{result.stderr}"
 
 
