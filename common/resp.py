@@ -135,21 +135,28 @@ class RespConnection(asyncio.Protocol):
                     _, connection = await loop.create_connection(
                         cls, params.host, params.port, ssl=ssl
                     )
-            handshake = connection._handshake(params)
-            if handshake:
-                async with asyncio.timeout(COMMAND_TIMEOUT):
-                    replies = await connection.execute(b"".join(handshake), len(handshake))
-                errors = [reply for reply in replies if isinstance(reply, Exception)]
-                if errors:
-                    connection.close()
-                    if isinstance(errors[0], RedisConnectionError):  # AuthenticationError
-                        raise errors[0]
-                    raise RedisConnectionError(f"Redis refused the connection: {errors[0]}")
+            try:
+                await connection._log_in(params)
+            except BaseException:
+                connection.close()
+                raise
         except TimeoutError as exc:
             raise RedisTimeoutError("timed out connecting to Redis") from exc
         except OSError as exc:
             raise RedisConnectionError(f"cannot connect to Redis: {exc}") from exc
         return connection
+
+    async def _log_in(self, params: Any) -> None:
+        handshake = self._handshake(params)
+        if not handshake:
+            return
+        async with asyncio.timeout(COMMAND_TIMEOUT):
+            replies = await self.execute(b"".join(handshake), len(handshake))
+        errors = [reply for reply in replies if isinstance(reply, Exception)]
+        if errors:
+            if isinstance(errors[0], RedisConnectionError):  # AuthenticationError
+                raise errors[0]
+            raise RedisConnectionError(f"Redis refused the connection: {errors[0]}")
 
     @staticmethod
     def _handshake(params: Any) -> list[bytes]:
