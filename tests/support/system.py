@@ -16,7 +16,7 @@ from pathlib import Path
 
 import psutil
 
-from devtools.net import free_port
+from devtools.net import free_port, free_ports
 from devtools.processes import environment
 from devtools.registry import routes_to
 from tests.support.processes import REPO_ROOT, STOP_TIMEOUT, ManagedProcess, http_get
@@ -98,7 +98,7 @@ class System:
         self.redis_url = redis_url
         self.log_dir = log_dir
         self.prefix = prefix
-        self.ports = {name: free_port() for name in SERVICES}
+        self.ports = dict(zip(SERVICES, free_ports(len(SERVICES)), strict=True))
         self.services: Launch | None = None
         self.gateways: list[Launch] = []
 
@@ -115,6 +115,12 @@ class System:
         env.update({SERVICES[name]: str(port) for name, port in ports.items() if name in SERVICES})
         return env
 
+    def _gateway_port(self) -> int:
+        """A free port that no service nor earlier gateway of this system was given."""
+        taken = {*self.ports.values(), *(port for g in self.gateways for port in g.ports.values())}
+        (port,) = free_ports(1, besides=taken)
+        return port
+
     def _launch(self, names: Sequence[str], ports: Mapping[str, int]) -> Launch:
         log = self.log_dir / f"launch-{self.prefix}-{'-'.join(names)}-{free_port()}.log"
         return Launch(names, self._env(ports), ports, log)
@@ -123,14 +129,14 @@ class System:
         """Start the services and ``gateways`` gateways; ``together``: all in one launcher,
         exactly as ``scripts/run`` does (then no gateway can be restarted alone)."""
         if together:
-            ports = {"gateway": free_port(), **self.ports}
+            ports = {"gateway": self._gateway_port(), **self.ports}
             launch = self._launch(["gateway", *SERVICES], ports)
             self.services = launch
             self.gateways.append(launch)
         else:
             self.services = self._launch(list(SERVICES), self.ports)
             for _ in range(gateways):
-                self.gateways.append(self._launch(["gateway"], {"gateway": free_port()}))
+                self.gateways.append(self._launch(["gateway"], {"gateway": self._gateway_port()}))
         for launch in [self.services, *self.gateways]:
             launch.wait_ready()
         return self
