@@ -3,6 +3,8 @@ of each namespace's client channels."""
 
 from __future__ import annotations
 
+from common.partitions import partition_tag
+
 
 __all__ = [
     "EVENT_CHANNEL_PREFIX",
@@ -14,7 +16,9 @@ __all__ = [
     "REVOCATIONS",
     "REVOKED",
     "channel_prefix",
+    "client_channel",
     "event_channel",
+    "partition_prefix",
     "reply_channel",
     "request_stream",
     "service_prefix",
@@ -50,9 +54,13 @@ REGISTRY_ALIVE = "{registry}:alive"
 REGISTRY_KEYS = (REGISTRY_OWNERS, REGISTRY_SERVICES, REGISTRY_ALIVE)
 
 
-def request_stream(service: str) -> str:
-    """The Redis Stream a service reads its requests from (consumer group = service name)."""
-    return f"svc:{service}:requests"
+def request_stream(service: str, partition: int | None = None) -> str:
+    """The Redis Stream one partition of a service reads its requests from (consumer group =
+    service name): ``svc:{bids.0}:requests``. ``partition`` None: the one stream of a service
+    that announces no partitions, ``svc:<service>:requests``."""
+    if partition is None:
+        return f"svc:{service}:requests"
+    return f"svc:{partition_tag(service, partition)}:requests"
 
 
 def reply_channel(gateway_id: str) -> str:
@@ -68,11 +76,33 @@ def channel_prefix(namespace: str) -> str:
     return f"{namespace}:"
 
 
-def event_channel(channel: str) -> str:
-    """The pub/sub channel carrying the events of one client channel."""
-    return EVENT_CHANNEL_PREFIX + channel
+def event_channel(channel: str, tag: str | None = None) -> str:
+    """The pub/sub channel carrying the events of one client channel: ``ch:<tag>:<channel>``
+    with the partition tag of the channel's entity in its owner (``ch:{bids.0}:auction:a1``),
+    ``ch:<channel>`` when the owner announces no partitions (``tag`` None)."""
+    if tag is None:
+        return EVENT_CHANNEL_PREFIX + channel
+    return f"{EVENT_CHANNEL_PREFIX}{tag}:{channel}"
+
+
+def client_channel(name: str) -> str:
+    """The client channel whose events pub/sub channel ``name`` carries (the inverse of
+    :func:`event_channel`): ``ch:{bids.0}:auction:a1`` and ``ch:auction:a1`` give
+    ``auction:a1``."""
+    rest = name[len(EVENT_CHANNEL_PREFIX) :] if name.startswith(EVENT_CHANNEL_PREFIX) else name
+    if rest.startswith("{"):
+        close = rest.find("}:")
+        if close != -1:
+            return rest[close + 2 :]
+    return rest
 
 
 def service_prefix(service: str) -> str:
     """The key prefix under which a service keeps its own state; nothing else touches it."""
     return f"{service}:"
+
+
+def partition_prefix(service: str, partition: int) -> str:
+    """The prefix of the keys of one partition of a service: ``bids:{bids.0}:``. Every key a
+    script of that partition touches starts so, which keeps the script on one slot."""
+    return f"{service_prefix(service)}{partition_tag(service, partition)}:"

@@ -64,3 +64,8 @@ local function event_envelope(id, ts, channel, event, position, data)
   kv[#kv + 1] = {raw = data}
   return pack_map(kv)
 end
+
+-- The command that publishes an event: common/lua.py sets it for the Redis the scripts run
+-- on (SPUBLISH on a Redis Cluster, where an event then costs one shard). Scripts publish
+-- with redis.call(PUBLISH, channel, body), never naming the command themselves.
+local PUBLISH = 'PUBLISH'

@@ -19,7 +19,9 @@ from typing import Any, Final
 from common.codec import load_bus, pack_bus
 from common.envelope import BUS_VERSION, new_id, now_ms
 from common.errors import ErrorCode, ProtocolError
+from common.keys import event_channel, request_stream
 from common.namespaces import NAME, Access, Namespace, namespace_name
+from common.partitions import MAX_PARTITIONS, channel_entity, partition_of, partition_tag
 from common.requests import FIELD, FRAME_FIELDS, REQUEST_TYPE, RequestTable
 
 
@@ -60,6 +62,12 @@ class Offer:
     requests: RequestTable
     #: The namespaces it owns, each with ``service`` set to this service.
     namespaces: tuple[Namespace, ...] = ()
+    #: How many partitions its requests and state are split into (docs/bus.md
+    #: "Partitions"); None: it announces none, and has one unpartitioned stream.
+    partitions: int | None = None
+    #: Request type -> the field of ``data`` naming the request's entity, whose partition
+    #: the request goes to; a type not listed goes to partition 0.
+    entities: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
 
     def __post_init__(self) -> None:
         if not NAME.fullmatch(self.service):
@@ -82,6 +90,13 @@ class Offer:
                 raise _bad(f"namespace {namespace.name!r} is not {self.service!r}'s")
             if names.count(namespace.name) > 1:
                 raise _bad(f"namespace {namespace.name!r} is announced twice")
+        if self.partitions is not None and not 1 <= self.partitions <= MAX_PARTITIONS:
+            raise _bad(f"'partitions' must be 1 to {MAX_PARTITIONS}, not {self.partitions}")
+        for kind, name in self.entities.items():
+            if kind not in self.requests:
+                raise _bad(f"entity of {kind!r}, which is not one of the service's requests")
+            if not FIELD.fullmatch(name):
+                raise _bad(f"{kind}: entity {name!r} is not a field name")
 
     @property
     def namespace_names(self) -> list[str]:
@@ -119,6 +134,11 @@ class Announcement:
                 }
                 for namespace in offer.namespaces
             ],
+            **(
+                {}
+                if offer.partitions is None
+                else {"partitions": offer.partitions, "entities": dict(offer.entities)}
+            ),
         }
 
     def encode(self) -> bytes:
@@ -153,8 +173,20 @@ def decode_announcement(body: bytes) -> Announcement:
     namespaces = value.get("namespaces")
     if not isinstance(namespaces, list):
         raise _bad("'namespaces' must be an array")
+    partitions = value.get("partitions")
+    if partitions is not None and (not isinstance(partitions, int) or isinstance(partitions, bool)):
+        raise _bad("'partitions' must be an integer")
+    entities = value.get("entities", {})
+    if not isinstance(entities, dict) or not all(
+        isinstance(name, str) for name in entities.values()
+    ):
+        raise _bad("'entities' must be a map of strings")
     offer = Offer(
-        service, MappingProxyType(table), tuple(_namespace(service, n) for n in namespaces)
+        service,
+        MappingProxyType(table),
+        tuple(_namespace(service, n) for n in namespaces),
+        partitions,
+        MappingProxyType(entities),
     )
     return Announcement(offer, instance, ident, ts)
 
@@ -229,6 +261,46 @@ class Registry:
         """The request types ``service`` announced, with their fields (none: not announced)."""
         announcement = self.announcements.get(service)
         return MappingProxyType({}) if announcement is None else announcement.offer.requests
+
+    def partitions(self, service: str) -> int | None:
+        """How many partitions ``service`` announced; None when it announced none (or is
+        not announced at all): it has one stream, ``svc:<service>:requests``."""
+        announcement = self.announcements.get(service)
+        return None if announcement is None else announcement.offer.partitions
+
+    def request_stream(self, service: str, kind: str, data: Mapping[str, object]) -> str:
+        """The stream a client request of type ``kind`` goes to: that of the partition of
+        its entity (the announced field of ``data``; partition 0 for a type with none, or
+        a value that is not a string, which the service then refuses)."""
+        announcement = self.announcements.get(service)
+        partitions = None if announcement is None else announcement.offer.partitions
+        if announcement is None or partitions is None:
+            return request_stream(service)
+        name = announcement.offer.entities.get(kind)
+        entity = None if name is None else data.get(name)
+        if not isinstance(entity, str):
+            return request_stream(service, 0)
+        return request_stream(service, partition_of(entity, partitions))
+
+    def channel_stream(self, service: str, channel: str) -> str:
+        """The stream a request about client channel ``channel`` goes to in ``service``
+        (a ``subscribe`` to its owner, a presence ``track``): the partition of the
+        channel's entity (:func:`common.partitions.channel_entity`)."""
+        partitions = self.partitions(service)
+        if partitions is None:
+            return request_stream(service)
+        return request_stream(service, partition_of(channel_entity(channel), partitions))
+
+    def event_channel(self, channel: str) -> str:
+        """The pub/sub channel of client channel ``channel``'s events: tagged with the
+        partition of its entity in its owner, or untagged when the owner announces no
+        partitions, or is unknown."""
+        namespace = self.namespace_of(channel)
+        partitions = None if namespace is None else self.partitions(namespace.service)
+        if namespace is None or partitions is None:
+            return event_channel(channel)
+        partition = partition_of(channel_entity(channel), partitions)
+        return event_channel(channel, partition_tag(namespace.service, partition))
 
     def channel(self, channel: object) -> Namespace:
         """The namespace of client channel ``channel``, in force.

@@ -16,6 +16,7 @@ from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
 from common.errors import ConfigError
+from common.partitions import MAX_PARTITIONS
 
 
 __all__ = [
@@ -80,7 +81,9 @@ class Env:
         value = self._raw(name)
         return Path(value) if value else None
 
-    def integer(self, name: str, default: int, *, minimum: int = 0) -> int:
+    def integer(
+        self, name: str, default: int, *, minimum: int = 0, maximum: int | None = None
+    ) -> int:
         raw = self._raw(name)
         if raw is None:
             return default
@@ -90,6 +93,8 @@ class Env:
             raise ConfigError(f"{PREFIX}{name} must be an integer, got {raw!r}") from None
         if value < minimum:
             raise ConfigError(f"{PREFIX}{name} must be at least {minimum}, got {value}")
+        if maximum is not None and value > maximum:
+            raise ConfigError(f"{PREFIX}{name} must be at most {maximum}, got {value}")
         return value
 
     def number(self, name: str, default: float, *, minimum: float = 0.0) -> float:
@@ -262,6 +267,9 @@ class ServiceSettings:
     claim_interval: float = 5.0
     #: The lease of the service's announcement (seconds), refreshed every third of it.
     registry_ttl: float = 10.0
+    #: Partitions of the service's requests and state (docs/bus.md "Partitions"), fixed
+    #: for the life of its data: ``RT_<SERVICE>_PARTITIONS``.
+    partitions: int = 1
 
     @classmethod
     def from_env(cls, service: str, default_port: int, env: Env | None = None) -> ServiceSettings:
@@ -276,6 +284,9 @@ class ServiceSettings:
             claim_idle_ms=env.integer("CLAIM_IDLE_MS", 15_000, minimum=100),
             claim_interval=env.number("CLAIM_INTERVAL", 5.0, minimum=0.05),
             registry_ttl=env.number("REGISTRY_TTL", 10.0, minimum=0.3),
+            partitions=env.integer(
+                f"{service.upper()}_PARTITIONS", 1, minimum=1, maximum=MAX_PARTITIONS
+            ),
         )
 
 

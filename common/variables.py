@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import difflib
 import logging
+import re
 from collections.abc import Iterable
 from typing import NamedTuple
 
@@ -34,7 +35,10 @@ _BUS = (
     "REDIS_CA_FILE REDIS_CERT_FILE REDIS_KEY_FILE STREAM_MAXLEN REGISTRY_POLL LOG_LEVEL "
     "LOG_FORMAT HOST PORT"
 )
-_SERVICE = "INSTANCE_ID SERVICE_BATCH CLAIM_IDLE_MS CLAIM_INTERVAL REGISTRY_TTL"
+_SERVICE = (
+    "INSTANCE_ID SERVICE_BATCH CLAIM_IDLE_MS CLAIM_INTERVAL REGISTRY_TTL "
+    "CHAT_PARTITIONS BIDS_PARTITIONS PRESENCE_PARTITIONS"
+)
 _GATEWAY = (
     "DEV GATEWAY_ID JWT_SECRET JWT_SECRET_FILE JWT_SECRET_KID JWT_JWKS_FILE "
     "JWT_PUBLIC_KEY_FILE JWT_PUBLIC_KEY_KID JWT_ISSUER JWT_AUDIENCE JWT_LEEWAY JWT_KEYS_POLL "
@@ -94,6 +98,11 @@ REMOVED = {
 }
 
 
+#: ``RT_<SERVICE>_PARTITIONS``, which every service reads under its own name (also those
+#: written elsewhere, which this repository does not list).
+_PARTITIONS = re.compile(r"RT_[A-Z][A-Z0-9_]{0,31}_PARTITIONS")
+
+
 class Unknown(NamedTuple):
     """An ``RT_*`` variable nothing reads, and the known name closest to it (None: none close)."""
 
@@ -106,7 +115,7 @@ def unknown(names: Iterable[str]) -> list[Unknown]:
     return [
         Unknown(name, next(iter(difflib.get_close_matches(name, KNOWN, n=1, cutoff=0.8)), None))
         for name in sorted(names)
-        if name.startswith("RT_") and name not in KNOWN
+        if name.startswith("RT_") and name not in KNOWN and not _PARTITIONS.fullmatch(name)
     ]
 
 

@@ -42,7 +42,8 @@ def test_process_names_are_what_the_settings_read() -> None:
     env = Env({"RT_DEV": "1"})
     GatewaySettings.from_env(env)
     LogSettings.from_env(env)
-    ServiceSettings.from_env("chat", 8101, env)
+    for service in ("chat", "bids", "presence"):
+        ServiceSettings.from_env(service, 8101, env)
     ChatSettings.from_env(env)
     BidsSettings.from_env(env)
     PresenceSettings.from_env(env)
