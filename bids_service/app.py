@@ -20,6 +20,7 @@ from bids_service.store import BidStore
 from common.bus.backoff import Backoff
 from common.bus.worker import Outcome
 from common.envelope import Request
+from common.keys import Partitions
 from common.service import Service
 from common.tasks import raise_if_cancelled
 
@@ -104,12 +105,12 @@ class BidsService(Service):
             await asyncio.sleep(delay)
 
 
-def service_factory(settings: BidsSettings) -> Callable[[Redis], BidsService]:
+def service_factory(settings: BidsSettings) -> Callable[[Redis, Partitions], BidsService]:
     """The factory ``run_service`` calls once Redis is connected."""
     # Created once per process: Prometheus metrics register globally.
     metrics = BidsMetrics()
 
-    def factory(redis: Redis) -> BidsService:
+    def factory(redis: Redis, partitions: Partitions) -> BidsService:
         return BidsService(redis, settings, metrics)
 
     return factory

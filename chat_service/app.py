@@ -14,6 +14,7 @@ from chat_service.settings import ChatSettings
 from chat_service.store import ChatStore
 from common.bus.worker import Outcome
 from common.envelope import Request
+from common.keys import Partitions
 from common.service import Service
 
 
@@ -45,10 +46,10 @@ class ChatService(Service):
         return await self.handlers.handle_batch(requests)
 
 
-def service_factory(settings: ChatSettings) -> Callable[[Redis], ChatService]:
+def service_factory(settings: ChatSettings) -> Callable[[Redis, Partitions], ChatService]:
     """The factory ``run_service`` calls once Redis is connected."""
 
-    def factory(redis: Redis) -> ChatService:
+    def factory(redis: Redis, partitions: Partitions) -> ChatService:
         return ChatService(redis, settings, ChatMetrics())
 
     return factory

@@ -3,7 +3,10 @@ of each namespace's client channels."""
 
 from __future__ import annotations
 
-from common.partitions import partition_tag
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from common.partitions import channel_entity, partition_of, partition_tag
 
 
 __all__ = [
@@ -15,6 +18,7 @@ __all__ = [
     "REGISTRY_SERVICES",
     "REVOCATIONS",
     "REVOKED",
+    "Partitions",
     "channel_prefix",
     "client_channel",
     "event_channel",
@@ -106,3 +110,38 @@ def partition_prefix(service: str, partition: int) -> str:
     """The prefix of the keys of one partition of a service: ``bids:{bids.0}:``. Every key a
     script of that partition touches starts so, which keeps the script on one slot."""
     return f"{service_prefix(service)}{partition_tag(service, partition)}:"
+
+
+@dataclass(frozen=True, slots=True)
+class Partitions:
+    """The partitions of one service, and the names each gives (docs/bus.md "Partitions")."""
+
+    service: str
+    count: int = 1
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(range(self.count))
+
+    def of(self, entity: str) -> int:
+        """The partition that holds ``entity`` (:func:`common.partitions.partition_of`)."""
+        return partition_of(entity, self.count)
+
+    def of_channel(self, channel: str) -> int:
+        """The partition that holds client channel ``channel``'s entity."""
+        return partition_of(channel_entity(channel), self.count)
+
+    def tag(self, partition: int) -> str:
+        return partition_tag(self.service, partition)
+
+    def prefix(self, partition: int) -> str:
+        """The prefix of partition ``partition``'s keys (:func:`partition_prefix`)."""
+        return partition_prefix(self.service, partition)
+
+    def stream(self, partition: int) -> str:
+        """Partition ``partition``'s request stream."""
+        return request_stream(self.service, partition)
+
+    def event_channel(self, channel: str) -> str:
+        """The pub/sub channel of the events of client channel ``channel``, one of this
+        service's: tagged with the partition of its entity."""
+        return event_channel(channel, self.tag(self.of_channel(channel)))

@@ -21,6 +21,7 @@ from common.bus.worker import Backlog, BatchHandler, Outcome, ServiceWorker
 from common.envelope import Request
 from common.errors import ConfigError
 from common.health import health_routes, redis_answers
+from common.keys import Partitions
 from common.log import configure_logging
 from common.metrics import LoopCounter, LoopHistogram
 from common.redis_client import check_redis_at_start, connect_redis
@@ -66,8 +67,9 @@ class Service:
         """Run until cancelled; the default has nothing to do."""
 
 
-#: Builds a service (or a bare batch handler) once Redis is connected.
-ServiceFactory = Callable[[Redis], "Service | BatchHandler"]
+#: Builds a service (or a bare batch handler) once Redis is connected, given the service's
+#: partitions (``RT_<SERVICE>_PARTITIONS``), which its keys and events are split into.
+ServiceFactory = Callable[[Redis, Partitions], "Service | BatchHandler"]
 
 
 class ServiceMetrics:
@@ -179,7 +181,7 @@ def create_service_app(
         redis = connect_redis(settings.bus, f"{settings.service}-{settings.instance}")
         await check_redis_at_start(redis)
         announcer = Announcer(redis, offer, settings.instance, ttl=settings.registry_ttl)
-        made = make_service(redis)
+        made = make_service(redis, Partitions(settings.service, settings.partitions))
         service = made if isinstance(made, Service) else _HandlerService(made)
         await service.setup()
         app.router.routes.extend(service.routes())

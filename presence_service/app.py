@@ -19,6 +19,7 @@ from common.announcer import RegistryReader
 from common.bus.backoff import Backoff
 from common.bus.worker import Outcome
 from common.envelope import Request
+from common.keys import Partitions
 from common.service import Service
 from common.tasks import raise_if_cancelled
 from presence_service.handlers import PresenceHandlers
@@ -131,10 +132,12 @@ class PresenceService(Service):
             )
 
 
-def service_factory(settings: PresenceSettings) -> Callable[[Redis], PresenceService]:
+def service_factory(
+    settings: PresenceSettings,
+) -> Callable[[Redis, Partitions], PresenceService]:
     """The factory ``run_service`` calls once Redis is connected."""
 
-    def factory(redis: Redis) -> PresenceService:
+    def factory(redis: Redis, partitions: Partitions) -> PresenceService:
         return PresenceService(redis, settings)
 
     return factory

@@ -10,7 +10,7 @@ from redis.crc import key_slot
 
 from common.codec import pack_bus
 from common.errors import ProtocolError
-from common.keys import client_channel, event_channel, partition_prefix, request_stream
+from common.keys import Partitions, client_channel, event_channel, partition_prefix, request_stream
 from common.namespaces import Access, Namespace
 from common.partitions import channel_entity, partition_of, partition_tag
 from common.registry import Announcement, Offer, Registry, build_registry, decode_announcement
@@ -132,3 +132,15 @@ def test_a_bad_partitioning_on_the_wire_is_refused(field: str, value: object, sa
     wire[field] = value
     with pytest.raises(ProtocolError, match=says):
         decode_announcement(pack_bus(wire))
+
+
+def test_a_services_partitions_name_each_part() -> None:
+    partitions = Partitions("chat", 3)
+    assert list(partitions) == [0, 1, 2]
+    room = partitions.of("lobby")
+    assert room == partition_of("lobby", 3) == partitions.of_channel("chat:lobby")
+    assert partitions.prefix(room) == partition_prefix("chat", room)
+    assert partitions.stream(room) == request_stream("chat", room)
+    assert partitions.event_channel("chat:lobby") == event_channel(
+        "chat:lobby", partitions.tag(room)
+    )

@@ -21,6 +21,7 @@ from redis.asyncio import Redis
 from common.bus.worker import BatchHandler, Outcome
 from common.envelope import Request
 from common.errors import ErrorCode, ServiceError
+from common.keys import Partitions
 from common.namespaces import Access, Namespace
 from common.registry import Offer
 from common.requests import check_fields
@@ -68,7 +69,7 @@ def main() -> int:
     parser.add_argument("--service", default="orders")
     service = parser.parse_args().service
 
-    def factory(redis: Redis) -> BatchHandler:
+    def factory(redis: Redis, partitions: Partitions) -> BatchHandler:
         return _handler(service)
 
     return run_service(service, 0, factory, offer(service))

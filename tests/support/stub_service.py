@@ -45,7 +45,7 @@ from common.bus.publisher import publish_event
 from common.bus.worker import BatchHandler, Outcome
 from common.envelope import Event, Reply, Request, position_key
 from common.errors import ErrorCode, ServiceError
-from common.keys import service_prefix
+from common.keys import Partitions, service_prefix
 from common.service import run_service
 from tests.support.registry import stub_offer
 
@@ -65,10 +65,10 @@ def channel_key(service: str, channel: str) -> str:
     return service_prefix(service) + "channel:" + channel
 
 
-def make_handler(service: str) -> Callable[[Redis], BatchHandler]:
+def make_handler(service: str) -> Callable[[Redis, Partitions], BatchHandler]:
     """The ``make_handler`` argument of :func:`run_service` for a stub named ``service``."""
 
-    def factory(redis: Redis) -> BatchHandler:
+    def factory(redis: Redis, partitions: Partitions) -> BatchHandler:
         async def handle(request: Request) -> dict[str, Any] | Reply:
             record = {
                 "id": request.id,

@@ -21,6 +21,7 @@ from bids_service.rules import OFFER
 from bids_service.settings import DEFAULT_PORT, BidsSettings
 from common.bus.worker import Outcome
 from common.envelope import Reply, Request
+from common.keys import Partitions
 from common.service import service_main
 
 
@@ -47,11 +48,11 @@ def _with_new_field(outcome: Outcome) -> Outcome:
     return outcome  # A refusal: unchanged.
 
 
-def _factory(settings: BidsSettings) -> Callable[[Redis], BidsService]:
+def _factory(settings: BidsSettings) -> Callable[[Redis, Partitions], BidsService]:
     # As bids_service.app.service_factory: the metrics once per process.
     metrics = BidsMetrics()
 
-    def factory(redis: Redis) -> BidsService:
+    def factory(redis: Redis, partitions: Partitions) -> BidsService:
         return UpgradedBids(redis, settings, metrics)
 
     return factory
