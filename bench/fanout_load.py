@@ -21,6 +21,7 @@ from bench.wsclient import WsClient, connect
 from common.bus.publisher import event_message
 from common.codec import dump_client
 from common.envelope import Event
+from common.keys import Partitions
 from devtools.net import LOOPBACK
 
 
@@ -35,6 +36,8 @@ __all__ = [
 ]
 
 CHANNEL = "presence:bench"
+#: The channel's owner, with the one partition the benchmark's presence service has.
+OWNER = Partitions("presence")
 CONNECT_TIMEOUT = 10.0
 #: Concurrent upgrades while opening connections (the gateway's listen backlog is 4096).
 CONNECT_CONCURRENCY = 256
@@ -164,7 +167,7 @@ class Publisher:
                     phase.first_publish_ns = now
                 phase.sent[seq - phase.first_seq] = now
                 data = {"seq": seq, "ts": now, "pad": self.pad}
-                channel, body = event_message(Event(CHANNEL, "bench", data))
+                channel, body = event_message(OWNER, Event(CHANNEL, "bench", data))
                 pipe.publish(channel, body)
             await pipe.execute()
         phase.published += count

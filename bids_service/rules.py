@@ -71,6 +71,7 @@ OFFER: Final = Offer(
     "bids",
     REQUESTS,
     (Namespace("auction", "bids", Access.AUTHENTICATED, history=True, presence=True),),
+    partitions=1,
 )
 _SUBSCRIBE_FIELDS = frozenset({"channel", "since"})
 _SPEC_FIELDS = frozenset(

@@ -36,6 +36,7 @@ from bids_service.rules import (
 from common.codec import load_bus
 from common.keys import EVENT_CHANNEL_PREFIX, event_channel, service_prefix
 from common.lua import ScriptCall, Scripts, text
+from common.partitions import partition_tag
 
 
 __all__ = [
@@ -50,6 +51,10 @@ __all__ = [
     "rate_key",
     "verdict_key",
 ]
+
+#: Events go to partition 0's channels: the service has one partition until it takes
+#: its Partitions (docs/bus.md "Partitions").
+_TAG: Final = partition_tag("bids", 0)
 
 PREFIX: Final = service_prefix("bids")
 OPEN_KEY: Final = PREFIX + "open"
@@ -180,7 +185,7 @@ class BidStore:
                 self._refusal_ttl,
                 self._maxlen,
                 AUCTION_CHANNEL_PREFIX,
-                EVENT_CHANNEL_PREFIX,
+                f"{EVENT_CHANNEL_PREFIX}{_TAG}:",
                 self._bid_rate,
                 self._bid_burst,
             ]
@@ -270,7 +275,7 @@ class BidStore:
         for auction in auctions:
             channel = auction_channel(auction)
             keys = (auction_key(auction), history_key(auction), OPEN_KEY)
-            args = (auction, event_channel(channel), channel, self._maxlen)
+            args = (auction, event_channel(channel, _TAG), channel, self._maxlen)
             calls.append(ScriptCall("close", keys, args))
         results = await self._run(calls)
         return {

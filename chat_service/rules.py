@@ -64,6 +64,7 @@ OFFER: Final = Offer(
     "chat",
     REQUESTS,
     (Namespace("chat", "chat", Access.OWNER, history=True, presence=True),),
+    partitions=1,
 )
 
 #: Client channels of rooms are ``chat:<room>``.

@@ -37,6 +37,7 @@ from chat_service.rules import channel_of
 from chat_service.settings import ChatSettings
 from common.keys import event_channel, service_prefix
 from common.lua import ScriptCall, Scripts, text
+from common.partitions import partition_tag
 
 
 __all__ = [
@@ -52,6 +53,10 @@ __all__ = [
     "decode_typing",
     "message_of",
 ]
+
+#: Events go to partition 0's channels: the service has one partition until it takes
+#: its Partitions (docs/bus.md "Partitions").
+_TAG: Final = partition_tag("chat", 0)
 
 PREFIX: Final = service_prefix("chat")
 SCRIPTS: Final = ("create", "open", "send", "typing", "history")
@@ -176,7 +181,7 @@ class ChatStore:
                 client_id,
                 message_id,
                 channel,
-                event_channel(channel),
+                event_channel(channel, _TAG),
                 settings.retention,
                 int(settings.dedupe_ttl * 1000),
                 repr(settings.send_rate),
@@ -193,7 +198,7 @@ class ChatStore:
                 user,
                 event_id,
                 channel,
-                event_channel(channel),
+                event_channel(channel, _TAG),
                 max(1, int(self._settings.typing_interval * 1000)),
             ),
         )

@@ -34,6 +34,7 @@ from common.keys import (
     request_stream,
     service_prefix,
 )
+from common.partitions import partition_tag
 
 
 __all__ = [
@@ -119,6 +120,9 @@ class ServiceKind:
     namespaces: tuple[str, ...]
     shared_keys: tuple[str, ...] = ()
     reads_registry: bool = False
+    #: Whether it announces partitions (docs/bus.md "Partitions"): its streams and event
+    #: channels then carry its partition tags, ``svc:{<service>.<n>}:requests``.
+    partitioned: bool = True
 
 
 #: What a service written in another language typically sends on its own keys (Lua scripts
@@ -168,6 +172,7 @@ SERVICE_KINDS: dict[str, ServiceKind] = {
             "zrem",
         ),
         namespaces=("poll",),
+        partitioned=False,
     ),
 }
 #: What each service kind sends on its own keys.
@@ -203,9 +208,17 @@ def username(kind: str) -> str:
     return f"rt-{kind}"
 
 
-def _event_channels(namespaces: Sequence[str]) -> tuple[str, ...]:
-    """The event channels of ``namespaces``' client channels."""
-    return tuple(f"{EVENT_CHANNEL_PREFIX}{namespace}:{ANY}" for namespace in namespaces)
+def _event_channels(service: str, kind: ServiceKind) -> tuple[str, ...]:
+    """The event channels of the client channels of ``kind``'s namespaces."""
+    tag = partition_tag(service, ANY) + ":" if kind.partitioned else ""
+    return tuple(f"{EVENT_CHANNEL_PREFIX}{tag}{namespace}:{ANY}" for namespace in kind.namespaces)
+
+
+def _streams(service: str, kind: ServiceKind) -> str:
+    """The request streams of a service: one per partition, or its one stream."""
+    if kind.partitioned:
+        return request_stream(service, ANY)
+    return request_stream(service)
 
 
 def gateway_user() -> User:
@@ -225,7 +238,7 @@ def gateway_user() -> User:
             Grant(("zrangebyscore",), keys=(f"%R~{REVOKED}",)),
             REGISTRY_READ,
             Grant(
-                ("subscribe", "unsubscribe"),
+                ("subscribe", "unsubscribe", "ssubscribe", "sunsubscribe"),
                 channels=(reply_channel(ANY), f"{EVENT_CHANNEL_PREFIX}{ANY}", REVOCATIONS),
             ),
         ),
@@ -242,8 +255,11 @@ def service_user(service: str, kind: ServiceKind, *, name: str | None = None) ->
         name or username(service),
         (
             Grant(BASICS),
-            Grant(SERVICE_BUS, keys=(f"~{request_stream(service)}",)),
-            Grant(("publish",), channels=(reply_channel(ANY), *_event_channels(kind.namespaces))),
+            Grant(SERVICE_BUS, keys=(f"~{_streams(service, kind)}",)),
+            Grant(
+                ("publish", "spublish"),
+                channels=(reply_channel(ANY), *_event_channels(service, kind)),
+            ),
             # Scripts run with the caller's permissions: every command they call, on the
             # keys they touch, must be allowed here, beside EVALSHA itself.
             Grant((*_SCRIPTING, *kind.commands), keys=keys),

@@ -58,10 +58,11 @@ REGISTRY_ALIVE = "{registry}:alive"
 REGISTRY_KEYS = (REGISTRY_OWNERS, REGISTRY_SERVICES, REGISTRY_ALIVE)
 
 
-def request_stream(service: str, partition: int | None = None) -> str:
+def request_stream(service: str, partition: int | str | None = None) -> str:
     """The Redis Stream one partition of a service reads its requests from (consumer group =
-    service name): ``svc:{bids.0}:requests``. ``partition`` None: the one stream of a service
-    that announces no partitions, ``svc:<service>:requests``."""
+    service name): ``svc:{bids.0}:requests`` (``partition`` ``"*"``: the pattern of them all).
+    ``partition`` None: the one stream of a service that announces no partitions,
+    ``svc:<service>:requests``."""
     if partition is None:
         return f"svc:{service}:requests"
     return f"svc:{partition_tag(service, partition)}:requests"
@@ -140,6 +141,10 @@ class Partitions:
     def stream(self, partition: int) -> str:
         """Partition ``partition``'s request stream."""
         return request_stream(self.service, partition)
+
+    def streams(self) -> list[str]:
+        """Every partition's request stream, in order."""
+        return [request_stream(self.service, partition) for partition in self]
 
     def event_channel(self, channel: str) -> str:
         """The pub/sub channel of the events of client channel ``channel``, one of this

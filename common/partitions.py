@@ -43,8 +43,9 @@ def partition_of(entity: str, partitions: int) -> int:
     return crc_hqx(entity.encode(), 0) % SLOTS % partitions
 
 
-def partition_tag(service: str, partition: int) -> str:
-    """The hash tag every name of one partition of ``service`` carries: ``{bids.0}``.
+def partition_tag(service: str, partition: int | str) -> str:
+    """The hash tag every name of one partition of ``service`` carries: ``{bids.0}`` (with
+    ``partition`` ``"*"``, the ACL pattern of them all).
 
     It comes right after the name's fixed prefix (``bids:{bids.0}:auction:a1``), before
     anything a client chose, so it is always the name's first tag.

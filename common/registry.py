@@ -282,14 +282,15 @@ class Registry:
             return request_stream(service, 0)
         return request_stream(service, partition_of(entity, partitions))
 
-    def channel_stream(self, service: str, channel: str) -> str:
-        """The stream a request about client channel ``channel`` goes to in ``service``
-        (a ``subscribe`` to its owner, a presence ``track``): the partition of the
-        channel's entity (:func:`common.partitions.channel_entity`)."""
+    def entity_stream(self, service: str, entity: str) -> str:
+        """The stream of the partition of ``service`` that holds ``entity``: for a
+        ``subscribe`` to a channel's owner, the channel's entity
+        (:func:`common.partitions.channel_entity`); for a presence notification, the tracked
+        channel."""
         partitions = self.partitions(service)
         if partitions is None:
             return request_stream(service)
-        return request_stream(service, partition_of(channel_entity(channel), partitions))
+        return request_stream(service, partition_of(entity, partitions))
 
     def event_channel(self, channel: str) -> str:
         """The pub/sub channel of client channel ``channel``'s events: tagged with the

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import sys
 from collections.abc import AsyncIterator, Callable
@@ -152,6 +153,8 @@ def create_service_app(
     at start, the announcement is retried until it does, the service unready meanwhile.
     """
     metrics = ServiceMetrics(settings.service)
+    # Gateways route by what is announced: the partitions, with the service's own entities.
+    offer = dataclasses.replace(offer, partitions=settings.partitions)
     worker_box: list[ServiceWorker] = []
     redis_box: list[Redis] = []
 
@@ -222,7 +225,7 @@ def create_service_app(
             extra={
                 "service": settings.service,
                 "consumer": worker.consumer,
-                "stream": worker.stream,
+                "streams": ",".join(worker.streams),
                 "group": worker.group,
                 "redis": settings.bus.redis_target,
             },

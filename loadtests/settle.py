@@ -63,14 +63,23 @@ class InFlight:
 
 
 def wait_for_stream(redis_url: str, service: str, deadline: float) -> bool:
-    """Wait until every request in ``service``'s stream was handled and acknowledged.
+    """Wait until every request in ``service``'s streams (one per partition) was handled and
+    acknowledged.
 
     Returns:
         True once drained; False if requests were still waiting at ``deadline`` (monotonic).
     """
     with redis.Redis.from_url(redis_url) as client:
+        streams = [
+            name.decode()
+            for name in client.scan_iter(match=request_stream(service, "*"), _type="stream")
+        ]
         while True:
-            groups = cast("list[dict[str, Any]]", client.xinfo_groups(request_stream(service)))
+            groups = [
+                group
+                for stream in streams
+                for group in cast("list[dict[str, Any]]", client.xinfo_groups(stream))
+            ]
             if all(int(g["pending"]) == 0 and int(g.get("lag") or 0) == 0 for g in groups):
                 return True
             if time.monotonic() >= deadline:

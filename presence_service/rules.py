@@ -51,6 +51,7 @@ OFFER: Final = Offer(
     "presence",
     REQUESTS,
     (Namespace("presence", "presence", Access.AUTHENTICATED, history=False),),
+    partitions=1,
 )
 
 #: The client channel of channel C's presence events is PRESENCE_CHANNEL_PREFIX + C.

@@ -7,13 +7,14 @@ change, so that the order of events on a channel is the order of the changes.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Final
 
 from redis.asyncio import Redis
 from redis.exceptions import ResponseError
 
 from common.keys import EVENT_CHANNEL_PREFIX, GATEWAY_LEASES, service_prefix
 from common.lua import ScriptCall, Scripts, id_nonce, text
+from common.partitions import partition_tag
 from presence_service.rules import (
     PRESENCE_CHANNEL_PREFIX,
     Applied,
@@ -26,6 +27,10 @@ from presence_service.rules import (
 
 
 __all__ = ["PresenceStore"]
+
+#: Events go to partition 0's channels: the service has one partition until it takes
+#: its Partitions (docs/bus.md "Partitions").
+_TAG: Final = partition_tag("presence", 0)
 
 _SCRIPTS = ("track", "untrack", "drop", "reap", "expire", "list")
 #: ``list`` runs without lib.lua, whose common arguments it does not take.
@@ -94,7 +99,7 @@ class PresenceStore:
         return outcomes
 
     def _common_args(self) -> list[str]:
-        return [self.prefix, PRESENCE_CHANNEL_PREFIX, EVENT_CHANNEL_PREFIX, id_nonce()]
+        return [self.prefix, PRESENCE_CHANNEL_PREFIX, f"{EVENT_CHANNEL_PREFIX}{_TAG}:", id_nonce()]
 
     def _change_call(self, change: Change) -> ScriptCall:
         args = [

@@ -14,6 +14,7 @@ from functools import partial
 from common.codec import dump_client
 from common.envelope import Reply
 from common.errors import CloseCode
+from common.partitions import channel_entity
 from common.revocation import Revocation
 from realtime_gateway.frames import text_frame
 from realtime_gateway.gateway import Gateway
@@ -128,7 +129,9 @@ class Connection:
             case Close():
                 self.outbox.close(action.code, action.reason)
             case Notify():
-                gateway.router.notify(self, PRESENCE, action.kind, action.data)
+                gateway.router.notify(
+                    self, PRESENCE, action.kind, action.data, partition=action.partition
+                )
             case Activate():
                 gateway.hub.activate(action.channel, self, after=action.after)
             case Leave():
@@ -138,7 +141,8 @@ class Connection:
             case AskOwner():
                 on_answer = partial(self._owner_answered, action)
                 service, data = action.service, action.data
-                gateway.router.request(self, service, "subscribe", data, on_answer)
+                entity = channel_entity(action.channel)
+                gateway.router.request(self, service, "subscribe", data, on_answer, entity=entity)
             case ServerJoin():
                 spawn(self._join_all(action.joining))
             case CatchUp():

@@ -30,7 +30,7 @@ from common.bus.listener import PubSubListener
 from common.codec import dump_client, load_bus
 from common.envelope import Event, Reply, position_key
 from common.errors import CloseCode, ProtocolError
-from common.keys import event_channel
+from common.partitions import channel_entity
 from common.registry import RegistryView
 from realtime_gateway.frames import text_frame
 from realtime_gateway.metrics import GatewayMetrics
@@ -104,6 +104,8 @@ class Hub:
         self._pending: dict[str, dict[Subscriber, _Held]] = {}
         self._members: dict[str, int] = {}
         self._ready: dict[str, asyncio.Future[None]] = {}
+        #: Channel -> the pub/sub channel of its events the listener subscribed to.
+        self._bus_names: dict[str, str] = {}
 
     @property
     def channel_count(self) -> int:
@@ -125,8 +127,10 @@ class Hub:
             ready = asyncio.get_running_loop().create_future()
             self._ready[channel] = ready
             self._metrics.channels.set(len(self._members))
+            # The name is kept: the one to unsubscribe from, whatever the registry says by then.
+            bus_name = self._bus_names[channel] = self._registry.current.event_channel(channel)
             try:
-                await self._listener.subscribe(event_channel(channel))
+                await self._listener.subscribe(bus_name)
             finally:
                 # Even if this joiner is cancelled: the listener keeps the channel wanted
                 # and subscribes again after any reconnect, so later joiners need not wait.
@@ -194,7 +198,7 @@ class Hub:
         del self._ready[channel]
         self._last.pop(channel, None)
         self._metrics.channels.set(len(self._members))
-        self._listener.unsubscribe(event_channel(channel))
+        self._listener.unsubscribe(self._bus_names.pop(channel))
 
     def on_event(self, channel: str, body: bytes) -> None:
         """Fan one bus event out to the local subscribers of its channel."""
@@ -272,6 +276,7 @@ class Hub:
             "subscribe",
             {"channel": recovery.channel, "since": recovery.since},
             lambda reply, why: self._answered(recovery, reply),
+            entity=channel_entity(recovery.channel),
         )
 
     def _answered(self, recovery: _Recovery, reply: Reply | None) -> None:

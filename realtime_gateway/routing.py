@@ -20,6 +20,8 @@ from common.bus.producer import RequestProducer
 from common.codec import load_bus, pack_bus
 from common.envelope import Reply, ReplyAddress, ReplyBatch, Request, parse_envelope
 from common.errors import ErrorCode, ProtocolError, ServiceError
+from common.keys import request_stream
+from common.registry import RegistryView
 from realtime_gateway.metrics import GatewayMetrics
 
 
@@ -58,8 +60,11 @@ class Router:
         *,
         timeout: float,
         metrics: GatewayMetrics,
+        registry: RegistryView | None = None,
     ) -> None:
+        """``registry``: the services' partitions, which say the stream of each request."""
         self.gateway_id = gateway_id
+        self._registry = registry or RegistryView()
         self._producer = producer_factory(self._failed)
         self._timeout = timeout
         self._metrics = metrics
@@ -81,9 +86,12 @@ class Router:
         on_reply: ReplyCallback,
         *,
         prior: tuple[dict[str, Any], ...] = (),
+        entity: str | None = None,
     ) -> None:
         """Send a request to ``service``; ``on_reply`` is called exactly once.
 
+        It goes to the stream of the partition of ``entity`` (a ``subscribe``'s channel
+        entity), else of the entity the service announced for ``request_type``.
         ``prior``: notifications the service must have applied before it handles this one.
         """
         request = Request(
@@ -112,12 +120,25 @@ class Router:
         self._pending[request.id] = _Pending(service, on_reply, now, now + self._timeout)
         if self._sweeper is None:
             self._sweeper = loop.call_at(now + self._timeout, self._sweep)
-        self._producer.send(service, request.id, body, reply_to=reply_to)
+        registry = self._registry.current
+        stream = (
+            registry.request_stream(service, request_type, data)
+            if entity is None
+            else registry.entity_stream(service, entity)
+        )
+        self._producer.send(stream, request.id, body, reply_to=reply_to)
 
     def notify(
-        self, connection: Caller, service: str, request_type: str, data: dict[str, Any]
+        self,
+        connection: Caller,
+        service: str,
+        request_type: str,
+        data: dict[str, Any],
+        *,
+        partition: int = 0,
     ) -> None:
-        """Send a notification: handled by the service, never answered."""
+        """Send a notification to partition ``partition`` of ``service``: handled by the
+        service, never answered."""
         request = Request(
             type=request_type,
             data=data,
@@ -127,7 +148,9 @@ class Router:
             noreply=True,
         )
         # Kept and sent again if Redis is unreachable: a lost one would leave the service wrong.
-        self._producer.send(service, request.id, pack_bus(request.to_wire()), retry=True)
+        partitioned = self._registry.current.partitions(service) is not None
+        stream = request_stream(service, partition if partitioned else None)
+        self._producer.send(stream, request.id, pack_bus(request.to_wire()), retry=True)
 
     def on_message(self, body: bytes) -> None:
         """Handle one message from this gateway's reply channel."""

@@ -18,7 +18,7 @@ from common.announcer import RegistryReader
 from common.auth import ClaimRules
 from common.bus.listener import PubSubListener
 from common.bus.producer import RequestProducer
-from common.keys import EVENT_CHANNEL_PREFIX, REVOCATIONS, reply_channel
+from common.keys import EVENT_CHANNEL_PREFIX, REVOCATIONS, client_channel, reply_channel
 from common.registry import Registry
 from common.revocation import RevocationSet
 from realtime_gateway.edge import Edge
@@ -50,8 +50,13 @@ def build_gateway(
     def producer(on_failure: Callable[[list[str], BaseException], None]) -> RequestProducer:
         return RequestProducer(redis, maxlen=settings.bus.stream_maxlen, on_failure=on_failure)
 
+    registry = RegistryReader(redis, settings.bus.registry_poll, on_error=metrics.bus_errors.inc)
     router = Router(
-        settings.gateway_id, producer, timeout=settings.request_timeout, metrics=metrics
+        settings.gateway_id,
+        producer,
+        timeout=settings.request_timeout,
+        metrics=metrics,
+        registry=registry.view,
     )
     connections: dict[str, Revocable] = {}
     revocations = RevocationSet()
@@ -61,7 +66,7 @@ def build_gateway(
         if channel == replies:
             router.on_message(body)
         elif channel.startswith(EVENT_CHANNEL_PREFIX):
-            hub.on_event(channel[len(EVENT_CHANNEL_PREFIX) :], body)
+            hub.on_event(client_channel(channel), body)
         elif channel == REVOCATIONS:
             revoker.on_message(body)
 
@@ -78,7 +83,6 @@ def build_gateway(
         on_error=metrics.bus_errors.inc,
         on_reconnect=on_reconnect,
     )
-    registry = RegistryReader(redis, settings.bus.registry_poll, on_error=metrics.bus_errors.inc)
     metrics.registry_services.set_function(lambda: _alive_services(registry.view.current))
     hub = Hub(listener, router, metrics, registry.view)
     tokens = settings.tokens

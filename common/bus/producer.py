@@ -13,7 +13,6 @@ from redis.asyncio import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError, RedisError
 
 from common.bus.backoff import Backoff
-from common.keys import request_stream
 from common.redis_client import COMMAND_TIMEOUT
 from common.resp import LazyConnection, bulk, command_head
 
@@ -52,7 +51,7 @@ class RequestProducer:
         self._maxlen = maxlen
         self._on_failure = on_failure
         self._connection = LazyConnection(redis)
-        #: Each service's XADD up to the body, with and without a reply address.
+        #: Each stream's XADD up to the body, with and without a reply address.
         self._heads: dict[str, tuple[bytes, bytes]] = {}
         #: Pipelines written: one round trip each.
         self.round_trips = 0
@@ -64,28 +63,29 @@ class RequestProducer:
 
     def send(
         self,
-        service: str,
+        stream: str,
         request_id: str,
         body: bytes,
         *,
         retry: bool = False,
         reply_to: bytes | None = None,
     ) -> None:
-        """Queue one request; it is appended within this loop turn, or reported or retried.
+        """Queue one request for ``stream`` (a service's, or one of its partitions'); it is
+        appended within this loop turn, or reported or retried.
 
         ``reply_to``, a packed :class:`~common.envelope.ReplyAddress`, goes in field ``r``
         beside ``e``: a service that cannot decode ``e`` can still refuse the request.
         """
-        heads = self._heads.get(service) or self._head(service)
+        heads = self._heads.get(stream) or self._head(stream)
         if reply_to is None:
             payload = heads[0] + bulk(body)
         else:
             payload = heads[1] + bulk(body) + _REPLY_FIELD + bulk(reply_to)
         self._queue(_Entry(payload, request_id, retry))
 
-    def _head(self, service: str) -> tuple[bytes, bytes]:
-        start = (b"XADD", request_stream(service), b"MAXLEN", b"~", self._maxlen, b"*", b"e")
-        heads = self._heads[service] = (
+    def _head(self, stream: str) -> tuple[bytes, bytes]:
+        start = (b"XADD", stream, b"MAXLEN", b"~", self._maxlen, b"*", b"e")
+        heads = self._heads[stream] = (
             command_head(len(start) + 1, *start),
             command_head(len(start) + 3, *start),
         )

@@ -9,18 +9,19 @@ from redis.asyncio.client import Pipeline
 
 from common.codec import pack_bus
 from common.envelope import Event
-from common.keys import event_channel
+from common.keys import Partitions
 
 
 __all__ = ["event_message", "publish_event"]
 
 
-def event_message(event: Event) -> tuple[str, bytes]:
-    """The pub/sub channel and body that carry ``event``."""
-    return event_channel(event.channel), pack_bus(event.to_wire())
+def event_message(owner: Partitions, event: Event) -> tuple[str, bytes]:
+    """The pub/sub channel and body that carry ``event``, of a channel of ``owner``'s."""
+    return owner.event_channel(event.channel), pack_bus(event.to_wire())
 
 
-async def publish_event(redis: Redis | Pipeline, event: Event) -> Any:
-    """Publish ``event`` (on a pipeline, queue it; the caller executes)."""
-    channel, body = event_message(event)
+async def publish_event(redis: Redis | Pipeline, owner: Partitions, event: Event) -> Any:
+    """Publish ``event``, of a channel of ``owner``'s (on a pipeline, queue it; the caller
+    executes)."""
+    channel, body = event_message(owner, event)
     return await redis.publish(channel, body)

@@ -33,7 +33,7 @@ from common.bus.backoff import Backoff
 from common.codec import load_bus, pack_bus, pack_bus_with_packed
 from common.envelope import Reply, ReplyAddress, ReplyBatch, Request, parse_envelope
 from common.errors import ErrorCode, ServiceError
-from common.keys import reply_channel, request_stream
+from common.keys import Partitions, reply_channel
 from common.log import trace_id
 from common.redis_client import COMMAND_TIMEOUT, MAX_BLOCK
 from common.resp import LazyConnection, command
@@ -102,7 +102,9 @@ class _NoObserver:
 
 
 class ServiceWorker:
-    """Reads a service's request stream as one consumer of the service's group."""
+    """Reads a service's request streams, one per partition, as one consumer of the
+    service's group: each stream has a reader of its own (its own connection, its own
+    blocking read, its own claims), and each read's requests go to the handler together."""
 
     def __init__(
         self,
@@ -111,20 +113,70 @@ class ServiceWorker:
         handler: BatchHandler,
         observer: WorkerObserver | None = None,
     ) -> None:
+        observer = observer or _NoObserver()
+        self.streams = tuple(Partitions(settings.service, settings.partitions).streams())
+        self.group = settings.service
+        self.consumer = f"{settings.service}-{settings.instance}"
+        self._backlogs: dict[str, Backlog] = {}
+        self._observer = observer
+        self._readers = [
+            _StreamReader(redis, settings, handler, observer, stream, self._sampled)
+            for stream in self.streams
+        ]
+
+    @property
+    def alive(self) -> bool:
+        """Whether every stream is being read (false after a Redis failure, until the next
+        read succeeds)."""
+        return all(reader.alive for reader in self._readers)
+
+    async def run(self) -> None:
+        """Consume every stream until cancelled; reconnect with backoff after Redis failures."""
+        async with asyncio.TaskGroup() as group:
+            for reader in self._readers:
+                group.create_task(reader.run(), name=f"{self.consumer} {reader.stream}")
+
+    def _sampled(self, stream: str, backlog: Backlog) -> None:
+        """One stream's sample; the service's backlog is that of all its streams."""
+        self._backlogs[stream] = backlog
+        samples = self._backlogs.values()
+        lags = [sample.lag for sample in samples]
+        self._observer.backlog(
+            Backlog(
+                length=sum(sample.length for sample in samples),
+                pending=sum(sample.pending for sample in samples),
+                lag=None if None in lags else sum(lag or 0 for lag in lags),
+                consumers=max(sample.consumers for sample in samples),
+            )
+        )
+
+
+class _StreamReader:
+    """One stream of a service, read as one consumer of the service's group."""
+
+    def __init__(
+        self,
+        redis: Redis,
+        settings: ServiceSettings,
+        handler: BatchHandler,
+        observer: WorkerObserver,
+        stream: str,
+        on_backlog: Callable[[str, Backlog], None],
+    ) -> None:
         self._redis = redis
         self._settings = settings
         self._handler = handler
-        self._observer = observer or _NoObserver()
-        self.stream = request_stream(settings.service)
+        self._observer = observer
+        self._on_backlog = on_backlog
+        self.stream = stream
         self.group = settings.service
         self.consumer = f"{settings.service}-{settings.instance}"
         self.alive = False
-        # Reads and acknowledgements, one after the other, on a connection of the worker's
+        # Reads and acknowledgements, one after the other, on a connection of the reader's
         # own that skips redis-py's per-command work (common/resp.py); handlers use redis.
         self._connection = LazyConnection(redis)
 
     async def run(self) -> None:
-        """Consume until cancelled; reconnect with backoff after Redis failures."""
         try:
             await self._consume()
         finally:
@@ -238,13 +290,14 @@ class ServiceWorker:
                     if each["name"] not in (self.consumer, self.consumer.encode())
                     and int(each["idle"]) < self._settings.claim_idle_ms
                 )
-                self._observer.backlog(
+                self._on_backlog(
+                    self.stream,
                     Backlog(
                         length=int(length),
                         pending=int(group["pending"]),
                         lag=None if lag is None else int(lag),
                         consumers=seen,
-                    )
+                    ),
                 )
 
     async def _process(self, entries: list[Any]) -> list[bytes]:

@@ -134,6 +134,9 @@ class Notify:
 
     kind: str
     data: dict[str, Any]
+    #: The presence partition it goes to (docs/bus.md "Partitions"): that of its channel
+    #: for a track or untrack, one of those the connection was tracked in for a drop.
+    partition: int = 0
 
 
 @dataclass(slots=True)

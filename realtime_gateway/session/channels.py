@@ -12,6 +12,7 @@ from typing import Any
 from common.envelope import Reply
 from common.errors import CloseCode, ErrorCode, ProtocolError
 from common.namespaces import Access
+from common.partitions import partition_of
 from common.registry import RegistryView
 from realtime_gateway.protocol import (
     Ref,
@@ -67,6 +68,7 @@ class ChannelSession:
         "_awaiting",
         "_link",
         "_presence",
+        "_presence_partitions",
         "_presence_seq",
         "_registry",
         "_settings",
@@ -91,6 +93,9 @@ class ChannelSession:
         #: a track, negative for an untrack; empty once the connection's drop is sent.
         self._presence: dict[str, int] = {}
         self._presence_seq = 0
+        #: The presence partitions told of this connection: each keeps a record of it,
+        #: which only a drop sent there ends.
+        self._presence_partitions: set[int] = set()
         #: What the connection's one timer is for (see ``Session.timer_fired``), or None.
         self._timer: object | None = None
 
@@ -107,14 +112,20 @@ class ChannelSession:
 
     def finish(self, close_code: int | None = None) -> list[Action]:
         """Release everything the connection holds, once it is gone."""
-        if self._presence:
+        if self._presence_partitions:
             # Even with no channel left: presence keeps a record of every connection it was
             # told of, which the drop ends now rather than when the gateway's lease would.
+            # One drop per partition told, with the channels still tracked there.
             code = self._link.close_code or close_code
-            tracked = sorted(channel for channel, seq in self._presence.items() if seq > 0)
             restart = code == CloseCode.SERVICE_RESTART
-            self._tell_presence("drop", {"channels": tracked, "restart": restart})
+            tracked: dict[int, list[str]] = {p: [] for p in self._presence_partitions}
+            for channel in sorted(channel for channel, seq in self._presence.items() if seq > 0):
+                tracked.setdefault(self._presence_partition(channel), []).append(channel)
+            for partition, channels in sorted(tracked.items()):
+                drop = {"channels": channels, "restart": restart}
+                self._tell_presence("drop", drop, partition)
             self._presence.clear()
+            self._presence_partitions.clear()
         if self._timer is not None:
             self._timer = None
             self._actions.append(STOP_TIMER)
@@ -334,13 +345,21 @@ class ChannelSession:
 
     # Presence notifications.
 
-    def _tell_presence(self, kind: str, data: dict[str, Any]) -> int:
+    def _tell_presence(self, kind: str, data: dict[str, Any], partition: int | None = None) -> int:
+        """Notify presence (of ``data``'s channel, in its partition, unless ``partition``)."""
         # The sequence lets several presence instances apply one connection's changes in
         # the order they happened, whichever instance reads which.
         self._presence_seq += 1
         data["seq"] = self._presence_seq
-        self._actions.append(Notify(kind, data))
+        if partition is None:
+            partition = self._presence_partition(data["channel"])
+            self._presence_partitions.add(partition)
+        self._actions.append(Notify(kind, data, partition))
         return self._presence_seq
+
+    def _presence_partition(self, channel: str) -> int:
+        """The presence partition of tracked channel ``channel`` (its entity there)."""
+        return partition_of(channel, self._registry.current.partitions(PRESENCE) or 1)
 
     def _remember(self, channel: str, seq: int) -> None:
         """Keep ``seq`` (negative for an untrack) as the channel's last notification."""

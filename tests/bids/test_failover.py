@@ -28,7 +28,7 @@ def processes(launcher: Launcher) -> tuple[ManagedProcess, ManagedProcess, Manag
 
 
 async def _pending_of(bus: Redis, consumer: str) -> int:
-    summary: dict[str, Any] = await bus.xpending(request_stream("bids"), "bids")
+    summary: dict[str, Any] = await bus.xpending(request_stream("bids", 0), "bids")
     for entry in summary.get("consumers") or ():
         if entry["name"] in (consumer, consumer.encode()):
             return int(entry["pending"])
@@ -79,7 +79,7 @@ async def test_sigkill_with_requests_pending(
         assert [event["key"] for event in await history(bus, auction)] == [f"k-{auction}"]
 
     async def nothing_pending() -> bool:
-        summary: dict[str, Any] = await bus.xpending(request_stream("bids"), "bids")
+        summary: dict[str, Any] = await bus.xpending(request_stream("bids", 0), "bids")
         return int(summary["pending"]) == 0
 
     await wait_until(nothing_pending, what="every request acknowledged")

@@ -130,7 +130,7 @@ async def test_a_request_delivered_twice_has_one_effect(
     async with asyncio.timeout(10):
         await pubsub.get_message(timeout=1.0)  # the subscribe confirmation
         for _ in range(2):
-            await bus.xadd(request_stream("bids"), {b"e": pack_bus(request.to_wire())})
+            await bus.xadd(request_stream("bids", 0), {b"e": pack_bus(request.to_wire())})
         while len(replies) < 2:
             message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=1.0)
             if message is not None:

@@ -162,7 +162,7 @@ async def test_requests_without_a_verdict_at_the_bound_are_said_not_lost(
 
         async def every_bidder_waits() -> bool:
             # A stopped instance still gets the entries Redis hands its blocked read: pending.
-            groups = await bus.xinfo_groups(request_stream("bids"))
+            groups = await bus.xinfo_groups(request_stream("bids", 0))
             return sum(int(g["pending"]) + int(g["lag"] or 0) for g in groups) >= USERS
 
         await wait_until(every_bidder_waits, within=10.0, what="a request of every bidder queued")

@@ -20,11 +20,11 @@ from pathlib import Path
 import pytest
 from redis.asyncio import Redis
 
-from common.bus.publisher import publish_event
 from common.envelope import Event
 from devtools.redis_server import RedisServer
 from tests.chat.support import ChatClient, cut_pubsub, is_message, name, start_chat
 from tests.support.client import StalledClient, make_token
+from tests.support.owners import publish
 from tests.support.processes import ManagedProcess, start_gateway, wait_all_ready
 from tests.support.waiting import MS, Deadline, wait_until
 
@@ -314,7 +314,7 @@ async def test_big_replies_to_a_client_that_stopped_reading_count_against_the_ou
 
         async def fill() -> None:
             n = next(fills)
-            await publish_event(bus, Event(filler, "fill", {"n": n, "pad": "x" * 8192}))
+            await publish(bus, Event(filler, "fill", {"n": n, "pad": "x" * 8192}))
             await gateway.metric_reaches("rt_gateway_deliveries_total", delivered + n)
 
         await stalled.fill_server_kernel(gateway.port, fill)

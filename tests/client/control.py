@@ -81,7 +81,7 @@ class Control:
 
     def stream_length(self, service: str) -> dict[str, Any]:
         with redis.Redis.from_url(self.redis_url) as client:
-            return {"length": int(client.xlen(request_stream(service)))}
+            return {"length": int(client.xlen(request_stream(service, 0)))}
 
     def outage(self, gateway_id: str, room: str) -> dict[str, Any]:
         with redis.Redis.from_url(self.redis_url, decode_responses=True) as client:

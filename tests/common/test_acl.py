@@ -13,7 +13,7 @@ from redis.exceptions import NoPermissionError
 from common import acl
 from common.codec import pack_bus
 from common.envelope import Reply
-from common.keys import GATEWAY_LEASES, event_channel, reply_channel, request_stream
+from common.keys import GATEWAY_LEASES, Partitions, event_channel, reply_channel, request_stream
 from devtools.redis_server import RedisServer
 
 
@@ -63,7 +63,7 @@ def test_chat_is_refused_on_bids_keys_streams_and_presence_scripts(server: Redis
     """The chat user gets NOPERM on a bids key, the bids stream and a presence script."""
     with redis.Redis.from_url(server.url) as admin:
         admin.hset("bids:auction:a1", mapping={"id": "a1"})
-        admin.xgroup_create(request_stream("bids"), "bids", id="0", mkstream=True)
+        admin.xgroup_create(request_stream("bids", 0), "bids", id="0", mkstream=True)
         # presence's "list" script, as presence_service/store.py loads it (it stands alone).
         list_sha = admin.script_load((REPO_ROOT / "presence_service/lua/list.lua").read_text())
     with as_user(server, "chat") as chat:
@@ -71,25 +71,28 @@ def test_chat_is_refused_on_bids_keys_streams_and_presence_scripts(server: Redis
         with pytest.raises(NoPermissionError):
             chat.hgetall("bids:auction:a1")
         with pytest.raises(NoPermissionError):
-            chat.xadd(request_stream("bids"), {"e": b"x"})
+            chat.xadd(request_stream("bids", 0), {"e": b"x"})
         with pytest.raises(NoPermissionError):
-            chat.xreadgroup("bids", "chat-spy", {request_stream("bids"): ">"}, count=1)
+            chat.xreadgroup("bids", "chat-spy", {request_stream("bids", 0): ">"}, count=1)
         with pytest.raises(NoPermissionError):
             chat.evalsha(list_sha, 1, "presence:ch:chat:general", "", "10")
         with pytest.raises(NoPermissionError):
-            chat.publish(event_channel("auction:a1"), b"forged")
+            chat.publish(Partitions("bids").event_channel("auction:a1"), b"forged")
 
 
 def test_a_gateway_user_cannot_publish_a_forged_reply_or_event(server: RedisServer) -> None:
     """The gateway user may subscribe and append requests but is refused every PUBLISH."""
     forged = pack_bus(Reply("r-1", "gw-victim.1", data={"forged": True}).to_wire())
     with as_user(server, "gateway") as gateway:
-        assert gateway.xadd(request_stream("chat"), {"e": b"x"})
+        assert gateway.xadd(request_stream("chat", 0), {"e": b"x"})
+        assert gateway.xadd(request_stream("poll"), {"e": b"x"})
         assert gateway.zadd(GATEWAY_LEASES, {"gw-a": 1}) == 1
         with pytest.raises(NoPermissionError):
             gateway.publish(reply_channel("gw-victim"), forged)
         with pytest.raises(NoPermissionError):
-            gateway.publish(event_channel("chat:general"), forged)
+            gateway.publish(Partitions("chat").event_channel("chat:general"), forged)
+        with pytest.raises(NoPermissionError):
+            gateway.spublish(Partitions("chat").event_channel("chat:general"), forged)
         with pytest.raises(NoPermissionError):
             gateway.xadd(GATEWAY_LEASES + ":x", {"e": b"x"})  # XADD only on request streams
         with pytest.raises(NoPermissionError):
@@ -98,16 +101,24 @@ def test_a_gateway_user_cannot_publish_a_forged_reply_or_event(server: RedisServ
 
 def test_services_publish_replies_and_only_their_own_events(server: RedisServer) -> None:
     """A service may reply to any gateway and publish in its own namespaces, no other."""
-    for kind, own, foreign in (
-        ("chat", "chat:general", "auction:a1"),
-        ("bids", "auction:a1", "presence:chat:general"),
-        ("presence", "presence:chat:general", "chat:general"),
+    for kind, own, foreign, owner in (
+        ("chat", "chat:general", "auction:a1", "bids"),
+        ("bids", "auction:a1", "presence:chat:general", "presence"),
+        ("presence", "presence:chat:general", "chat:general", "chat"),
     ):
+        mine = Partitions(kind, 3)
         with as_user(server, kind) as service:
             assert service.publish(reply_channel("gw-1"), b"r") == 0
-            assert service.publish(event_channel(own), b"e") == 0
-            with pytest.raises(NoPermissionError):
-                service.publish(event_channel(foreign), b"e")
+            assert service.publish(mine.event_channel(own), b"e") == 0
+            assert service.spublish(mine.event_channel(own), b"e") == 0
+            for forged in (
+                Partitions(owner).event_channel(foreign),
+                # Its own tag on another's channel, or no tag: refused as well.
+                event_channel(foreign, mine.tag(0)),
+                event_channel(own),
+            ):
+                with pytest.raises(NoPermissionError):
+                    service.publish(forged, b"e")
 
 
 def test_only_presence_may_touch_the_gateway_leases(server: RedisServer) -> None:

@@ -47,7 +47,7 @@ def _request(service: str, n: int) -> Request:
 
 
 def _send(producer: RequestProducer, service: str, request: Request) -> None:
-    producer.send(service, request.id, pack_bus(request.to_wire()))
+    producer.send(request_stream(service), request.id, pack_bus(request.to_wire()))
 
 
 async def _connected_producer(redis: Redis, failures: Failures) -> RequestProducer:
@@ -96,7 +96,9 @@ async def test_a_reply_address_is_written_beside_the_request(redis: Redis) -> No
     answered, notified = _request("chat", 1), _request("chat", 2)
     address = ReplyAddress.of(answered)
     reply_to = pack_bus(address.to_wire())
-    producer.send("chat", answered.id, pack_bus(answered.to_wire()), reply_to=reply_to)
+    producer.send(
+        request_stream("chat"), answered.id, pack_bus(answered.to_wire()), reply_to=reply_to
+    )
     _send(producer, "chat", notified)
     await producer.aclose()
     (_, first), (_, second) = await _entries(redis, "chat")
@@ -205,7 +207,7 @@ async def test_a_notification_sent_while_redis_is_down_is_appended_once_it_is_ba
     lost = _request("chat", 2)
     redis_server.stop()
     try:
-        producer.send("presence", kept.id, pack_bus(kept.to_wire()), retry=True)
+        producer.send(request_stream("presence"), kept.id, pack_bus(kept.to_wire()), retry=True)
         _send(producer, "chat", lost)
         await wait_until(lambda: bool(failures.calls), "on_failure", within=30.0)
     finally:

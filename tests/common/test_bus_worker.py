@@ -13,9 +13,11 @@ from common.bus.worker import Outcome, traced
 from common.codec import pack_bus
 from common.envelope import Event, Reply, ReplyAddress, Request
 from common.errors import ServiceError
+from common.keys import Partitions
 from common.log import trace_id
 from tests.common.worker_support import (
     GATEWAY,
+    SERVICE,
     STREAM,
     Handler,
     Replies,
@@ -49,6 +51,42 @@ async def test_requests_are_handled_replied_to_and_acked(
     assert handler.requests == requests
     await wait_until(lambda: _is_acked(redis), "XPENDING to be empty")
     assert running.observer.results == [("chat.echo", "ok")] * 5
+    assert running.worker.alive
+
+
+async def test_every_partition_stream_is_read_and_each_read_handled_alone(
+    redis: Redis, replies: Replies, start_worker: StartWorker
+) -> None:
+    """A worker of a service with 3 partitions reads the 3 streams; each batch it hands the
+    handler comes from one stream, and every request is answered and acknowledged there."""
+    partitions = Partitions(SERVICE, 3)
+    batches: list[list[Request]] = []
+    handler = Handler()
+
+    async def handle(requests: list[Request]) -> list[Outcome]:
+        batches.append(requests)
+        return await handler(requests)
+
+    running = start_worker(handle, partitions=3)
+    assert running.worker.streams == tuple(partitions.streams())
+    sent = {stream: [_request(n=n) for n in range(4)] for stream in partitions.streams()}
+    for stream, requests in sent.items():
+        await _add(redis, *requests, stream=stream)
+    everything = [request for requests in sent.values() for request in requests]
+    await replies.wait(running, *everything)
+    streams = [{request.id for request in requests} for requests in sent.values()]
+    for batch in batches:
+        ids = {request.id for request in batch}
+        assert any(ids <= stream for stream in streams), "a batch mixed streams"
+
+    async def all_acked() -> bool:
+        for stream in partitions.streams():
+            if int((await redis.xpending(stream, SERVICE))["pending"]):
+                return False
+        return True
+
+    await wait_until(all_acked, "every stream's XPENDING to be empty")
+    await wait_until(lambda: running.observer.last_backlog is not None, "a backlog sample")
     assert running.worker.alive
 
 

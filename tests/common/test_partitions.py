@@ -89,7 +89,7 @@ def test_a_partitioned_announcement_routes_by_entity() -> None:
     assert registry.request_stream("bids", "bids.place", {"auction": 5}) == request_stream(
         "bids", 0
     )
-    assert registry.channel_stream("bids", "auction:a1") == place
+    assert registry.entity_stream("bids", "a1") == place
     tag = partition_tag("bids", partition)
     assert registry.event_channel("auction:a1") == event_channel("auction:a1", tag)
 

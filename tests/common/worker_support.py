@@ -39,7 +39,7 @@ __all__ = [
 ]
 
 SERVICE = "chat"
-STREAM = request_stream(SERVICE)
+STREAM = request_stream(SERVICE, 0)
 GATEWAY = "gw-test"
 
 
@@ -139,6 +139,7 @@ async def start_worker_fixture(redis: Redis, redis_url: str) -> AsyncIterator[St
         claim_idle_ms: int = 60_000,
         claim_interval: float = 0.05,
         batch: int = 16,
+        partitions: int = 1,
     ) -> Running:
         settings = ServiceSettings(
             bus=BusSettings(redis_url=Secret(redis_url)),
@@ -147,6 +148,7 @@ async def start_worker_fixture(redis: Redis, redis_url: str) -> AsyncIterator[St
             batch=batch,
             claim_idle_ms=claim_idle_ms,
             claim_interval=claim_interval,
+            partitions=partitions,
         )
         observer = Observer()
         worker = ServiceWorker(redis, settings, handler, observer)
@@ -218,9 +220,9 @@ def _request(kind: str = "chat.echo", *, batch: bool = False, **data: Any) -> Re
     return Request(kind, data, GATEWAY, "conn-1", "alice", batch=batch)
 
 
-async def _add(redis: Redis, *requests: Request) -> None:
+async def _add(redis: Redis, *requests: Request, stream: str = STREAM) -> None:
     for request in requests:
-        await redis.xadd(STREAM, {b"e": pack_bus(request.to_wire())})
+        await redis.xadd(stream, {b"e": pack_bus(request.to_wire())})
 
 
 async def _pending(redis: Redis) -> int:

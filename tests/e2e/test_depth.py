@@ -80,7 +80,7 @@ async def test_the_gateway_writes_each_request_s_reply_address_beside_it(
     """A routed request's stream entry has e and an r naming the same gateway, connection, id."""
     marker = uuid.uuid4().hex
     # To a service with no instance here: a handled entry is deleted from its stream.
-    stream = request_stream("presence")
+    stream = request_stream("presence", 0)
     found: list[dict[bytes, bytes]] = []
 
     async def appended() -> bool:
@@ -112,7 +112,7 @@ async def test_a_service_refuses_a_request_it_cannot_decode_where_r_says(
         await pubsub.subscribe(reply_channel(address.gateway))
         assert await pubsub.get_message(timeout=DEADLINE) is not None  # the confirmation
         fields = {b"e": pack_bus(request.to_wire()), b"r": pack_bus(address.to_wire())}
-        await bus.xadd(request_stream("chat"), fields)  # type: ignore[arg-type]
+        await bus.xadd(request_stream("chat", 0), fields)  # type: ignore[arg-type]
         message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=PROMPT)
         assert message is not None, "no reply from the service"
     finally:
@@ -124,7 +124,7 @@ async def test_a_service_refuses_a_request_it_cannot_decode_where_r_says(
     assert reply.error["code"] == "bad_request"
 
     async def acked() -> bool:
-        summary = await bus.xpending(request_stream("chat"), "chat")
+        summary = await bus.xpending(request_stream("chat", 0), "chat")
         return int(summary["pending"]) == 0
 
     await wait_until(acked, "the refused entry to be acknowledged")

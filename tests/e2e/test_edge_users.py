@@ -169,7 +169,7 @@ async def test_handled_requests_are_trimmed_from_the_stream(
     user_gateway: ManagedProcess, bus: Redis
 ) -> None:
     """Once handled, requests leave the service's stream: it holds what is pending."""
-    stream = request_stream("chat")
+    stream = request_stream("chat", 0)
     count = 200
     async with await connect_user(user_gateway.ws_url, "streamer") as ws:
         for n in range(count):

@@ -12,7 +12,6 @@ import uuid
 import pytest
 from redis.asyncio import Redis
 
-from common.bus.publisher import publish_event
 from common.envelope import Event
 from devtools.net import free_port
 from devtools.redis_server import RedisServer
@@ -30,6 +29,7 @@ from tests.support.client import (
     recv_until,
     send_json,
 )
+from tests.support.owners import publish
 from tests.support.processes import (
     START_TIMEOUT,
     ManagedProcess,
@@ -170,7 +170,7 @@ async def test_redis_restart_recovers_readiness_subscriptions_and_requests(
         deadline = Deadline(RECOVERY)
         event = None
         for attempt in range(1000):
-            await publish_event(bus, Event(channel, "back", {"attempt": attempt}))
+            await publish(bus, Event(channel, "back", {"attempt": attempt}))
             try:
                 event = await recv_json(ws, within=0.2)
                 break

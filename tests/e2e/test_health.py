@@ -7,11 +7,11 @@ import uuid
 import pytest
 from redis.asyncio import Redis
 
-from common.bus.publisher import publish_event
 from common.envelope import Event
-from common.keys import event_channel, reply_channel
+from common.keys import reply_channel
 from tests.e2e.conftest import Launcher
 from tests.support.client import call, connect_user, gateway_id_of, recv_json, send_json
+from tests.support.owners import owner, publish
 from tests.support.processes import ManagedProcess, wait_all_ready
 from tests.support.waiting import wait_until
 
@@ -90,9 +90,9 @@ async def test_gateway_metrics_count_bus_errors(
     errors = await gateway.metric("rt_gateway_bus_errors_total")
     async with await connect_user(gateway.ws_url, "alice") as ws:
         assert (await call(ws, {"type": "subscribe", "channel": channel, "ref": "s"}))["ok"]
-        await bus.publish(event_channel(channel), b"\xc1 not msgpack")
+        await bus.publish(owner(channel).event_channel(channel), b"\xc1 not msgpack")
         await bus.publish(reply_channel(await gateway_id_of(gateway.ws_url)), b"\x93\x01\x02\x03")
-        await publish_event(bus, Event(channel, "fine", {"n": 1}))
+        await publish(bus, Event(channel, "fine", {"n": 1}))
         event = await recv_json(ws)
         assert (event["event"], event["data"]) == ("fine", {"n": 1})
     assert await gateway.metric("rt_gateway_bus_errors_total") == errors + 2

@@ -9,7 +9,6 @@ import pytest
 from redis.asyncio import Redis
 from websockets.asyncio.client import ClientConnection
 
-from common.bus.publisher import publish_event
 from common.envelope import Event
 from tests.e2e.conftest import Launcher
 from tests.support.client import (
@@ -26,6 +25,7 @@ from tests.support.client import (
     recv_json,
     send_json,
 )
+from tests.support.owners import publish
 from tests.support.processes import ManagedProcess, wait_all_ready
 from tests.support.waiting import Deadline, wait_until
 
@@ -238,7 +238,7 @@ async def test_slow_reader_is_closed_4408_while_readers_keep_receiving(
         while published < max_events:
             for _ in range(chunk):
                 event = Event(channel, "tick", {"i": published, "pad": payload})
-                await publish_event(bus, event)
+                await publish(bus, event)
                 published += 1
             # Keep the reader caught up, so that only the stalled client falls behind.
             await _read_events(reader, received, published)
@@ -246,7 +246,7 @@ async def test_slow_reader_is_closed_4408_while_readers_keep_receiving(
                 break
         assert await connections() == 1, f"the stalled client was not closed after {published}"
         for _ in range(chunk):  # the gateway goes on serving the reader
-            await publish_event(bus, Event(channel, "tick", {"i": published, "pad": payload}))
+            await publish(bus, Event(channel, "tick", {"i": published, "pad": payload}))
             published += 1
         await _read_events(reader, received, published)
         assert [frame["data"]["i"] for frame in received] == list(range(published))

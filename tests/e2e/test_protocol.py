@@ -11,7 +11,6 @@ import jwt
 import pytest
 from redis.asyncio import Redis
 
-from common.bus.publisher import publish_event
 from common.envelope import Event
 from tests.e2e.conftest import Launcher
 from tests.support.client import (
@@ -25,6 +24,7 @@ from tests.support.client import (
     recv_until,
     send_json,
 )
+from tests.support.owners import publish
 from tests.support.processes import ManagedProcess, wait_all_ready
 from tests.support.stub_service import channel_key
 
@@ -100,7 +100,7 @@ async def test_presence_subscription_receives_published_events(
             "ok": True,
             "data": {"channel": channel, "position": None},
         }
-        await publish_event(bus, Event(channel, "joined", {"user": "erin"}))
+        await publish(bus, Event(channel, "joined", {"user": "erin"}))
         event = await recv_json(ws)
     assert event == {
         "type": "event",
@@ -121,8 +121,8 @@ async def test_unsubscribe_stops_events(gateway: ManagedProcess, bus: Redis) -> 
         assert reply == {"type": "reply", "ref": "u", "ok": True, "data": {"channel": left}}
         # Both go through the gateway's one pub/sub connection in publish order, so had the
         # first been delivered it would arrive before the second.
-        await publish_event(bus, _event(left, None, {"which": "left"}))
-        await publish_event(bus, _event(kept, None, {"which": "kept"}))
+        await publish(bus, _event(left, None, {"which": "left"}))
+        await publish(bus, _event(kept, None, {"which": "kept"}))
         event = await recv_json(ws)
     assert event["channel"] == kept
     assert event["data"] == {"which": "kept"}
@@ -137,7 +137,7 @@ async def test_chat_subscription_without_since_gets_position_then_live_events(
     async with await connect_user(gateway.ws_url, "grace") as ws:
         reply = await call(ws, {"type": "subscribe", "channel": channel, "ref": "s"})
         assert reply["data"] == {"channel": channel, "position": "7-0"}
-        await publish_event(bus, _event(channel, "8-0"))
+        await publish(bus, _event(channel, "8-0"))
         event = await recv_json(ws)
     assert (event["type"], event["position"], event["data"]) == ("event", "8-0", {"n": "8-0"})
 
@@ -162,7 +162,7 @@ async def test_subscription_since_replays_then_live_events_without_duplicates(
             "ok": True,
             "data": {"channel": channel, "position": "5", "recovered": True},
         }
-        await publish_event(bus, _event(channel, "7"))
+        await publish(bus, _event(channel, "7"))
         await send_json(ws, {"type": "ping", "ref": "end"})
         # The pong may overtake event 7 (it does not travel through Redis): read both.
         frames = [await recv_json(ws) for _ in range(6)]
@@ -223,8 +223,8 @@ async def test_subscription_refused_by_the_owner_is_an_error_reply(
         assert reply["ok"] is False
         assert reply["error"]["code"] == "forbidden"
         assert (await call(ws, {"type": "subscribe", "channel": other, "ref": "o"}))["ok"]
-        await publish_event(bus, _event(refused, "1"))
-        await publish_event(bus, _event(other, None, {"which": "other"}))
+        await publish(bus, _event(refused, "1"))
+        await publish(bus, _event(other, None, {"which": "other"}))
         event = await recv_json(ws)
         assert event["channel"] == other
         reply = await call(ws, {"type": "unsubscribe", "channel": refused, "ref": "u"})

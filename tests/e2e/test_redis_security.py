@@ -110,7 +110,7 @@ async def _last_request(bus: Redis, service: str, ref: str, seen: set[str]) -> R
     found: list[Request] = []
 
     async def appended() -> bool:
-        entries = await bus.xrevrange(request_stream(service), count=1)
+        entries = await bus.xrevrange(request_stream(service, 0), count=1)
         if entries:
             fields = cast("dict[bytes, bytes]", entries[0][1])
             value = parse_envelope(load_bus(fields[b"e"]))
@@ -118,7 +118,7 @@ async def _last_request(bus: Redis, service: str, ref: str, seen: set[str]) -> R
                 found.append(value)
         return bool(found)
 
-    what = f"a request of {ref!r} in {request_stream(service)}"
+    what = f"a request of {ref!r} in {request_stream(service, 0)}"
     await wait_until(appended, what, within=DEADLINE, interval=0.02)
     seen.add(found[0].id)
     return found[0]

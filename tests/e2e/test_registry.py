@@ -10,7 +10,6 @@ import redis
 from redis.asyncio import Redis
 from websockets.asyncio.client import ClientConnection
 
-from common.bus.publisher import publish_event
 from common.envelope import Event
 from common.keys import REGISTRY_OWNERS, request_stream
 from common.service import STARTUP_FAILURE
@@ -19,6 +18,7 @@ from devtools.redis_server import RedisServer
 from tests.e2e.conftest import Launcher
 from tests.support.client import Frame, call, connect_user, recv_until
 from tests.support.orders_service import NAMESPACE, POSITION
+from tests.support.owners import publish
 from tests.support.processes import ManagedProcess, start_process
 from tests.support.waiting import MS, wait_until
 
@@ -77,7 +77,7 @@ async def test_a_new_service_is_routed_to_without_a_gateway_restart(
         # Owner access, with history: the owner's answer (its position) grants it.
         reply = await _answer(ws, {"type": "subscribe", "channel": "orders:42"})
         assert reply["data"] == {"channel": "orders:42", "position": POSITION}
-        await publish_event(bus, Event("orders:42", "shipped", {"carrier": "x"}, position="8-0"))
+        await publish(bus, Event("orders:42", "shipped", {"carrier": "x"}, position="8-0"))
         event, _ = await recv_until(ws, lambda frame: frame.get("type") == "event")
         assert (event["channel"], event["event"], event["data"]) == (
             "orders:42",
@@ -96,7 +96,7 @@ async def test_a_second_claim_of_the_namespace_is_refused_loudly(
     code = rival.wait(timeout=10_000 * MS)
     assert code == STARTUP_FAILURE, rival.describe()
     # It never read its stream (the worker starts once announced).
-    assert await bus.exists(request_stream("rival")) == 0
+    assert await bus.exists(request_stream("rival", 0)) == 0
     log = rival.log_path.read_text()
     assert "namespace 'orders' is owned by 'orders'" in log, log
     assert await bus.hget(REGISTRY_OWNERS, NAMESPACE) == b"orders"
@@ -118,7 +118,7 @@ async def test_a_stopped_service_is_unavailable_once_its_lease_passes(
             return reply["ok"] is False and reply["error"]["code"] == "service_unavailable"
 
         await wait_until(refused, "orders.get refused", within=((TTL + POLL) * 1000 + 3000) * MS)
-        length = await bus.xlen(request_stream("orders"))
+        length = await bus.xlen(request_stream("orders", 0))
         reply = await _answer(ws, {"type": "orders.get", "order": "42"})
         assert reply["error"] == {
             "code": "service_unavailable",
@@ -126,7 +126,7 @@ async def test_a_stopped_service_is_unavailable_once_its_lease_passes(
         }
         reply = await _answer(ws, {"type": "subscribe", "channel": "orders:43"})
         assert reply["error"]["code"] == "service_unavailable"
-        assert await bus.xlen(request_stream("orders")) == length
+        assert await bus.xlen(request_stream("orders", 0)) == length
     # The owner vanished but keeps its namespace until an operator releases it.
     assert await bus.hget(REGISTRY_OWNERS, NAMESPACE) == b"orders"
 
@@ -163,7 +163,7 @@ async def test_a_claim_refused_once_redis_answers_is_fatal_too(
         assert code == STARTUP_FAILURE, rival.describe()
         assert "namespace 'orders' is owned by 'orders'" in rival.log_tail()
         with redis.Redis.from_url(server.url) as client:
-            assert client.exists(request_stream("rival")) == 0
+            assert client.exists(request_stream("rival", 0)) == 0
     finally:
         rival.stop()
         server.stop()

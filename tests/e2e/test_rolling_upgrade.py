@@ -107,7 +107,7 @@ async def test_rolling_upgrade_loses_and_doubles_nothing(
     assert all(reply["data"].get(NEW_FIELD) is True for reply in after_exit)
 
     async def nothing_pending() -> bool:
-        summary: dict[str, Any] = await bus.xpending(request_stream("bids"), "bids")
+        summary: dict[str, Any] = await bus.xpending(request_stream("bids", 0), "bids")
         return int(summary["pending"]) == 0
 
     await wait_until(nothing_pending, what="every request acknowledged")

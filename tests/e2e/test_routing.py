@@ -9,7 +9,6 @@ from collections.abc import Callable
 import pytest
 from redis.asyncio import Redis
 
-from common.bus.publisher import publish_event
 from common.codec import load_bus
 from common.envelope import Event
 from tests.e2e.conftest import Launcher
@@ -24,6 +23,7 @@ from tests.support.client import (
     recv_until,
     send_json,
 )
+from tests.support.owners import publish
 from tests.support.processes import ManagedProcess, wait_all_ready
 from tests.support.stub_service import channel_key
 
@@ -88,7 +88,7 @@ async def test_server_side_subscription_precedes_the_reply(
     async with await connect_user(gateways[0].ws_url, "alice") as ws:
         reply = await call(ws, {"type": "chat.join", "channel": channel, "ref": "j"})
         assert reply["data"] == {"joined": channel}
-        await publish_event(bus, Event(channel, "said", {"text": "hi"}, position="1"))
+        await publish(bus, Event(channel, "said", {"text": "hi"}, position="1"))
         event = await recv_json(ws)
         assert (event["channel"], event["data"]) == (channel, {"text": "hi"})
         reply = await call(ws, {"type": "unsubscribe", "channel": channel, "ref": "u"})
@@ -138,7 +138,7 @@ async def test_event_reaches_subscribers_on_both_gateways(
     try:
         for ws in (first, second):
             assert (await call(ws, {"type": "subscribe", "channel": channel, "ref": "s"}))["ok"]
-        await publish_event(bus, Event(channel, "joined", {"user": "carol"}))
+        await publish(bus, Event(channel, "joined", {"user": "carol"}))
         for ws in (first, second):
             event = await recv_json(ws)
             assert (event["channel"], event["event"], event["data"]) == (

@@ -91,7 +91,7 @@ def test_service_says_what_it_serves(
     parts = urlsplit(bids.env["RT_REDIS_URL"])
     log = _log(bids)
     assert f"service started: health and metrics on http://127.0.0.1:{bids.port}" in log
-    assert "stream=svc:bids:requests group=bids" in log
+    assert "streams=svc:{bids.0}:requests group=bids" in log
     assert f"redis=redis://{parts.hostname}:{parts.port}/0" in log
 
 

@@ -91,7 +91,7 @@ async def presence_request(ws: ClientConnection, kind: str, **data: Any) -> dict
 
 async def settled(bus: Redis, within: float = DEADLINE) -> None:
     """Wait until every notification in the presence stream has been handled."""
-    stream = request_stream("presence")
+    stream = request_stream("presence", 0)
 
     async def done() -> bool:
         if not await bus.exists(stream):

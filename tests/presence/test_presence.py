@@ -201,7 +201,7 @@ async def test_subscribe_request_for_a_presence_channel_is_checked_like_a_list(
             asked = Request(
                 "subscribe", {"channel": "presence:chat:room2"}, "gw-asking", "gw-asking.1", user
             )
-            await bus.xadd(request_stream("presence"), {"e": pack_bus(asked.to_wire())})
+            await bus.xadd(request_stream("presence", 0), {"e": pack_bus(asked.to_wire())})
             async with asyncio.timeout(DEADLINE):
                 message = None
                 while message is None:

@@ -15,9 +15,9 @@ import uuid
 import pytest
 from redis.asyncio import Redis
 
-from common.bus.publisher import publish_event
 from common.envelope import Event
 from tests.presence.support import Cluster, Watcher
+from tests.support import owners
 from tests.support.client import StalledClient, make_token
 from tests.support.processes import ManagedProcess, wait_all_ready
 from tests.support.waiting import wait_until
@@ -69,7 +69,7 @@ async def test_a_stalled_reader_is_released_and_cut_off_within_the_bound(
     feeding = True
 
     async def publish(n: int, size: int) -> None:
-        await publish_event(bus, Event(channel, "tick", {"pad": "x" * size}, position=str(n)))
+        await owners.publish(bus, Event(channel, "tick", {"pad": "x" * size}, position=str(n)))
 
     async def feed(first: int) -> None:
         for n in range(first, first + int(3 * CUT_WITHIN / FEED_INTERVAL)):

@@ -55,7 +55,9 @@ def stub_offer(service: str) -> Offer:
         kind = f"{service}.{action}"
         known = requests.get(kind, frozenset())
         requests[kind] = None if fields is None or known is None else known | fields
-    return Offer(service, MappingProxyType(requests), real.namespaces)
+    return Offer(
+        service, MappingProxyType(requests), real.namespaces, real.partitions, real.entities
+    )
 
 
 def announce_built_ins(redis_url: str) -> None:

@@ -81,7 +81,7 @@ def make_handler(service: str) -> Callable[[Redis, Partitions], BatchHandler]:
             await redis.rpush(handled_key(service), json.dumps(record))
             action = request.type.removeprefix(service + ".")
             if request.type == "subscribe":
-                return await _subscribe(redis, service, request)
+                return await _subscribe(redis, service, partitions, request)
             if action == "echo":
                 return {"echo": request.data, "user": request.user, "type": request.type}
             if action == "slow":
@@ -117,7 +117,9 @@ def make_handler(service: str) -> Callable[[Redis, Partitions], BatchHandler]:
     return factory
 
 
-async def _subscribe(redis: Redis, service: str, request: Request) -> dict[str, Any]:
+async def _subscribe(
+    redis: Redis, service: str, partitions: Partitions, request: Request
+) -> dict[str, Any]:
     channel = str(request.data.get("channel"))
     raw = await redis.get(channel_key(service, channel))
     script: dict[str, Any] = json.loads(raw) if raw else {}
@@ -126,7 +128,7 @@ async def _subscribe(redis: Redis, service: str, request: Request) -> dict[str, 
         raise ServiceError(ErrorCode.FORBIDDEN, f"{request.user} may not read {channel}")
     for live in script.get("live", []):
         event = Event(channel, live["event"], live.get("data", {}), position=live["position"])
-        await publish_event(redis, event)
+        await publish_event(redis, partitions, event)
     answer: dict[str, Any] = {"position": str(script.get("position", "0"))}
     since = request.data.get("since")
     if since is not None:
