@@ -7,7 +7,6 @@ import logging
 import random
 from collections.abc import Callable
 
-from redis.asyncio import Redis
 from redis.exceptions import RedisError
 from starlette.routing import BaseRoute
 
@@ -21,6 +20,7 @@ from common.bus.backoff import Backoff
 from common.bus.worker import Outcome
 from common.envelope import Request
 from common.keys import Partitions
+from common.redis_client import RedisClient
 from common.service import Service
 from common.tasks import raise_if_cancelled
 
@@ -34,7 +34,7 @@ CLOSE_BATCH = 100
 
 
 class BidsService(Service):
-    def __init__(self, redis: Redis, settings: BidsSettings, metrics: BidsMetrics) -> None:
+    def __init__(self, redis: RedisClient, settings: BidsSettings, metrics: BidsMetrics) -> None:
         self._settings = settings
         self._metrics = metrics
         self.store = BidStore(
@@ -105,12 +105,12 @@ class BidsService(Service):
             await asyncio.sleep(delay)
 
 
-def service_factory(settings: BidsSettings) -> Callable[[Redis, Partitions], BidsService]:
+def service_factory(settings: BidsSettings) -> Callable[[RedisClient, Partitions], BidsService]:
     """The factory ``run_service`` calls once Redis is connected."""
     # Created once per process: Prometheus metrics register globally.
     metrics = BidsMetrics()
 
-    def factory(redis: Redis, partitions: Partitions) -> BidsService:
+    def factory(redis: RedisClient, partitions: Partitions) -> BidsService:
         return BidsService(redis, settings, metrics)
 
     return factory

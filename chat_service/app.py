@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 
-from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from chat_service.handlers import ChatHandlers
@@ -15,6 +14,7 @@ from chat_service.store import ChatStore
 from common.bus.worker import Outcome
 from common.envelope import Request
 from common.keys import Partitions
+from common.redis_client import RedisClient
 from common.service import Service
 
 
@@ -27,7 +27,7 @@ class ChatService(Service):
     """Rooms, messages and their history; see docs/chat.md."""
 
     def __init__(
-        self, redis: Redis, settings: ChatSettings, metrics: ChatMetrics | None = None
+        self, redis: RedisClient, settings: ChatSettings, metrics: ChatMetrics | None = None
     ) -> None:
         self.store = ChatStore(redis, settings)
         self.handlers = ChatHandlers(self.store, settings, metrics)
@@ -46,10 +46,10 @@ class ChatService(Service):
         return await self.handlers.handle_batch(requests)
 
 
-def service_factory(settings: ChatSettings) -> Callable[[Redis, Partitions], ChatService]:
+def service_factory(settings: ChatSettings) -> Callable[[RedisClient, Partitions], ChatService]:
     """The factory ``run_service`` calls once Redis is connected."""
 
-    def factory(redis: Redis, partitions: Partitions) -> ChatService:
+    def factory(redis: RedisClient, partitions: Partitions) -> ChatService:
         return ChatService(redis, settings, ChatMetrics())
 
     return factory

@@ -13,13 +13,13 @@ import logging
 import time
 from collections.abc import Callable
 
-from redis.asyncio import Redis
 from redis.exceptions import RedisError, ResponseError
 
 from common.bus.backoff import Backoff
 from common.errors import RealtimeError
 from common.keys import REGISTRY_ALIVE, REGISTRY_KEYS, REGISTRY_OWNERS, REGISTRY_SERVICES
 from common.lua import Scripts, text
+from common.redis_client import RedisClient
 from common.registry import Announcement, Offer, Registry, RegistryView, build_registry
 from common.tasks import raise_if_cancelled
 
@@ -46,7 +46,7 @@ class Announcer:
         ttl: the lease in seconds (``RT_REGISTRY_TTL``); refreshed every third of it.
     """
 
-    def __init__(self, redis: Redis, offer: Offer, instance: str, *, ttl: float) -> None:
+    def __init__(self, redis: RedisClient, offer: Offer, instance: str, *, ttl: float) -> None:
         self._scripts = Scripts(redis, "common", ["announce"])
         self._offer = offer
         self._instance = instance
@@ -123,7 +123,7 @@ class RegistryReader:
 
     def __init__(
         self,
-        redis: Redis,
+        redis: RedisClient,
         interval: float,
         *,
         on_error: Callable[[], None] = lambda: None,

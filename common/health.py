@@ -17,11 +17,12 @@ from prometheus_client import (
     disable_created_metrics,
     generate_latest,
 )
-from redis.asyncio import Redis
 from redis.exceptions import RedisError
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
+
+from common.redis_client import RedisClient
 
 
 __all__ = ["ReadinessCheck", "health_routes", "redis_answers"]
@@ -37,7 +38,7 @@ ReadinessCheck = Callable[[], Awaitable[bool]]
 _READY = Gauge("rt_ready", "1 when /readyz would answer 200 (checked at each scrape), else 0.")
 
 
-async def redis_answers(redis: Redis) -> bool:
+async def redis_answers(redis: RedisClient) -> bool:
     """Whether Redis answers a PING within a second."""
     try:
         async with asyncio.timeout(1.0):

@@ -14,6 +14,7 @@ order. Only ``EVALSHA`` and ``SCRIPT LOAD`` are sent: what the services' ACL use
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import logging
 import secrets
@@ -22,9 +23,11 @@ from dataclasses import dataclass
 from importlib import resources
 from typing import Any
 
-from redis.asyncio import Redis
+from redis.asyncio.cluster import ClusterNode, RedisCluster
 from redis.exceptions import NoScriptError
 
+from common.bus.nodes import is_redirect, node_of, refresh
+from common.redis_client import RedisClient
 from common.resp import command, execute_encoded
 
 
@@ -45,10 +48,20 @@ class ScriptCall:
     args: Sequence[Arg]
 
 
-def source(package: str, name: str, *, bare: bool = False) -> str:
+#: The prelude's line that names the command events are published with.
+_PUBLISH_LINE = "local PUBLISH = 'PUBLISH'"
+
+
+def source(package: str, name: str, *, bare: bool = False, sharded: bool = False) -> str:
     """The chunk that runs as script ``name`` of ``package``: the prelude, the package's
-    ``lua/lib.lua`` (if any, and unless ``bare``), then ``lua/<name>.lua``."""
+    ``lua/lib.lua`` (if any, and unless ``bare``), then ``lua/<name>.lua``. ``sharded``:
+    events are published with SPUBLISH (on a Redis Cluster, where a PUBLISH reaches every
+    node)."""
     prelude = (resources.files("common") / "prelude.lua").read_text()
+    if sharded:
+        if _PUBLISH_LINE not in prelude:
+            raise RuntimeError(f"common/prelude.lua must say {_PUBLISH_LINE!r}")
+        prelude = prelude.replace(_PUBLISH_LINE, "local PUBLISH = 'SPUBLISH'")
     folder = resources.files(package) / "lua"
     library = folder / "lib.lua"
     shared = "" if bare or not library.is_file() else library.read_text()
@@ -67,16 +80,26 @@ class Scripts:
     """
 
     def __init__(
-        self, redis: Redis, package: str, names: Iterable[str], *, bare: Collection[str] = ()
+        self, redis: RedisClient, package: str, names: Iterable[str], *, bare: Collection[str] = ()
     ) -> None:
         self._redis = redis
-        self.sources = {name: source(package, name, bare=name in bare) for name in names}
+        sharded = isinstance(redis, RedisCluster)
+        self.sources = {
+            name: source(package, name, bare=name in bare, sharded=sharded) for name in names
+        }
         self._shas = {
             name: hashlib.sha1(chunk.encode()).hexdigest() for name, chunk in self.sources.items()
         }
 
     async def load(self) -> None:
-        """SCRIPT LOAD every script, in one round trip (at start-up, and after NOSCRIPT)."""
+        """SCRIPT LOAD every script, in one round trip (at start-up, and after NOSCRIPT); on
+        a cluster, on every primary (a promoted replica has none of them)."""
+        if isinstance(self._redis, RedisCluster):
+            for chunk in self.sources.values():
+                await self._redis.execute_command(
+                    "SCRIPT LOAD", chunk, target_nodes=RedisCluster.PRIMARIES
+                )
+            return
         pipe = self._redis.pipeline(transaction=False)
         for chunk in self.sources.values():
             pipe.script_load(chunk)
@@ -121,13 +144,24 @@ class Scripts:
         # Encoded here, once: a batch's calls carry many arguments (several per bid), which
         # redis-py's pipeline would encode one by one at a greater cost than the call.
         shas = self._shas
-        payload = b"".join(
-            [
-                command(b"EVALSHA", shas[call.script], len(call.keys), *call.keys, *call.args)
-                for call in calls
-            ]
-        )
-        return await execute_encoded(self._redis, payload, len(calls))
+        encoded = [
+            command(b"EVALSHA", shas[call.script], len(call.keys), *call.keys, *call.args)
+            for call in calls
+        ]
+        redis = self._redis
+        if not isinstance(redis, RedisCluster):
+            return await execute_encoded(redis, b"".join(encoded), len(calls))
+        results = await _on_nodes(redis, calls, encoded)
+        redirected = [i for i, result in enumerate(results) if is_redirect(result)]
+        if redirected:
+            # A failover or a slot migration meanwhile: where the slot map now says, once.
+            await refresh(redis)
+            again = await _on_nodes(
+                redis, [calls[i] for i in redirected], [encoded[i] for i in redirected]
+            )
+            for i, result in zip(redirected, again, strict=True):
+                results[i] = result
+        return results
 
 
 def id_nonce() -> str:
@@ -138,3 +172,22 @@ def id_nonce() -> str:
 def text(value: bytes | str | int) -> str:
     """A string of a script's result (Redis gives strings as bytes, counts as integers)."""
     return value.decode() if isinstance(value, bytes) else str(value)
+
+
+async def _on_nodes(
+    redis: RedisCluster, calls: Sequence[ScriptCall], encoded: Sequence[bytes]
+) -> list[Any]:
+    """Send each call to the node of its first key (one pipeline per node, side by side);
+    the results in the calls' order."""
+    by_node: dict[ClusterNode, list[int]] = {}
+    for i, call in enumerate(calls):
+        by_node.setdefault(await node_of(redis, call.keys[0]), []).append(i)
+    results: list[Any] = [None] * len(calls)
+
+    async def run(node: ClusterNode, indexes: list[int]) -> None:
+        replies = await execute_encoded(node, b"".join([encoded[i] for i in indexes]), len(indexes))
+        for i, reply in zip(indexes, replies, strict=True):
+            results[i] = reply
+
+    await asyncio.gather(*(run(node, indexes) for node, indexes in by_node.items()))
+    return results

@@ -26,6 +26,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from redis.asyncio import Redis
+from redis.asyncio.cluster import ClusterNode, RedisCluster
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialWithJitterBackoff, NoBackoff
 from redis.exceptions import ConnectionError, RedisError
@@ -40,6 +41,7 @@ __all__ = [
     "MAX_BLOCK",
     "MIN_REDIS_VERSION",
     "RETRIES",
+    "RedisClient",
     "RedisVersionError",
     "check_redis_at_start",
     "check_server_info",
@@ -69,11 +71,16 @@ INSTALL_HINT = (
 _VERSION_RE = re.compile(r"^\s*(\d+)(?:\.(\d+))?(?:\.(\d+))?")
 
 
+#: A client of one Redis, or of a Redis Cluster (``RT_REDIS_CLUSTER``), which routes each
+#: command by its key; both speak the same commands.
+RedisClient = Redis | RedisCluster
+
+
 class RedisVersionError(RuntimeError):
     """The server is older than :data:`MIN_REDIS_VERSION`, or its version is unreadable."""
 
 
-def connect_redis(settings: BusSettings, name: str, *, retry: bool = True) -> Redis:
+def connect_redis(settings: BusSettings, name: str, *, retry: bool = True) -> RedisClient:
     """A client (with its connection pool) for the bus and the process's own state.
 
     Args:
@@ -88,6 +95,8 @@ def connect_redis(settings: BusSettings, name: str, *, retry: bool = True) -> Re
         if retry
         else Retry(NoBackoff(), 0)
     )
+    if settings.cluster:
+        return _connect_cluster(settings, name, policy)
     return Redis.from_url(
         settings.redis_url.reveal(),
         client_name=name,
@@ -96,6 +105,34 @@ def connect_redis(settings: BusSettings, name: str, *, retry: bool = True) -> Re
         socket_timeout=COMMAND_TIMEOUT,
         retry=policy,
         **credentials(settings),
+    )
+
+
+def _connect_cluster(settings: BusSettings, name: str, policy: Retry) -> RedisCluster:
+    """A cluster client that learns the nodes from the seeds of ``settings.redis_urls``."""
+    seeds = []
+    for url in settings.redis_urls:
+        parts = urlsplit(url)
+        seeds.append(ClusterNode(parts.hostname or "127.0.0.1", parts.port or 6379))
+    options = credentials(settings)
+    if urlsplit(settings.redis_urls[0]).scheme == "rediss":
+        options["ssl"] = True
+    first = urlsplit(settings.redis_urls[0])
+    if first.username and "username" not in options:
+        options["username"] = first.username
+    if first.password and "password" not in options:
+        options["password"] = first.password
+    return RedisCluster(
+        startup_nodes=seeds,
+        client_name=name,
+        socket_keepalive=True,
+        socket_connect_timeout=CONNECT_TIMEOUT,
+        socket_timeout=COMMAND_TIMEOUT,
+        retry=policy,
+        # A failover takes the cluster's node timeout and more: commands meanwhile fail
+        # fast, and the bus retries them as it does after any outage.
+        cluster_error_retry_attempts=RETRIES,
+        **options,
     )
 
 
@@ -121,7 +158,7 @@ def credentials(settings: BusSettings) -> dict[str, Any]:
     return options
 
 
-async def check_redis_at_start(redis: Redis) -> None:
+async def check_redis_at_start(redis: RedisClient) -> None:
     """Refuse a Redis older than 7; tolerate one that is not up yet.
 
     Raises:

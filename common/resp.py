@@ -23,6 +23,7 @@ from typing import Any, cast
 
 import hiredis
 from redis.asyncio import Redis
+from redis.asyncio.cluster import ClusterNode
 from redis.asyncio.connection import SSLConnection, UnixDomainSocketConnection
 from redis.exceptions import (
     AuthenticationError,
@@ -118,13 +119,17 @@ class RespConnection(asyncio.Protocol):
         self._closed = asyncio.get_running_loop().create_future()
 
     @classmethod
-    async def open(cls, like: Redis) -> RespConnection:
-        """Connect and log in as ``like``'s connections do, within redis_client's timeouts.
+    async def open(cls, like: Redis | ClusterNode) -> RespConnection:
+        """Connect and log in as the connections of ``like`` (a client of one Redis, or one
+        node of a cluster client) do, within redis_client's timeouts.
 
         Raises:
             redis.exceptions.ConnectionError: Redis is unreachable or refused the login.
         """
-        params = like.connection_pool.make_connection()  # type: ignore[no-untyped-call]
+        if isinstance(like, ClusterNode):
+            params = like.connection_class(**like.connection_kwargs)
+        else:
+            params = like.connection_pool.make_connection()  # type: ignore[no-untyped-call]
         loop = asyncio.get_running_loop()
         try:
             async with asyncio.timeout(params.socket_connect_timeout or CONNECT_TIMEOUT):
@@ -263,12 +268,12 @@ class RespConnection(asyncio.Protocol):
 
 
 class LazyConnection:
-    """A :class:`RespConnection` made like ``redis``'s, opened on first use and again after
+    """A :class:`RespConnection` made like ``like``'s, opened on first use and again after
     it was lost: the one connection of a producer or a worker, whose commands go one batch
     after another."""
 
-    def __init__(self, redis: Redis) -> None:
-        self._redis = redis
+    def __init__(self, like: Redis | ClusterNode) -> None:
+        self._like = like
         self._connection: RespConnection | None = None
 
     async def execute(self, payload: bytes, count: int, within: float) -> list[Any]:
@@ -281,7 +286,7 @@ class LazyConnection:
         """
         connection = self._connection
         if connection is None or not connection.is_open:
-            connection = self._connection = await RespConnection.open(self._redis)
+            connection = self._connection = await RespConnection.open(self._like)
         try:
             async with asyncio.timeout(within):
                 return await connection.execute(payload, count)
@@ -295,7 +300,7 @@ class LazyConnection:
             self._connection = None
 
 
-async def execute_encoded(redis: Redis, payload: bytes, count: int) -> list[Any]:
+async def execute_encoded(redis: Redis | ClusterNode, payload: bytes, count: int) -> list[Any]:
     """Send ``count`` commands the caller encoded, as a pipeline on one of ``redis``'s pooled
     connections: their replies in order, an error reply as its exception in the list.
 
@@ -304,6 +309,17 @@ async def execute_encoded(redis: Redis, payload: bytes, count: int) -> list[Any]
     ``redis``'s own commands are (common/redis_client.py), on a new connection: the
     commands may then have run twice, which the bus allows (requests are at least once).
     """
+    if isinstance(redis, ClusterNode):
+        # A node's connection: a lost node is the caller's to route around (the slot map
+        # changes), not to retry here.
+        node_connection = redis.acquire_connection()
+        try:
+            return await _round_trip(node_connection, payload, count)
+        except (RedisConnectionError, OSError):
+            await node_connection.disconnect()
+            raise
+        finally:
+            redis.release(node_connection)
     pool = redis.connection_pool
     connection = await pool.get_connection()  # type: ignore[no-untyped-call]
     try:

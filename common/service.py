@@ -12,7 +12,6 @@ from typing import TypedDict, TypeVar
 
 import uvicorn
 from prometheus_client import Counter, Gauge
-from redis.asyncio import Redis
 from redis.exceptions import RedisError
 from starlette.applications import Starlette
 from starlette.routing import BaseRoute
@@ -25,7 +24,7 @@ from common.health import health_routes, redis_answers
 from common.keys import Partitions
 from common.log import configure_logging
 from common.metrics import LoopCounter, LoopHistogram
-from common.redis_client import check_redis_at_start, connect_redis
+from common.redis_client import RedisClient, check_redis_at_start, connect_redis
 from common.registry import Offer
 from common.server import GracefulServer
 from common.settings import Env, LogSettings, ServiceSettings
@@ -70,7 +69,7 @@ class Service:
 
 #: Builds a service (or a bare batch handler) once Redis is connected, given the service's
 #: partitions (``RT_<SERVICE>_PARTITIONS``), which its keys and events are split into.
-ServiceFactory = Callable[[Redis, Partitions], "Service | BatchHandler"]
+ServiceFactory = Callable[[RedisClient, Partitions], "Service | BatchHandler"]
 
 
 class ServiceMetrics:
@@ -128,7 +127,7 @@ class ServiceMetrics:
 
 
 class _State(TypedDict):
-    redis: Redis
+    redis: RedisClient
     worker: ServiceWorker
 
 
@@ -156,7 +155,7 @@ def create_service_app(
     # Gateways route by what is announced: the partitions, with the service's own entities.
     offer = dataclasses.replace(offer, partitions=settings.partitions)
     worker_box: list[ServiceWorker] = []
-    redis_box: list[Redis] = []
+    redis_box: list[RedisClient] = []
 
     def refused(exc: AnnouncementRefused) -> None:
         logger.error(

@@ -209,6 +209,10 @@ def redis_target(url: str) -> str:
     return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
 
 
+#: What a seed of a Redis Cluster may be: a cluster has one database, 0.
+_CLUSTER_SCHEMES = ("redis", "rediss")
+
+
 @dataclass(frozen=True, slots=True)
 class BusSettings:
     redis_url: Secret
@@ -221,11 +225,21 @@ class BusSettings:
     #: Seconds between two reads of the namespace registry (gateways, presence): the bound
     #: on how long an announcement takes to be in force.
     registry_poll: float = 1.0
+    #: Whether Redis is a Redis Cluster (``RT_REDIS_CLUSTER``): ``redis_url`` then names one
+    #: or more of its nodes, comma-separated, to learn the others from.
+    cluster: bool = False
+
+    @property
+    def redis_urls(self) -> list[str]:
+        """The URL, or in cluster mode each seed node's URL."""
+        url = self.redis_url.reveal()
+        return [part.strip() for part in url.split(",")] if self.cluster else [url]
 
     @property
     def redis_target(self) -> str:
-        """The Redis URL without credentials or query (for logs): ``redis://host:6379/0``."""
-        return redis_target(self.redis_url.reveal())
+        """The Redis URL without credentials or query (for logs): ``redis://host:6379/0``
+        (each seed's, comma-separated, in cluster mode)."""
+        return ",".join(redis_target(url) for url in self.redis_urls)
 
     @classmethod
     def from_env(cls, env: Env) -> BusSettings:
@@ -237,12 +251,22 @@ class BusSettings:
         """
         url = env.secret("REDIS_URL") or Secret("redis://127.0.0.1:6379/0")
         password = env.secret("REDIS_PASSWORD")
-        parts = urlsplit(url.reveal())
-        if password is not None and parts.password is not None:
-            raise ConfigError("the Redis password is in RT_REDIS_URL and in RT_REDIS_PASSWORD")
+        cluster = env.flag("REDIS_CLUSTER", False)
+        seeds = url.reveal().split(",") if cluster else [url.reveal()]
         tls = RedisTls.from_env(env)
-        if tls.configured and parts.scheme != "rediss":
-            raise ConfigError("RT_REDIS_CA_FILE and RT_REDIS_CERT_FILE need a rediss:// URL")
+        for seed in seeds:
+            parts = urlsplit(seed.strip())
+            if password is not None and parts.password is not None:
+                raise ConfigError("the Redis password is in RT_REDIS_URL and in RT_REDIS_PASSWORD")
+            if tls.configured and parts.scheme != "rediss":
+                raise ConfigError("RT_REDIS_CA_FILE and RT_REDIS_CERT_FILE need a rediss:// URL")
+            if cluster and (
+                parts.scheme not in ("redis", "rediss") or parts.path not in ("", "/0")
+            ):
+                raise ConfigError(
+                    "with RT_REDIS_CLUSTER, RT_REDIS_URL names cluster nodes "
+                    "(redis:// or rediss://, database 0), comma-separated"
+                )
         return cls(
             redis_url=url,
             stream_maxlen=env.integer("STREAM_MAXLEN", 100_000, minimum=100),
@@ -250,6 +274,7 @@ class BusSettings:
             redis_password=password,
             redis_tls=tls,
             registry_poll=env.number("REGISTRY_POLL", 1.0, minimum=0.05),
+            cluster=cluster,
         )
 
 

@@ -12,7 +12,6 @@ import logging
 import time
 from collections.abc import Callable
 
-from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from common.announcer import RegistryReader
@@ -20,6 +19,7 @@ from common.bus.backoff import Backoff
 from common.bus.worker import Outcome
 from common.envelope import Request
 from common.keys import Partitions
+from common.redis_client import RedisClient
 from common.service import Service
 from common.tasks import raise_if_cancelled
 from presence_service.handlers import PresenceHandlers
@@ -36,7 +36,7 @@ logger = logging.getLogger(__name__)
 class PresenceService(Service):
     def __init__(
         self,
-        redis: Redis,
+        redis: RedisClient,
         settings: PresenceSettings,
         metrics: PresenceMetrics | None = None,
     ) -> None:
@@ -134,10 +134,10 @@ class PresenceService(Service):
 
 def service_factory(
     settings: PresenceSettings,
-) -> Callable[[Redis, Partitions], PresenceService]:
+) -> Callable[[RedisClient, Partitions], PresenceService]:
     """The factory ``run_service`` calls once Redis is connected."""
 
-    def factory(redis: Redis, partitions: Partitions) -> PresenceService:
+    def factory(redis: RedisClient, partitions: Partitions) -> PresenceService:
         return PresenceService(redis, settings)
 
     return factory

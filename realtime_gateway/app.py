@@ -11,7 +11,6 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-from redis.asyncio import Redis
 from redis.exceptions import RedisError
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -26,7 +25,7 @@ from common.errors import CloseCode
 from common.health import health_routes, redis_answers
 from common.keys import GATEWAY_LEASES
 from common.log import connection_id
-from common.redis_client import check_redis_at_start, connect_redis
+from common.redis_client import RedisClient, check_redis_at_start, connect_redis
 from common.tasks import cancel_and_wait, raise_if_cancelled
 from realtime_gateway.connection import Connection
 from realtime_gateway.edge import Edge
@@ -94,7 +93,7 @@ class GatewayApp:
         self.keys = KeyStore(settings.tokens)
         self.edge = Edge(settings, self.metrics)
         self.gateway: Gateway | None = None
-        self._redis: Redis | None = None
+        self._redis: RedisClient | None = None
         self._debug = False
         routes = [
             *health_routes(self._ready),
@@ -166,7 +165,7 @@ class GatewayApp:
             logger.info("gateway stopped", extra={"gateway": settings.gateway_id})
 
     @staticmethod
-    async def _first_sync(listener: PubSubListener, revoker: Revoker, redis: Redis) -> None:
+    async def _first_sync(listener: PubSubListener, revoker: Revoker, redis: RedisClient) -> None:
         # Subscribed first: a revocation published after the load is then heard.
         await listener.wait_connected()
         await revoker.sync(redis)
@@ -175,7 +174,7 @@ class GatewayApp:
         logger.info("SIGHUP: reloading the token keys")
         self.keys.reload(force=True)
 
-    async def _renew_lease(self, redis: Redis) -> None:
+    async def _renew_lease(self, redis: RedisClient) -> None:
         """Keep this gateway's lease alive; the presence service drops what a dead one held."""
         settings = self.settings
         ttl_ms = int(settings.lease_ttl * 1000)

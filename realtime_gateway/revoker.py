@@ -11,7 +11,6 @@ import logging
 from collections.abc import Mapping
 from typing import Protocol
 
-from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from common.bus.backoff import Backoff
@@ -19,6 +18,7 @@ from common.bus.revocations import load_revocations
 from common.codec import load_bus
 from common.envelope import now_ms
 from common.errors import ProtocolError
+from common.redis_client import RedisClient
 from common.revocation import Revocation, RevocationSet
 from common.tasks import raise_if_cancelled
 from realtime_gateway.metrics import GatewayMetrics
@@ -74,7 +74,7 @@ class Revoker:
                 closed += 1
         return closed
 
-    async def sync(self, redis: Redis) -> None:
+    async def sync(self, redis: RedisClient) -> None:
         """Load and apply the revocations kept in Redis, trying again until it succeeds."""
         backoff = Backoff()
         while True:

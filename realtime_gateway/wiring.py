@@ -12,13 +12,12 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
-from redis.asyncio import Redis
-
 from common.announcer import RegistryReader
 from common.auth import ClaimRules
 from common.bus.listener import PubSubListener
 from common.bus.producer import RequestProducer
 from common.keys import EVENT_CHANNEL_PREFIX, REVOCATIONS, client_channel, reply_channel
+from common.redis_client import RedisClient
 from common.registry import Registry
 from common.revocation import RevocationSet
 from realtime_gateway.edge import Edge
@@ -41,8 +40,8 @@ def build_gateway(
     edge: Edge,
     keys: KeyStore,
     *,
-    redis: Redis,
-    bus: Redis,
+    redis: RedisClient,
+    bus: RedisClient,
 ) -> Gateway:
     """The graph on ``redis`` (commands) and ``bus`` (the pub/sub listener's own client)."""
     replies = reply_channel(settings.gateway_id)

@@ -9,9 +9,12 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from redis.asyncio import Redis
+from redis.asyncio.cluster import ClusterNode, RedisCluster
 from redis.exceptions import ConnectionError as RedisConnectionError, RedisError
 
 from common.bus.backoff import Backoff
+from common.bus.nodes import node_of, refresh
+from common.redis_client import RedisClient
 from common.resp import RespConnection, command
 
 
@@ -42,7 +45,7 @@ class PubSubListener:
 
     def __init__(
         self,
-        redis: Redis,
+        redis: RedisClient,
         on_message: MessageCallback,
         permanent: Iterable[str],
         *,
@@ -150,12 +153,21 @@ class PubSubListener:
                 self._first_connection.set()
             self._backoff.reset()
 
+    async def _node(self) -> Redis | ClusterNode:
+        """Where to connect: the one Redis; on a cluster, the node that serves the first
+        permanent channel's slot, where classic pub/sub hears what any node publishes."""
+        redis = self._redis
+        if isinstance(redis, RedisCluster):
+            await refresh(redis)
+            return await node_of(redis, min(self._permanent))
+        return redis
+
     async def run(self) -> None:
         """Listen until cancelled, reconnecting after every failure."""
         while True:
             connection = None
             try:
-                connection = await RespConnection.open(self._redis)
+                connection = await RespConnection.open(await self._node())
                 # No await from here to the SUBSCRIBE: what is wanted now is what it sends,
                 # and later subscribe() calls send on this connection.
                 self._confirm_all = set(self._waiters)

@@ -9,11 +9,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from redis.asyncio import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError, RedisError
 
 from common.bus.backoff import Backoff
-from common.redis_client import COMMAND_TIMEOUT
+from common.bus.nodes import NodeConnections, is_redirect
+from common.redis_client import COMMAND_TIMEOUT, RedisClient
 from common.resp import LazyConnection, bulk, command_head
 
 
@@ -46,11 +46,11 @@ class RequestProducer:
     the service wrong (a presence ``drop`` that never arrives).
     """
 
-    def __init__(self, redis: Redis, *, maxlen: int, on_failure: FailureCallback) -> None:
+    def __init__(self, redis: RedisClient, *, maxlen: int, on_failure: FailureCallback) -> None:
         self._redis = redis
         self._maxlen = maxlen
         self._on_failure = on_failure
-        self._connection = LazyConnection(redis)
+        self._connections = NodeConnections(redis)
         #: Each stream's XADD up to the body, with and without a reply address.
         self._heads: dict[str, tuple[bytes, bytes]] = {}
         #: Pipelines written: one round trip each.
@@ -81,7 +81,7 @@ class RequestProducer:
             payload = heads[0] + bulk(body)
         else:
             payload = heads[1] + bulk(body) + _REPLY_FIELD + bulk(reply_to)
-        self._queue(_Entry(payload, request_id, retry))
+        self._queue(_Entry(payload, request_id, retry, stream))
 
     def _head(self, stream: str) -> tuple[bytes, bytes]:
         start = (b"XADD", stream, b"MAXLEN", b"~", self._maxlen, b"*", b"e")
@@ -100,33 +100,67 @@ class RequestProducer:
         try:
             while self._batch:
                 batch, self._batch = self._batch, []
-                payload = b"".join([entry.payload for entry in batch])
-                try:
-                    results = await self._execute(payload, len(batch))
-                except (RedisError, OSError) as exc:
-                    self._failed(batch, exc)
-                    continue
-                failed = [
-                    e
-                    for e, result in zip(batch, results, strict=True)
-                    if isinstance(result, Exception)
-                ]
-                if failed:
-                    errors = [r for r in results if isinstance(r, Exception)]
-                    self._failed(failed, errors[0])
+                await self._send(batch)
         finally:
             self._flusher = None
 
-    async def _execute(self, payload: bytes, count: int) -> list[Any]:
-        try:
-            return await self._round_trip(payload, count)
-        except RedisConnectionError:
-            # Lost under the batch (a Redis restart): once more, on a new connection.
-            return await self._round_trip(payload, count)
+    async def _send(self, batch: list[_Entry]) -> None:
+        """Append ``batch``: one pipeline per node (the one Redis: one pipeline). Entries
+        whose connection was lost, or that reached a node that no longer serves their
+        stream, are sent once more, where the slot map then says."""
+        for last_try in (False, True):
+            try:
+                groups = await self._by_connection(batch)
+            except (RedisError, OSError) as exc:
+                self._failed(batch, exc)
+                return
+            outcomes = await asyncio.gather(
+                *(self._round_trip(connection, entries) for connection, entries in groups)
+            )
+            again: list[_Entry] = []
+            for (_, entries), results in zip(groups, outcomes, strict=True):
+                if isinstance(results, BaseException):
+                    if isinstance(results, RedisConnectionError) and not last_try:
+                        again += entries
+                    else:
+                        self._failed(entries, results)
+                    continue
+                failed: list[_Entry] = []
+                first_error: Exception | None = None
+                for entry, result in zip(entries, results, strict=True):
+                    if not isinstance(result, Exception):
+                        continue
+                    if is_redirect(result) and not last_try:
+                        again.append(entry)
+                    else:
+                        failed.append(entry)
+                        first_error = first_error or result
+                if failed and first_error is not None:
+                    self._failed(failed, first_error)
+            if not again:
+                return
+            # Lost under the batch (a Redis restart, a failover): once more.
+            self._connections.stale()
+            batch = again
 
-    async def _round_trip(self, payload: bytes, count: int) -> list[Any]:
+    async def _by_connection(
+        self, batch: list[_Entry]
+    ) -> list[tuple[LazyConnection, list[_Entry]]]:
+        groups: dict[LazyConnection, list[_Entry]] = {}
+        for entry in batch:
+            groups.setdefault(await self._connections.for_key(entry.stream), []).append(entry)
+        return list(groups.items())
+
+    async def _round_trip(
+        self, connection: LazyConnection, entries: list[_Entry]
+    ) -> list[Any] | BaseException:
+        """The replies to ``entries``, or what failed them all."""
         self.round_trips += 1
-        return await self._connection.execute(payload, count, COMMAND_TIMEOUT)
+        payload = b"".join([entry.payload for entry in entries])
+        try:
+            return await connection.execute(payload, len(entries), COMMAND_TIMEOUT)
+        except (RedisError, OSError) as exc:
+            return exc
 
     def _failed(self, entries: list[_Entry], exc: BaseException) -> None:
         reported = [entry.request_id for entry in entries if not entry.retry]
@@ -168,10 +202,12 @@ class RequestProducer:
             await asyncio.shield(self._flusher)
         if self._retrier is not None:
             self._retrier.cancel()
-        self._connection.close()
+        self._connections.close()
 
 
 _REPLY_FIELD = bulk(b"r")
+#: A connection, and the entries of a batch it carries.
+_Group = tuple[LazyConnection, list["_Entry"]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -180,3 +216,4 @@ class _Entry:
     payload: bytes
     request_id: str
     retry: bool
+    stream: str

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from redis.asyncio import Redis
 from redis.asyncio.client import Pipeline
 
 from common.codec import pack_bus
 from common.envelope import Event
 from common.keys import Partitions
+from common.redis_client import RedisClient
 
 
 __all__ = ["event_message", "publish_event"]
@@ -20,7 +20,7 @@ def event_message(owner: Partitions, event: Event) -> tuple[str, bytes]:
     return owner.event_channel(event.channel), pack_bus(event.to_wire())
 
 
-async def publish_event(redis: Redis | Pipeline, owner: Partitions, event: Event) -> Any:
+async def publish_event(redis: RedisClient | Pipeline, owner: Partitions, event: Event) -> Any:
     """Publish ``event``, of a channel of ``owner``'s (on a pipeline, queue it; the caller
     executes)."""
     channel, body = event_message(owner, event)

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import logging
 
-from redis.asyncio import Redis
-
 from common.codec import load_bus, pack_bus
 from common.envelope import now_ms
 from common.errors import ErrorCode, ProtocolError
 from common.keys import REVOCATIONS, REVOKED
+from common.redis_client import RedisClient
 from common.revocation import Revocation
 
 
@@ -28,14 +27,14 @@ return redis.call('PUBLISH', ARGV[4], ARGV[1])
 """
 
 
-async def publish_revocation(redis: Redis, revocation: Revocation) -> int:
+async def publish_revocation(redis: RedisClient, revocation: Revocation) -> int:
     """Keep ``revocation`` in Redis and tell every gateway; how many gateways heard it."""
     body = pack_bus(revocation.to_wire())
     heard = await redis.eval(_PUBLISH, 1, REVOKED, body, revocation.until, now_ms(), REVOCATIONS)
     return int(heard)
 
 
-async def load_revocations(redis: Redis) -> list[Revocation]:
+async def load_revocations(redis: RedisClient) -> list[Revocation]:
     """The revocations in force, as kept in Redis (undecodable entries are logged, skipped)."""
     members = await redis.zrangebyscore(REVOKED, now_ms(), "+inf")
     revocations = []

@@ -21,7 +21,6 @@ from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from redis.asyncio import Redis
 from redis.exceptions import (
     ConnectionError as RedisConnectionError,
     RedisError,
@@ -30,13 +29,14 @@ from redis.exceptions import (
 )
 
 from common.bus.backoff import Backoff
+from common.bus.nodes import NodeConnections, is_redirect
 from common.codec import load_bus, pack_bus, pack_bus_with_packed
 from common.envelope import Reply, ReplyAddress, ReplyBatch, Request, parse_envelope
 from common.errors import ErrorCode, ServiceError
 from common.keys import Partitions, reply_channel
 from common.log import trace_id
-from common.redis_client import COMMAND_TIMEOUT, MAX_BLOCK
-from common.resp import LazyConnection, command
+from common.redis_client import COMMAND_TIMEOUT, MAX_BLOCK, RedisClient
+from common.resp import command
 from common.settings import ServiceSettings
 from common.tasks import raise_if_cancelled
 
@@ -108,7 +108,7 @@ class ServiceWorker:
 
     def __init__(
         self,
-        redis: Redis,
+        redis: RedisClient,
         settings: ServiceSettings,
         handler: BatchHandler,
         observer: WorkerObserver | None = None,
@@ -156,7 +156,7 @@ class _StreamReader:
 
     def __init__(
         self,
-        redis: Redis,
+        redis: RedisClient,
         settings: ServiceSettings,
         handler: BatchHandler,
         observer: WorkerObserver,
@@ -174,13 +174,17 @@ class _StreamReader:
         self.alive = False
         # Reads and acknowledgements, one after the other, on a connection of the reader's
         # own that skips redis-py's per-command work (common/resp.py); handlers use redis.
-        self._connection = LazyConnection(redis)
+        # On a cluster: to the node of the stream, and replies to the nodes of their
+        # gateways' channels.
+        self._connections = NodeConnections(redis)
+        self._publishers = NodeConnections(redis)
 
     async def run(self) -> None:
         try:
             await self._consume()
         finally:
-            self._connection.close()
+            self._connections.close()
+            self._publishers.close()
 
     async def _consume(self) -> None:
         backoff = Backoff()
@@ -197,18 +201,16 @@ class _StreamReader:
                 next_claim = 0.0
                 # The replies and acknowledgements of the last read, sent with the next read
                 # in one round trip: they go out as soon as they would alone.
-                done: list[bytes] = []
+                done = _NOTHING
                 while True:
                     if loop.time() >= next_claim:
                         await self._send(done)
-                        done = []
+                        done = _NOTHING
                         await self._claim_stale()
                         await self._report_backlog()
                         next_claim = loop.time() + self._settings.claim_interval
-                    replies = await self._execute(
-                        b"".join([*done, read]), len(done) + 1, block_ms / 1000
-                    )
-                    done = []
+                    replies = await self._send(done, read, block_ms / 1000)
+                    done = _NOTHING
                     raise_if_cancelled()
                     backoff.reset()
                     for _stream, entries in replies[-1] or ():
@@ -223,18 +225,56 @@ class _StreamReader:
             except (RedisError, OSError) as exc:
                 await self._pause_after(exc, backoff)
 
-    async def _execute(self, payload: bytes, count: int, block: float = 0.0) -> list[Any]:
-        """Send ``count`` commands on the worker's connection; their replies, or the first
-        error among them raised (as a redis-py pipeline does)."""
-        replies = await self._connection.execute(payload, count, block + COMMAND_TIMEOUT)
+    async def _send(self, done: _Done, then: bytes | None = None, block: float = 0.0) -> list[Any]:
+        """Publish ``done``'s replies, then acknowledge and delete its entries, then send
+        ``then`` (the next read): on one Redis, all in one round trip. Their replies, or the
+        first error among them raised (as a redis-py pipeline does)."""
+        commands = list(done.acks)
+        if self._connections.cluster:
+            await self._publish(done.publishes)
+        else:
+            publishes = [command(b"PUBLISH", channel, body) for channel, body in done.publishes]
+            commands = publishes + commands
+        if then is not None:
+            commands.append(then)
+        if not commands:
+            return []
+        return await self._execute(
+            self._connections, self.stream, b"".join(commands), len(commands), block
+        )
+
+    async def _publish(self, publishes: list[tuple[str, bytes]]) -> None:
+        """On a cluster: each reply with SPUBLISH on the node of its gateway's channel (the
+        gateway listens there), before anything is acknowledged."""
+        by_channel: dict[str, list[bytes]] = {}
+        for channel, body in publishes:
+            by_channel.setdefault(channel, []).append(command(b"SPUBLISH", channel, body))
+        await asyncio.gather(
+            *(
+                self._execute(self._publishers, channel, b"".join(each), len(each))
+                for channel, each in by_channel.items()
+            )
+        )
+
+    @staticmethod
+    async def _execute(
+        connections: NodeConnections, key: str, payload: bytes, count: int, block: float = 0.0
+    ) -> list[Any]:
+        """Send ``count`` commands to the node of ``key``; their replies, or the first error
+        among them raised. A lost connection or a redirection has the slot map read again
+        before the next try."""
+        connection = await connections.for_key(key)
+        try:
+            replies = await connection.execute(payload, count, block + COMMAND_TIMEOUT)
+        except (RedisConnectionError, TimeoutError):
+            connections.stale()
+            raise
         for reply in replies:
             if isinstance(reply, Exception):
+                if is_redirect(reply):
+                    connections.stale()
                 raise reply
         return replies
-
-    async def _send(self, commands: list[bytes]) -> None:
-        if commands:
-            await self._execute(b"".join(commands), len(commands))
 
     async def _pause_after(self, exc: BaseException, backoff: Backoff) -> None:
         self.alive = False
@@ -300,8 +340,8 @@ class _StreamReader:
                     ),
                 )
 
-    async def _process(self, entries: list[Any]) -> list[bytes]:
-        """Handle a read's entries; the commands that publish their replies and then
+    async def _process(self, entries: list[Any]) -> _Done:
+        """Handle a read's entries; their replies to publish, and the commands that then
         acknowledge and delete them, for the caller to send (in one round trip)."""
         entry_ids = []
         requests = []
@@ -330,7 +370,7 @@ class _StreamReader:
                         "request handled",
                         extra={"type": request.type, "result": result, "seconds": each},
                     )
-        commands = []
+        publishes: list[tuple[str, bytes]] = []
         batches: dict[str, list[bytes]] = {}
         for request, outcome in zip(requests, outcomes, strict=True):
             if request.noreply:
@@ -339,16 +379,18 @@ class _StreamReader:
             if request.batch:
                 batches.setdefault(request.gateway, []).append(packed)
             else:
-                commands.append(command("PUBLISH", reply_channel(request.gateway), packed))
+                publishes.append((reply_channel(request.gateway), packed))
         for gateway, replies in batches.items():
-            commands.append(command("PUBLISH", reply_channel(gateway), _packed_batch(replies)))
-        for channel, body in refusals:
-            commands.append(command("PUBLISH", channel, body))
-        commands.append(command("XACK", self.stream, self.group, *entry_ids))
-        # Then gone: the stream holds what is pending, not history (one group reads it, and
-        # XACKDEL is Redis 8.2). Entries the producer's MAXLEN trimmed meanwhile are no-ops.
-        commands.append(command("XDEL", self.stream, *entry_ids))
-        return commands
+            publishes.append((reply_channel(gateway), _packed_batch(replies)))
+        publishes += refusals
+        acks = (
+            command("XACK", self.stream, self.group, *entry_ids),
+            # Then gone: the stream holds what is pending, not history (one group reads it,
+            # and XACKDEL is Redis 8.2). Entries the producer's MAXLEN trimmed meanwhile are
+            # no-ops.
+            command("XDEL", self.stream, *entry_ids),
+        )
+        return _Done(publishes, acks)
 
     def _decode(self, fields: dict[bytes, bytes]) -> Request | _Refusal | None:
         """The entry's request; else the refusal to publish, or None when nobody can get one.
@@ -403,6 +445,18 @@ _RETRYABLE = (RedisConnectionError, RedisTimeoutError, OSError)
 
 #: A reply to an entry that is not a request: the reply channel, and the packed reply.
 _Refusal = tuple[str, bytes]
+
+
+@dataclass(frozen=True, slots=True)
+class _Done:
+    """What a read's handling leaves to send: replies to publish (channel, body), then the
+    commands that acknowledge and delete its entries."""
+
+    publishes: list[tuple[str, bytes]]
+    acks: tuple[bytes, ...]
+
+
+_NOTHING = _Done([], ())
 
 
 def _reply_address(field: bytes | None) -> ReplyAddress | None:

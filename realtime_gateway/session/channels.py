@@ -122,7 +122,7 @@ class ChannelSession:
             for channel in sorted(channel for channel, seq in self._presence.items() if seq > 0):
                 tracked.setdefault(self._presence_partition(channel), []).append(channel)
             for partition, channels in sorted(tracked.items()):
-                drop = {"channels": channels, "restart": restart}
+                drop = {"channels": channels, "restart": restart, "partition": partition}
                 self._tell_presence("drop", drop, partition)
             self._presence.clear()
             self._presence_partitions.clear()

@@ -195,7 +195,7 @@ def test_finish_drops_the_connection_from_presence(
     driven.send({"type": "unsubscribe", "channel": "chat:c"})
     driven.link.close_code = outbox_code
     actions = driven.session.finish(finish_code)
-    drop = {"channels": ["chat:a", "chat:b"], "restart": restart, "seq": 5}
+    drop = {"channels": ["chat:a", "chat:b"], "restart": restart, "partition": 0, "seq": 5}
     assert actions == [
         Notify("drop", drop),
         STOP_TIMER,

@@ -16,13 +16,12 @@ import argparse
 import sys
 from types import MappingProxyType
 
-from redis.asyncio import Redis
-
 from common.bus.worker import BatchHandler, Outcome
 from common.envelope import Request
 from common.errors import ErrorCode, ServiceError
 from common.keys import Partitions
 from common.namespaces import Access, Namespace
+from common.redis_client import RedisClient
 from common.registry import Offer
 from common.requests import check_fields
 from common.service import run_service
@@ -69,7 +68,7 @@ def main() -> int:
     parser.add_argument("--service", default="orders")
     service = parser.parse_args().service
 
-    def factory(redis: Redis, partitions: Partitions) -> BatchHandler:
+    def factory(redis: RedisClient, partitions: Partitions) -> BatchHandler:
         return _handler(service)
 
     return run_service(service, 0, factory, offer(service))

@@ -39,13 +39,12 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
-from redis.asyncio import Redis
-
 from common.bus.publisher import publish_event
 from common.bus.worker import BatchHandler, Outcome
 from common.envelope import Event, Reply, Request, position_key
 from common.errors import ErrorCode, ServiceError
 from common.keys import Partitions, service_prefix
+from common.redis_client import RedisClient
 from common.service import run_service
 from tests.support.registry import stub_offer
 
@@ -65,10 +64,10 @@ def channel_key(service: str, channel: str) -> str:
     return service_prefix(service) + "channel:" + channel
 
 
-def make_handler(service: str) -> Callable[[Redis, Partitions], BatchHandler]:
+def make_handler(service: str) -> Callable[[RedisClient, Partitions], BatchHandler]:
     """The ``make_handler`` argument of :func:`run_service` for a stub named ``service``."""
 
-    def factory(redis: Redis, partitions: Partitions) -> BatchHandler:
+    def factory(redis: RedisClient, partitions: Partitions) -> BatchHandler:
         async def handle(request: Request) -> dict[str, Any] | Reply:
             record = {
                 "id": request.id,
@@ -118,7 +117,7 @@ def make_handler(service: str) -> Callable[[Redis, Partitions], BatchHandler]:
 
 
 async def _subscribe(
-    redis: Redis, service: str, partitions: Partitions, request: Request
+    redis: RedisClient, service: str, partitions: Partitions, request: Request
 ) -> dict[str, Any]:
     channel = str(request.data.get("channel"))
     raw = await redis.get(channel_key(service, channel))

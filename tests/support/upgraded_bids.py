@@ -13,8 +13,6 @@ import dataclasses
 import sys
 from collections.abc import Callable
 
-from redis.asyncio import Redis
-
 from bids_service.app import BidsService
 from bids_service.metrics import BidsMetrics
 from bids_service.rules import OFFER
@@ -22,6 +20,7 @@ from bids_service.settings import DEFAULT_PORT, BidsSettings
 from common.bus.worker import Outcome
 from common.envelope import Reply, Request
 from common.keys import Partitions
+from common.redis_client import RedisClient
 from common.service import service_main
 
 
@@ -48,11 +47,11 @@ def _with_new_field(outcome: Outcome) -> Outcome:
     return outcome  # A refusal: unchanged.
 
 
-def _factory(settings: BidsSettings) -> Callable[[Redis, Partitions], BidsService]:
+def _factory(settings: BidsSettings) -> Callable[[RedisClient, Partitions], BidsService]:
     # As bids_service.app.service_factory: the metrics once per process.
     metrics = BidsMetrics()
 
-    def factory(redis: Redis, partitions: Partitions) -> BidsService:
+    def factory(redis: RedisClient, partitions: Partitions) -> BidsService:
         return UpgradedBids(redis, settings, metrics)
 
     return factory
