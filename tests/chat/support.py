@@ -16,13 +16,24 @@ from typing import Any
 from redis.asyncio import Redis
 from websockets.asyncio.client import ClientConnection
 
+from chat_service.keys import PartitionKeys, place_of
 from common.envelope import position_key
+from common.keys import Partitions
 from tests.support.client import DEADLINE, Frame, connect_user, recv_json, send_json
 from tests.support.processes import ManagedProcess, start_process
 from tests.support.waiting import WAIT, Deadline
 
 
-__all__ = ["ChatClient", "cut_pubsub", "is_message", "name", "position_key", "start_chat"]
+__all__ = [
+    "ChatClient",
+    "cut_pubsub",
+    "is_message",
+    "name",
+    "position_key",
+    "room_keys",
+    "rooms_in",
+    "start_chat",
+]
 
 _refs = itertools.count(1)
 
@@ -55,6 +66,17 @@ async def cut_pubsub(redis: Redis, gateway_id: str) -> None:
     ]
     assert len(listeners) == 1, listeners
     await redis.client_kill_filter(_id=listeners[0]["id"])
+
+
+def room_keys(room: str, partitions: int = 1) -> PartitionKeys:
+    """The key names of the partition ``room`` lives in, of chat with ``partitions``."""
+    return place_of(Partitions("chat", partitions), room).keys
+
+
+def rooms_in(partitions: Partitions, partition: int, prefix: str, count: int) -> list[str]:
+    """The first ``count`` room names ``<prefix><n>`` that live in ``partition``."""
+    names = (f"{prefix}{n}" for n in itertools.count())
+    return list(itertools.islice((n for n in names if partitions.of(n) == partition), count))
 
 
 def name(prefix: str) -> str:

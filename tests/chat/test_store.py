@@ -11,16 +11,19 @@ from typing import Any
 from redis.asyncio import Redis
 
 from chat_service.app import ChatService
+from chat_service.keys import place_of
 from chat_service.settings import ChatSettings
 from common.bus.worker import Outcome
 from common.codec import load_bus
 from common.envelope import Event, Reply, Request
 from common.errors import ServiceError
+from common.keys import Partitions
+from tests.chat.support import room_keys
 from tests.support.client import DEADLINE
 
 
-async def _service(redis: Redis, **settings: Any) -> ChatService:
-    service = ChatService(redis, ChatSettings(**settings))
+async def _service(redis: Redis, partitions: int = 1, **settings: Any) -> ChatService:
+    service = ChatService(redis, ChatSettings(**settings), Partitions("chat", partitions))
     await service.setup()
     return service
 
@@ -101,7 +104,7 @@ async def test_events_are_bus_events(redis: Redis) -> None:
     await _ok(service, "chat.join", room="r")
     pubsub = redis.pubsub()
     try:
-        await pubsub.subscribe("ch:chat:r")
+        await pubsub.subscribe(place_of(Partitions("chat"), "r").event_channel)
         confirmation = await pubsub.get_message(timeout=DEADLINE)
         assert confirmation is not None
         sent = await _ok(service, "chat.send", room="r", text="héllo", client_id="k")
@@ -135,7 +138,7 @@ async def test_recovery_reaches_back_exactly_to_the_newest_trimmed_message(redis
     service = await _service(redis, retention=5, replay_limit=10, join_messages=2)
     await _ok(service, "chat.join", room="r")
     positions = await _post(service, "r", 8)
-    assert await redis.xlen("chat:log:r") == 5
+    assert await redis.xlen(room_keys("r").log("r")) == 5
     answer = await _ok(service, "subscribe", channel="chat:r", since=positions[2])
     assert answer["recovered"] is True
     assert [e["position"] for e in answer["events"]] == positions[3:]
@@ -194,7 +197,7 @@ async def test_rate_limit_is_per_user_and_says_when_to_retry(redis: Redis) -> No
     assert outcome.code == "rate_limited"
     assert 0 < outcome.details["retry_after_ms"] <= 2000
     # Nothing was remembered for the refused client_id, and other users are not limited.
-    assert not await redis.exists("chat:sent:r|alice|late")
+    assert not await redis.exists(room_keys("r").sent("r", "alice", "late"))
     await _ok(service, "chat.send", "bob", room="r", text="x", client_id="late")
 
 
@@ -275,4 +278,4 @@ async def test_typing_is_throttled_and_never_stored(redis: Redis) -> None:
     assert await _ok(service, "chat.typing", room="r") == {"sent": True}
     assert await _ok(service, "chat.typing", room="r") == {"sent": False}
     assert await _ok(service, "chat.typing", "bob", room="r") == {"sent": True}
-    assert await redis.exists("chat:log:r") == 0
+    assert await redis.exists(room_keys("r").log("r")) == 0

@@ -20,11 +20,12 @@ from bids_service.store import BidStore
 from chat_service.settings import ChatSettings
 from chat_service.store import ChatStore
 from common.envelope import new_id, now_ms
-from common.keys import GATEWAY_LEASES
+from common.keys import GATEWAY_LEASES, Partitions
 from devtools.redis_server import RedisServer
 from presence_service.rules import Change, Query
 from presence_service.store import PresenceStore
 from tests.bids.support import make_store
+from tests.chat.support import rooms_in
 from tests.support.lua_audit import (
     ScriptUse,
     parse_monitor_line,
@@ -46,14 +47,6 @@ CROSSSLOT_TODAY: dict[Script, str] = {
     ("bids_service", "place"): "the global bids:open, and per bid bids:auction:<id>, "
     "bids:history:<id>, bids:verdict:<n>:<user>:<key>, bids:rate:<user>",
     ("bids_service", "replay"): "bids:auction:<id> and bids:history:<id>",
-    ("chat_service", "create"): "the room's chat:room: and chat:members:, the user's "
-    "chat:owned: and chat:create-rate:",
-    ("chat_service", "history"): "chat:room:<room>, chat:members:<room> and chat:log:<room>",
-    ("chat_service", "open"): "the room's chat:room:, chat:members: and chat:log:, the user's "
-    "chat:owned: and chat:create-rate:",
-    ("chat_service", "send"): "the room's chat:room:, chat:members: and chat:log:, "
-    "chat:sent:<room>|<user>|<client_id>, the user's chat:rate:",
-    ("chat_service", "typing"): "chat:room:<room>, chat:members:<room>, chat:typing:<room>|<user>",
     ("presence_service", "drop"): "presence:conn:<id>, and built: presence:gw:<gateway>, "
     "presence:dead, presence:ch:<channel>, presence:channels, presence:users, and for a "
     "restart presence:linger:<id>, presence:lingering, presence:lu:<user>",
@@ -89,17 +82,29 @@ async def _bids(redis: Redis) -> None:
 
 
 async def _chat(redis: Redis) -> None:
-    store = ChatStore(redis, ChatSettings())
-    await store.load()
-    calls = [
-        store.create("r1", "ann", True, ("bob",)),
-        store.open("r1", "ann", create=False, since=None, latest=10),
-        store.send("r1", "ann", "hello", "c1", new_id()),
-        store.typing("r1", "ann", new_id()),
-        store.history("r1", "ann", None, 10),
-    ]
-    results = await store.run(calls)
-    assert not [result for result in results if isinstance(result, Exception)], results
+    # With one partition, then three: one batch has rooms of every partition, and one user's
+    # rooms in each, up to the quota, so that the quota's pruning reads the hashes of the
+    # user's other rooms of the partition (keys the script builds).
+    for count in (1, 3):
+        partitions = Partitions("chat", count)
+        store = ChatStore(redis, ChatSettings(max_rooms=2), partitions)
+        await store.load()
+        calls = []
+        for partition in partitions:
+            first, second, third = rooms_in(partitions, partition, f"p{count}-", 3)
+            calls += [
+                store.create(first, "ann", True, ("bob",)),
+                store.open(second, "ann", create=True, since=None, latest=10),
+                store.create(third, "ann", False, ()),
+                store.open(first, "ann", create=False, since="0-0", latest=10),
+                store.send(first, "ann", "hello", "c1", new_id()),
+                store.typing(first, "ann", new_id()),
+                store.history(first, "ann", None, 10),
+            ]
+        results = await store.run(calls)
+        assert not [result for result in results if isinstance(result, Exception)], results
+        # The third room of each partition met the quota of that partition, after pruning.
+        assert [result[0] for result in results[2::7]] == [b"too_many_rooms"] * count
 
 
 async def _presence(redis: Redis) -> None:
