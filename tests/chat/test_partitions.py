@@ -14,15 +14,15 @@ from redis.crc import key_slot
 
 from chat_service.keys import place_of
 from chat_service.settings import ChatSettings
-from chat_service.store import SCRIPTS, ChatStore, RoomCall
+from chat_service.store import SCRIPTS, ChatStore
 from common.codec import load_bus
-from common.envelope import Event, new_id
+from common.envelope import Event
 from common.keys import Partitions
 from common.lua import source
 from devtools.net import LOOPBACK
 from devtools.redis_cluster import LocalCluster
 from tests.chat.handling import chat_request, code, data_of, ok, post, start_service
-from tests.chat.support import room_keys, rooms_in
+from tests.chat.support import batch_over_every_partition, room_keys, rooms_in
 from tests.support.waiting import Deadline
 
 
@@ -199,22 +199,11 @@ def test_every_script_call_runs_on_a_redis_cluster(cluster: LocalCluster) -> Non
     store = ChatStore(unused, ChatSettings(max_rooms=2), PARTITIONS)
     pubsub = client.pubsub()  # type: ignore[no-untyped-call]
     try:
-        calls: list[RoomCall] = []
-        for n in PARTITIONS:
-            first, second, third = rooms_in(PARTITIONS, n, "cluster-", 3)
-            calls += [
-                store.create(first, "ann", True, ("bob",)),
-                store.open(second, "ann", create=True, since=None, latest=10),
-                store.create(third, "ann", False, ()),
-                store.open(first, "ann", create=False, since="0-0", latest=10),
-                store.send(first, "ann", "hello", "c1", new_id()),
-                store.typing(first, "ann", new_id()),
-                store.history(first, "ann", None, 10),
-            ]
-        channels = {place_of(PARTITIONS, first).event_channel for first in _firsts(calls)}
+        batch = batch_over_every_partition(store, PARTITIONS)
+        channels = {place_of(PARTITIONS, room).event_channel for room in batch.rooms}
         # The slot, not only the node: a script may reach any slot of its node, and SPUBLISH
         # routes by the channel's slot.
-        for room_call in calls:
+        for room_call in batch.calls:
             argument = EVENT_CHANNEL_ARGUMENT.get(room_call.call.script)
             if argument is not None:
                 channel = str(room_call.call.args[argument]).encode()
@@ -230,10 +219,11 @@ def test_every_script_call_runs_on_a_redis_cluster(cluster: LocalCluster) -> Non
         sources = {name: _on_a_cluster(source("chat_service", name)) for name in SCRIPTS}
         results = [
             client.eval(sources[call.script], len(call.keys), *call.keys, *call.args)
-            for call in (room_call.call for room_call in calls)
+            for call in (room_call.call for room_call in batch.calls)
         ]
-        assert [result[0] for result in results[2::7]] == [b"too_many_rooms"] * P
-        assert [result[0] for result in results[4::7]] == [b"posted"] * P
+        refused = batch.results_of("create over the quota", results)
+        assert [result[0] for result in refused] == [b"too_many_rooms"] * P
+        assert [result[0] for result in batch.results_of("send", results)] == [b"posted"] * P
 
         received: set[str] = set()
         while len(received) < 2 * P and not deadline.expired():
@@ -246,20 +236,12 @@ def test_every_script_call_runs_on_a_redis_cluster(cluster: LocalCluster) -> Non
                 )
                 received.add(f"{event.channel} {event.event}")
         assert received == {
-            f"chat:{first} {kind}" for first in _firsts(calls) for kind in ("message", "typing")
+            f"chat:{room} {kind}" for room in batch.rooms for kind in ("message", "typing")
         }
     finally:
         pubsub.close()
         client.close()
         asyncio.run(unused.aclose())
-
-
-def _firsts(calls: list[RoomCall]) -> list[str]:
-    """The room each partition's send of :func:`test_every_script_call_runs_on_a_redis_cluster`
-    posts in (the client channel is the send's fifth argument)."""
-    return [
-        str(call.call.args[4]).removeprefix("chat:") for call in calls if call.call.script == "send"
-    ]
 
 
 def _on_a_cluster(chunk: str) -> str:

@@ -19,13 +19,13 @@ from bids_service.rules import PlaceCommand, parse_auction_spec
 from bids_service.store import BidStore
 from chat_service.settings import ChatSettings
 from chat_service.store import ChatStore
-from common.envelope import new_id, now_ms
+from common.envelope import now_ms
 from common.keys import GATEWAY_LEASES, Partitions
 from devtools.redis_server import RedisServer
 from presence_service.rules import Change, Query
 from presence_service.store import PresenceStore
 from tests.bids.support import make_store
-from tests.chat.support import rooms_in
+from tests.chat.support import batch_over_every_partition
 from tests.support.lua_audit import (
     ScriptUse,
     parse_monitor_line,
@@ -83,28 +83,15 @@ async def _bids(redis: Redis) -> None:
 
 async def _chat(redis: Redis) -> None:
     # With one partition, then three: one batch has rooms of every partition, and one user's
-    # rooms in each, up to the quota, so that the quota's pruning reads the hashes of the
-    # user's other rooms of the partition (keys the script builds).
+    # rooms in each up to the quota, whose pruning reads keys the script builds.
     for count in (1, 3):
-        partitions = Partitions("chat", count)
-        store = ChatStore(redis, ChatSettings(max_rooms=2), partitions)
+        store = ChatStore(redis, ChatSettings(max_rooms=2), Partitions("chat", count))
         await store.load()
-        calls = []
-        for partition in partitions:
-            first, second, third = rooms_in(partitions, partition, f"p{count}-", 3)
-            calls += [
-                store.create(first, "ann", True, ("bob",)),
-                store.open(second, "ann", create=True, since=None, latest=10),
-                store.create(third, "ann", False, ()),
-                store.open(first, "ann", create=False, since="0-0", latest=10),
-                store.send(first, "ann", "hello", "c1", new_id()),
-                store.typing(first, "ann", new_id()),
-                store.history(first, "ann", None, 10),
-            ]
-        results = await store.run(calls)
+        batch = batch_over_every_partition(store, Partitions("chat", count))
+        results = await store.run(batch.calls)
         assert not [result for result in results if isinstance(result, Exception)], results
-        # The third room of each partition met the quota of that partition, after pruning.
-        assert [result[0] for result in results[2::7]] == [b"too_many_rooms"] * count
+        refused = batch.results_of("create over the quota", results)
+        assert [result[0] for result in refused] == [b"too_many_rooms"] * count
 
 
 async def _presence(redis: Redis) -> None:
