@@ -31,11 +31,11 @@ from presence_service.rules import (
 )
 
 
-__all__ = ["PresenceStore"]
+__all__ = ["BARE", "SCRIPTS", "PresenceStore"]
 
-_SCRIPTS = ("track", "untrack", "drop", "reap", "expire", "list", "expired_leases", "remove_lease")
+SCRIPTS = ("track", "untrack", "drop", "reap", "expire", "list", "expired_leases", "remove_lease")
 #: Scripts that run without lib.lua, whose common arguments they do not take.
-_BARE = ("list", "expired_leases", "remove_lease")
+BARE = ("list", "expired_leases", "remove_lease")
 
 
 class PresenceStore:
@@ -63,7 +63,7 @@ class PresenceStore:
         self._grace_ms = int(grace * 1000)
         self._tombstone_ttl = tombstone_ttl
         self._batch = batch
-        self._scripts = Scripts(redis, "presence_service", _SCRIPTS, bare=_BARE)
+        self._scripts = Scripts(redis, "presence_service", SCRIPTS, bare=BARE)
 
     async def load(self) -> None:
         """Load the scripts (at start-up; they are loaded again on NOSCRIPT)."""
@@ -94,18 +94,10 @@ class PresenceStore:
                 applied or not, and applying again is harmless (a change older than what
                 was applied for its connection and channel is refused).
         """
-        #: (partition, operation's index, call), grouped by partition, in order within it.
-        planned = sorted(
-            (
-                (partition, index, self._call_of(operation, partition))
-                for index, operation in enumerate(operations)
-                for partition in partitions_of(operation, self.partitions)
-            ),
-            key=lambda item: item[0],
-        )
-        results = await self._scripts.pipeline([call for _, _, call in planned])
+        planned = self.calls(operations)
+        results = await self._scripts.pipeline([call for _, call in planned])
         by_operation: list[list[Any]] = [[] for _ in operations]
-        for (_, index, _), result in zip(planned, results, strict=True):
+        for (index, _), result in zip(planned, results, strict=True):
             by_operation[index].append(result)
         outcomes: list[Applied | Listing | ResponseError] = []
         for operation, parts in zip(operations, by_operation, strict=True):
@@ -117,6 +109,19 @@ class PresenceStore:
             else:
                 outcomes.append(_applied(parts))
         return outcomes
+
+    def calls(self, operations: Sequence[Change | Query]) -> list[tuple[int, ScriptCall]]:
+        """The script calls of ``operations``, each with the index of its operation: one per
+        partition an operation runs in, grouped by partition, in order within each."""
+        planned = sorted(
+            (
+                (partition, index, self._call_of(operation, partition))
+                for index, operation in enumerate(operations)
+                for partition in partitions_of(operation, self.partitions)
+            ),
+            key=lambda item: item[0],
+        )
+        return [(index, call) for _, index, call in planned]
 
     def _common_args(self, partition: int) -> list[str]:
         return [
@@ -155,19 +160,19 @@ class PresenceStore:
         script calls of ``batch`` connections each; the next sweep goes on."""
         lapsed = await self._scripts.call("expired_leases", [GATEWAY_LEASES], [str(max_calls)])
         gateways: list[str] = []
-        connections = leaves = calls = 0
+        connections = leaves = spent = 0
         for i in range(0, len(lapsed), 2):
             gateway, expiry = text(lapsed[i]), text(lapsed[i + 1])
             pending = list(self.partitions)
-            while pending and calls < max_calls:
+            while pending and spent < max_calls:
                 # Renewed (or reaped and removed by another instance) since it was read:
                 # left alone from here on.
                 if await self._redis.zscore(GATEWAY_LEASES, gateway) != float(expiry):
                     break
-                args = [gateway, expiry, str(self._batch), str(self._tombstone_ttl)]
-                args.append(str(self._tombstone_ttl * 1000))
-                results = await self._sweep_round("reap", pending, ("gw:" + gateway, "dead"), args)
-                calls += len(pending)
+                results = await self._sweep_round(
+                    [self.reap_call(n, gateway, expiry) for n in pending]
+                )
+                spent += len(pending)
                 connections += sum(int(result[0]) for result in results)
                 leaves += sum(int(result[2]) for result in results)
                 pending = [n for n, result in zip(pending, results, strict=True) if not result[1]]
@@ -180,11 +185,11 @@ class PresenceStore:
     async def expire_lingering(self, max_calls: int = 100) -> tuple[int, int]:
         """Release connections whose restart grace is over, in every partition; return
         (released, leaves)."""
-        released = leaves = calls = 0
+        released = leaves = spent = 0
         pending = list(self.partitions)
-        while pending and calls < max_calls:
-            results = await self._sweep_round("expire", pending, ("lingering",), [str(self._batch)])
-            calls += len(pending)
+        while pending and spent < max_calls:
+            results = await self._sweep_round([self.expire_call(n) for n in pending])
+            spent += len(pending)
             released += sum(int(result[0]) for result in results)
             leaves += sum(int(result[1]) for result in results)
             pending = [
@@ -194,23 +199,24 @@ class PresenceStore:
             ]
         return released, leaves
 
-    async def _sweep_round(
-        self, script: str, partitions: list[int], keys: tuple[str, ...], args: list[str]
-    ) -> list[Any]:
-        """One call of ``script`` in each of ``partitions`` (one pipeline), with each
-        partition's ``keys`` and the same ``args``.
+    def reap_call(self, partition: int, gateway: str, expiry: str) -> ScriptCall:
+        """One batch of a dead gateway's connections released in one partition."""
+        args = [gateway, expiry, str(self._batch), str(self._tombstone_ttl)]
+        keys = (self.key(partition, f"gw:{gateway}"), self.key(partition, "dead"))
+        remember_ms = self._tombstone_ttl * 1000
+        return ScriptCall("reap", keys, (*self._common_args(partition), *args, str(remember_ms)))
+
+    def expire_call(self, partition: int) -> ScriptCall:
+        """One batch of one partition's ended restart graces released."""
+        keys = (self.key(partition, "lingering"),)
+        return ScriptCall("expire", keys, (*self._common_args(partition), str(self._batch)))
+
+    async def _sweep_round(self, calls: list[ScriptCall]) -> list[Any]:
+        """One round of a sweep: ``calls`` (one per partition) in one pipeline.
 
         Raises:
             redis.exceptions.ResponseError: a script failed (a bug).
         """
-        calls = [
-            ScriptCall(
-                script,
-                tuple(self.key(partition, name) for name in keys),
-                (*self._common_args(partition), *args),
-            )
-            for partition in partitions
-        ]
         results = await self._scripts.pipeline(calls)
         for result in results:
             if isinstance(result, ResponseError):
