@@ -78,6 +78,10 @@ async def test_a_read_of_bids_on_every_partition_is_judged_in_order(
         await store.create(auction, _spec())
     pubsub = redis.pubsub()
     await pubsub.psubscribe("ch:*")
+    async with asyncio.timeout(10):
+        # Subscribed before the first bid, not merely asked to be.
+        while await pubsub.get_message(timeout=1.0) is None:
+            pass
     rounds = PLACE_CHUNK + 3
     bids = [
         (PlaceCommand(auction, amount, f"{auction}-{amount}"), "ann")
@@ -166,11 +170,11 @@ async def test_a_bidders_bucket_is_one_per_partition(redis: Redis) -> None:
         assert await redis.exists(names.rate("ann")) == 1
 
 
-async def _ending_soon(store: BidStore, redis: Redis, auctions: list[str]) -> list[str]:
-    """Create ``auctions`` ending 60, 120, ... ms from now; return them by end."""
-    now = await _redis_ms(redis)
+async def _ending_soon(store: BidStore, auctions: list[str]) -> list[str]:
+    """Create ``auctions``, one after the other, each lasting 50 ms longer than the one
+    before: they end in their order. Return them."""
     for n, auction in enumerate(auctions):
-        assert isinstance(await store.create(auction, _spec(ends_at=now + 60 * (n + 1))), int)
+        assert isinstance(await store.create(auction, _spec(duration_s=0.2 + 0.05 * n)), int)
     return auctions
 
 
@@ -180,7 +184,7 @@ async def test_the_closer_sweeps_every_partition_longest_overdue_first(
     """due merges the partitions' overdue auctions by end, within the limit; close closes
     each once and takes it off its partition's open set."""
     # Ends ordered against the partitions' order, so that a plain concatenation would differ.
-    auctions = await _ending_soon(store, redis, spread(store.keys.partitions, "d", 2)[::-1])
+    auctions = await _ending_soon(store, spread(store.keys.partitions, "d", 2)[::-1])
 
     async def all_due() -> bool:
         return len(await store.due(100)) == len(auctions)
