@@ -53,7 +53,7 @@ def _factory(settings: BidsSettings) -> Callable[[Redis, Partitions], BidsServic
     metrics = BidsMetrics()
 
     def factory(redis: Redis, partitions: Partitions) -> BidsService:
-        return UpgradedBids(redis, settings, metrics)
+        return UpgradedBids(redis, partitions, settings, metrics)
 
     return factory
 
