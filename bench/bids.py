@@ -170,7 +170,9 @@ async def run_once(
         for client in [*run.bidders, *run.observers]:
             client.close()
         auctions = [bidder.auction for bidder in run.bidders]
-        invariants = check_invariants(stack.redis.url, auctions, run.accepted)
+        invariants = check_invariants(
+            stack.redis.url, auctions, run.accepted, partitions=stack.bids_partitions
+        )
         try:
             inside = internals(stack)
         except (OSError, ValueError) as exc:  # another checkout may name its metrics otherwise

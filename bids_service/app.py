@@ -34,11 +34,21 @@ CLOSE_BATCH = 100
 
 
 class BidsService(Service):
-    def __init__(self, redis: RedisClient, settings: BidsSettings, metrics: BidsMetrics) -> None:
+    """The bids service on ``partitions`` (``RT_BIDS_PARTITIONS``): its keys, its events and
+    the closer's sweep are split over them (bids_service/keys.py)."""
+
+    def __init__(
+        self,
+        redis: RedisClient,
+        partitions: Partitions,
+        settings: BidsSettings,
+        metrics: BidsMetrics,
+    ) -> None:
         self._settings = settings
         self._metrics = metrics
         self.store = BidStore(
             redis,
+            partitions,
             key_ttl_ms=round(settings.key_ttl * 1000),
             history_maxlen=settings.history_maxlen,
             replay_limit=settings.replay_limit,
@@ -73,7 +83,8 @@ class BidsService(Service):
         return list(admin_routes(self.store, self._settings))
 
     async def background(self) -> None:
-        """Close auctions whose end has passed, every ``close_interval``, until cancelled.
+        """Close auctions whose end has passed, in every partition, every ``close_interval``,
+        until cancelled.
 
         Every instance runs this loop; close.lua makes each close happen exactly once.
         """
@@ -111,6 +122,6 @@ def service_factory(settings: BidsSettings) -> Callable[[RedisClient, Partitions
     metrics = BidsMetrics()
 
     def factory(redis: RedisClient, partitions: Partitions) -> BidsService:
-        return BidsService(redis, settings, metrics)
+        return BidsService(redis, partitions, settings, metrics)
 
     return factory

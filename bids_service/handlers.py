@@ -1,7 +1,8 @@
 """Requests from clients (through gateways): ``bids.place``, ``bids.get``, ``bids.list``, subscribe.
 
 The bids of one read of the request stream are judged together, in one Redis round trip: one
-pipeline of place-script calls (see :meth:`BidsHandlers.handle_batch`).
+pipeline of place-script calls, one call per partition of their auctions (and chunk), since
+a read may hold requests of several partitions (see :meth:`BidsHandlers.handle_batch`).
 """
 
 from __future__ import annotations

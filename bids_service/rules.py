@@ -66,12 +66,15 @@ REQUESTS: Final[RequestTable] = MappingProxyType(
     {"bids.place": _PLACE_FIELDS, "bids.get": _GET_FIELDS, "bids.list": _LIST_FIELDS}
 )
 #: What bids announces in the namespace registry: ``auction``, open to every user, with
-#: history and presence.
+#: history and presence; its partitions (run_service announces ``RT_BIDS_PARTITIONS``), and
+#: the field of each request type that names an auction, so that a gateway sends it to the
+#: auction's partition (``bids.list`` names none: partition 0).
 OFFER: Final = Offer(
     "bids",
     REQUESTS,
     (Namespace("auction", "bids", Access.AUTHENTICATED, history=True, presence=True),),
     partitions=1,
+    entities=MappingProxyType({"bids.place": "auction", "bids.get": "auction"}),
 )
 _SUBSCRIBE_FIELDS = frozenset({"channel", "since"})
 _SPEC_FIELDS = frozenset(

@@ -1,30 +1,33 @@
-"""The bids service's state in Redis, under its own prefix, changed only through the Lua scripts.
+"""The bids service's state in Redis, changed only through the Lua scripts, partition by
+partition: every script call touches the keys of one partition (bids_service/keys.py).
 
-Keys (``bids:`` is :func:`common.keys.service_prefix`):
+Keys of partition ``n`` (``bids:{bids.n}:`` is :meth:`common.keys.Partitions.prefix`):
 
-``bids:auction:<id>``
+``bids:{bids.n}:auction:<id>``
     hash: id, title, starting_price, increment, ends_at (ms), extend_window and extend_by
     (ms), status (open or closed), current, bidder, seq, bids, created_at, closed_at, winner.
-``bids:history:<id>``
+``bids:{bids.n}:history:<id>``
     stream: every event of the auction, entry id ``<seq>-0``, the bus envelope in field ``e``
     (and, for ``bid.placed``, the bid's idempotency key in ``k``).
-``bids:open``
-    zset: the open auctions, scored by their end (ms).
-``bids:verdict:<len(user)>:<user>:<key>``
-    string: the verdict of one idempotency key (a msgpack map), expiring after the key TTL (an
-    accepted bid) or the refusal TTL (a too-low bid); other refusals are not stored.
-``bids:rate:<user>``
-    string ``"<tokens> <at ms>"``: the user's bid token bucket, expiring once full again.
+``bids:{bids.n}:open``
+    zset: the partition's open auctions, scored by their end (ms).
+``bids:{bids.n}:verdict:<len(user)>:<user>:<key>``
+    string: the verdict of one idempotency key on a bid for an auction of the partition (a
+    msgpack map), expiring after the key TTL (an accepted bid) or the refusal TTL (a too-low
+    bid); other refusals are not stored.
+``bids:{bids.n}:rate:<user>``
+    string ``"<tokens> <at ms>"``: the user's bid token bucket for the auctions of the
+    partition, expiring once full again.
 """
 
 from __future__ import annotations
 
+import heapq
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Final, cast
 
-from redis.asyncio import Redis
-
+from bids_service.keys import BidKeys, auction_channel
 from bids_service.rules import (
     AUCTION_CHANNEL_PREFIX,
     CLOSED,
@@ -34,55 +37,16 @@ from bids_service.rules import (
     minimum_bid,
 )
 from common.codec import load_bus
-from common.keys import EVENT_CHANNEL_PREFIX, event_channel, service_prefix
+from common.keys import Partitions
 from common.lua import ScriptCall, Scripts, text
-from common.partitions import partition_tag
+from common.redis_client import RedisClient
 
 
-__all__ = [
-    "OPEN_KEY",
-    "PLACE_CHUNK",
-    "PREFIX",
-    "BidStore",
-    "Replay",
-    "auction_channel",
-    "auction_key",
-    "history_key",
-    "rate_key",
-    "verdict_key",
-]
+__all__ = ["PLACE_CHUNK", "BidStore", "Replay"]
 
-#: Events go to partition 0's channels: the service has one partition until it takes
-#: its Partitions (docs/bus.md "Partitions").
-_TAG: Final = partition_tag("bids", 0)
-
-PREFIX: Final = service_prefix("bids")
-OPEN_KEY: Final = PREFIX + "open"
 _SCRIPTS = ("place", "close", "due", "create", "replay")
 #: Most bids judged by one call of the place script (about 2 ms of Redis's time).
-PLACE_CHUNK = 128
-
-
-def auction_key(auction: str) -> str:
-    return f"{PREFIX}auction:{auction}"
-
-
-def history_key(auction: str) -> str:
-    return f"{PREFIX}history:{auction}"
-
-
-def verdict_key(user: str, key: str) -> str:
-    # The user's length first, so that no (user, key) pair can spell another's key.
-    return f"{PREFIX}verdict:{len(user)}:{user}:{key}"
-
-
-def rate_key(user: str) -> str:
-    return f"{PREFIX}rate:{user}"
-
-
-def auction_channel(auction: str) -> str:
-    """The client channel of an auction's events."""
-    return AUCTION_CHANNEL_PREFIX + auction
+PLACE_CHUNK: Final = 128
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,11 +98,17 @@ def auction_view(fields: dict[bytes, bytes]) -> dict[str, Any]:
 
 
 class BidStore:
-    """Every read and write of the service's keys. Scripts are loaded once, again on NOSCRIPT."""
+    """Every read and write of the service's keys. Scripts are loaded once, again on NOSCRIPT.
+
+    ``partitions`` are the service's (``RT_BIDS_PARTITIONS``): each auction's keys, its
+    bids' verdicts and its events are in its own partition, and each call of a script
+    touches one partition's names only (a Redis Cluster runs it on one slot).
+    """
 
     def __init__(
         self,
-        redis: Redis,
+        redis: RedisClient,
+        partitions: Partitions,
         *,
         key_ttl_ms: int,
         history_maxlen: int,
@@ -148,6 +118,7 @@ class BidStore:
         bid_burst: int,
     ) -> None:
         self._redis = redis
+        self.keys = BidKeys(partitions)
         self._key_ttl = str(key_ttl_ms)
         self._refusal_ttl = str(refusal_ttl_ms)
         self._bid_rate = repr(bid_rate)
@@ -171,54 +142,79 @@ class BidStore:
     # Bids.
 
     async def place(self, bids: Sequence[tuple[PlaceCommand, str]]) -> list[tuple[Verdict, bool]]:
-        """Judge ``(command, bidder)`` pairs in order, in one round trip.
+        """Judge ``(command, bidder)`` pairs, in one round trip; each auction's bids in their
+        order (bids on auctions of different partitions are independent).
 
-        Returns each bid's verdict, and whether it is new (False: stored by an earlier try).
+        Returns each bid's verdict, in the order of ``bids``, and whether it is new (False:
+        stored by an earlier try).
         """
         # Many bids per script call: redis-py spends far more per command than per argument,
-        # and Redis less per bid. Chunks bound how long one call holds Redis.
+        # and Redis less per bid. Chunks bound how long one call holds Redis. A call judges
+        # the bids of one partition only: one pipeline of calls, by partition, then chunk.
+        of = self.keys.partitions.of
+        by_partition: dict[int, list[int]] = {}
+        for index, (command, _) in enumerate(bids):
+            by_partition.setdefault(of(command.auction), []).append(index)
         calls: list[ScriptCall] = []
-        for start in range(0, len(bids), PLACE_CHUNK):
-            keys = [OPEN_KEY]
-            args = [
-                self._key_ttl,
-                self._refusal_ttl,
-                self._maxlen,
-                AUCTION_CHANNEL_PREFIX,
-                f"{EVENT_CHANNEL_PREFIX}{_TAG}:",
-                self._bid_rate,
-                self._bid_burst,
-            ]
-            for command, bidder in bids[start : start + PLACE_CHUNK]:
-                auction = command.auction
-                keys += (
-                    auction_key(auction),
-                    history_key(auction),
-                    verdict_key(bidder, command.key),
-                    rate_key(bidder),
-                )
-                args += (auction, bidder, command.key, str(command.amount))
-            calls.append(ScriptCall("place", keys, args))
-        verdicts = []
-        for flat in await self._run(calls):
-            for i in range(0, len(flat), 2):
-                verdicts.append((Verdict.from_wire(load_bus(flat[i + 1])), flat[i] == 1))
-        return verdicts
+        chunks: list[list[int]] = []
+        for partition, indexes in by_partition.items():
+            names = self.keys[partition]
+            for start in range(0, len(indexes), PLACE_CHUNK):
+                chunk = indexes[start : start + PLACE_CHUNK]
+                keys = [names.open]
+                args = [
+                    self._key_ttl,
+                    self._refusal_ttl,
+                    self._maxlen,
+                    AUCTION_CHANNEL_PREFIX,
+                    names.events,
+                    self._bid_rate,
+                    self._bid_burst,
+                ]
+                for index in chunk:
+                    command, bidder = bids[index]
+                    auction = command.auction
+                    keys += (
+                        names.auction(auction),
+                        names.history(auction),
+                        names.verdict(bidder, command.key),
+                        names.rate(bidder),
+                    )
+                    args += (auction, bidder, command.key, str(command.amount))
+                calls.append(ScriptCall("place", keys, args))
+                chunks.append(chunk)
+        verdicts: list[tuple[Verdict, bool] | None] = [None] * len(bids)
+        for chunk, flat in zip(chunks, await self._run(calls), strict=True):
+            for position, index in enumerate(chunk):
+                fresh, verdict = flat[2 * position], flat[2 * position + 1]
+                verdicts[index] = (Verdict.from_wire(load_bus(verdict)), fresh == 1)
+        return cast("list[tuple[Verdict, bool]]", verdicts)
 
     # Reads.
 
     async def get(self, auction: str) -> dict[str, Any] | None:
-        fields = cast("dict[bytes, bytes]", await self._redis.hgetall(auction_key(auction)))
+        key = self.keys.auction(auction)
+        fields = cast("dict[bytes, bytes]", await self._redis.hgetall(key))
         return auction_view(fields) if fields else None
 
     async def list_open(self, limit: int) -> list[dict[str, Any]]:
-        """The open auctions, the soonest to end first."""
-        ids = cast("list[bytes]", await self._redis.zrange(OPEN_KEY, 0, limit - 1))
+        """The open auctions of every partition, the soonest to end first, at most ``limit``."""
+        pipe = self._redis.pipeline(transaction=False)
+        for names in self.keys:
+            pipe.zrange(names.open, 0, limit - 1, withscores=True)
+        # Each partition's are in order: merged, ties by id as one zset would order them.
+        merged = heapq.merge(
+            *[
+                [(ends_at, auction) for auction, ends_at in rows]
+                for rows in cast("list[list[tuple[bytes, float]]]", await pipe.execute())
+            ]
+        )
+        ids = [auction.decode() for _, auction in list(merged)[:limit]]
         if not ids:
             return []
         pipe = self._redis.pipeline(transaction=False)
         for auction in ids:
-            pipe.hgetall(auction_key(auction.decode()))
+            pipe.hgetall(self.keys.auction(auction))
         rows = []
         for fields in await pipe.execute():
             if fields:
@@ -228,9 +224,10 @@ class BidStore:
 
     async def replay(self, auction: str, since: int | None) -> Replay | None:
         """The auction's position and the events after ``since``; None for an unknown auction."""
+        names = self.keys.of(auction)
         args = ("" if since is None else str(since), self._replay_limit)
         result = await self._scripts.call(
-            "replay", (auction_key(auction), history_key(auction)), args
+            "replay", (names.auction(auction), names.history(auction)), args
         )
         if result is None:
             return None
@@ -250,6 +247,7 @@ class BidStore:
 
     async def create(self, auction: str, spec: AuctionSpec) -> int | str:
         """Create ``auction``; return its end (ms), or why not ('exists' or 'ends_in_past')."""
+        names = self.keys.of(auction)
         args = (
             auction,
             spec.title,
@@ -260,22 +258,31 @@ class BidStore:
             str(spec.extend_window_ms),
             str(spec.extend_by_ms),
         )
-        created, detail = await self._scripts.call("create", (auction_key(auction), OPEN_KEY), args)
+        keys = (names.auction(auction), names.open)
+        created, detail = await self._scripts.call("create", keys, args)
         return int(detail) if created == 1 else cast(bytes, detail).decode()
 
     async def due(self, limit: int) -> list[str]:
-        """Open auctions whose end has passed, by Redis's clock."""
-        ids = await self._scripts.call("due", (OPEN_KEY,), (str(limit),))
-        return [auction.decode() for auction in ids]
+        """Open auctions of every partition whose end has passed, by Redis's clock: at most
+        ``limit``, the longest overdue first."""
+        calls = [ScriptCall("due", (names.open,), (str(limit),)) for names in self.keys]
+        # Merged by end, so that no partition's overdue auctions wait behind another's.
+        merged = heapq.merge(
+            *[
+                [(float(flat[i + 1]), flat[i]) for i in range(0, len(flat), 2)]
+                for flat in await self._run(calls)
+            ]
+        )
+        return [auction.decode() for _, auction in list(merged)[:limit]]
 
     async def close(self, auctions: Sequence[str]) -> dict[str, float]:
         """Close those of ``auctions`` still open and due; return the ones this call closed,
         each with how late it closed (seconds after its end)."""
         calls = []
         for auction in auctions:
-            channel = auction_channel(auction)
-            keys = (auction_key(auction), history_key(auction), OPEN_KEY)
-            args = (auction, event_channel(channel, _TAG), channel, self._maxlen)
+            names = self.keys.of(auction)
+            keys = (names.auction(auction), names.history(auction), names.open)
+            args = (auction, names.event_channel(auction), auction_channel(auction), self._maxlen)
             calls.append(ScriptCall("close", keys, args))
         results = await self._run(calls)
         return {

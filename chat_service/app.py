@@ -27,9 +27,13 @@ class ChatService(Service):
     """Rooms, messages and their history; see docs/chat.md."""
 
     def __init__(
-        self, redis: RedisClient, settings: ChatSettings, metrics: ChatMetrics | None = None
+        self,
+        redis: RedisClient,
+        settings: ChatSettings,
+        partitions: Partitions,
+        metrics: ChatMetrics | None = None,
     ) -> None:
-        self.store = ChatStore(redis, settings)
+        self.store = ChatStore(redis, settings, partitions)
         self.handlers = ChatHandlers(self.store, settings, metrics)
 
     async def setup(self) -> None:
@@ -42,7 +46,7 @@ class ChatService(Service):
             logger.warning("Redis unavailable at start-up", extra={"error": repr(exc)})
 
     async def handle_batch(self, requests: list[Request]) -> list[Outcome]:
-        """Handle one read's requests in order, with one Redis round trip for all of them."""
+        """Handle one read's requests in order, with one Redis round trip per partition."""
         return await self.handlers.handle_batch(requests)
 
 
@@ -50,6 +54,6 @@ def service_factory(settings: ChatSettings) -> Callable[[RedisClient, Partitions
     """The factory ``run_service`` calls once Redis is connected."""
 
     def factory(redis: RedisClient, partitions: Partitions) -> ChatService:
-        return ChatService(redis, settings, ChatMetrics())
+        return ChatService(redis, settings, partitions, ChatMetrics())
 
     return factory

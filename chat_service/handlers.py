@@ -19,6 +19,7 @@ from chat_service.metrics import ChatMetrics
 from chat_service.settings import ChatSettings
 from chat_service.store import (
     ChatStore,
+    RoomCall,
     decode_create,
     decode_history,
     decode_open,
@@ -28,7 +29,6 @@ from chat_service.store import (
 from common.bus.worker import Outcome, traced
 from common.envelope import Reply, Request, new_id
 from common.errors import ErrorCode, ServiceError
-from common.lua import ScriptCall
 from common.requests import check_fields
 
 
@@ -41,7 +41,7 @@ logger = logging.getLogger(__name__)
 class Plan:
     """What one request needs: a script call (or none) and how to read its result."""
 
-    call: ScriptCall | None
+    call: RoomCall | None
     finish: Callable[[Any], Outcome]
 
 
@@ -64,7 +64,8 @@ class ChatHandlers:
         }
 
     async def handle_batch(self, requests: list[Request]) -> list[Outcome]:
-        """Handle one read's requests in order, with one Redis round trip for all of them."""
+        """Handle one read's requests in order, with one Redis round trip per partition their
+        rooms are in (one in all when the read is of one partition's stream)."""
         plans: list[Plan | ServiceError] = []
         for request in requests:
             try:

@@ -59,12 +59,14 @@ REQUESTS: Final[RequestTable] = MappingProxyType(
     }
 )
 #: What chat announces in the namespace registry: the ``chat`` namespace, whose subscribes
-#: chat decides (private rooms), with history and presence.
+#: chat decides (private rooms), with history and presence. Every request names its room,
+#: chat's entity, and goes to the stream of the room's partition (``room``, in ``entities``).
 OFFER: Final = Offer(
     "chat",
     REQUESTS,
     (Namespace("chat", "chat", Access.OWNER, history=True, presence=True),),
     partitions=1,
+    entities=MappingProxyType(dict.fromkeys(REQUESTS, "room")),
 )
 
 #: Client channels of rooms are ``chat:<room>``.

@@ -1,43 +1,25 @@
-"""Rooms and their history in Redis: key names, the Lua scripts, and what they return.
+"""Rooms and their history in Redis: the Lua scripts' calls, and what they return.
 
-Every key lives under ``chat:`` (common.keys.service_prefix):
-
-``chat:room:<room>``
-    hash: ``private`` ("0"/"1"), ``creator``, ``created`` (ms), ``last`` (newest position),
-    ``trimmed`` (newest position the retention removed). A public room with no message
-    expires (``empty_room_ttl``); its first message makes it stay.
-``chat:members:<room>``
-    set: the members of a private room.
-``chat:log:<room>``
-    stream: the room's messages, capped at the retention; entry ids are the positions.
-``chat:sent:<room>|<user>|<client_id>``
-    string ``"<id> <position>"`` of a posted message, for de-duplication (expires).
-``chat:rate:<user>``
-    hash: the user's send token bucket (expires when full again).
-``chat:owned:<user>``
-    set: the rooms the user created, for the quota (pruned of rooms gone when it is full).
-``chat:create-rate:<user>``
-    hash: the user's room-creation token bucket (expires when full again).
-``chat:typing:<room>|<user>``
-    exists while a user's typing window is open.
-
-Every state change goes through one script (chat_service/lua/*.lua, each loaded with
-lib.lua before it), so that writing the history and publishing its event are one atomic
-step. Calls are queued and run in one pipeline per batch of requests, in order.
+The key names are in :mod:`chat_service.keys`: each room's under the prefix of its
+partition. Every state change goes through one script (chat_service/lua/*.lua, each loaded
+with lib.lua before it), so that writing the history and publishing its event are one atomic
+step, and every call touches the keys of one partition only (its room's). Calls are queued
+and run in one pipeline per partition per batch of requests, in order within each.
 """
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
-from redis.asyncio import Redis
-
+from chat_service.keys import place_of
 from chat_service.rules import channel_of
 from chat_service.settings import ChatSettings
-from common.keys import event_channel, service_prefix
+from common.keys import Partitions
 from common.lua import ScriptCall, Scripts, text
-from common.partitions import partition_tag
+from common.redis_client import RedisClient
 
 
 __all__ = [
@@ -45,6 +27,7 @@ __all__ = [
     "Created",
     "HistoryPage",
     "Opened",
+    "RoomCall",
     "Sent",
     "decode_create",
     "decode_history",
@@ -54,69 +37,66 @@ __all__ = [
     "message_of",
 ]
 
-#: Events go to partition 0's channels: the service has one partition until it takes
-#: its Partitions (docs/bus.md "Partitions").
-_TAG: Final = partition_tag("chat", 0)
-
-PREFIX: Final = service_prefix("chat")
 SCRIPTS: Final = ("create", "open", "send", "typing", "history")
 
 
-def room_key(room: str) -> str:
-    return f"{PREFIX}room:{room}"
+@dataclass(frozen=True, slots=True)
+class RoomCall:
+    """A script call about one room, and the partition whose keys it touches."""
 
-
-def members_key(room: str) -> str:
-    return f"{PREFIX}members:{room}"
-
-
-def log_key(room: str) -> str:
-    return f"{PREFIX}log:{room}"
-
-
-def sent_key(room: str, user: str, client_id: str) -> str:
-    # Neither a room nor a client_id may contain "|", so the parts cannot run together.
-    return f"{PREFIX}sent:{room}|{user}|{client_id}"
-
-
-def rate_key(user: str) -> str:
-    return f"{PREFIX}rate:{user}"
-
-
-def owned_key(user: str) -> str:
-    return f"{PREFIX}owned:{user}"
-
-
-def create_rate_key(user: str) -> str:
-    return f"{PREFIX}create-rate:{user}"
-
-
-def typing_key(room: str, user: str) -> str:
-    return f"{PREFIX}typing:{room}|{user}"
+    partition: int
+    call: ScriptCall
 
 
 class ChatStore:
     """Builds script calls from commands and runs them against Redis."""
 
-    def __init__(self, redis: Redis, settings: ChatSettings) -> None:
+    def __init__(self, redis: RedisClient, settings: ChatSettings, partitions: Partitions) -> None:
         self._settings = settings
+        self._partitions = partitions
         self._scripts = Scripts(redis, "chat_service", SCRIPTS)
 
     async def load(self) -> None:
         """Load the scripts (at start-up; they are loaded again on NOSCRIPT)."""
         await self._scripts.load()
 
-    async def run(self, calls: list[ScriptCall]) -> list[Any]:
-        """Run ``calls`` in one pipeline, in order; each result is a value or an exception.
+    async def run(self, calls: Sequence[RoomCall]) -> list[Any]:
+        """Run ``calls``, one pipeline per partition (concurrently), in order within each;
+        each result, in the order of ``calls``, is a value or an exception.
 
-        Connection failures propagate (the batch is handled again later); a script error
-        (a ResponseError) is returned in place of that call's result.
+        A pipeline carries one partition's calls so that, on a Redis Cluster, it goes to the
+        one node holding that partition's slot. Calls of different partitions are about
+        different rooms, so nothing depends on their order.
+
+        Connection failures propagate (the batch is handled again later; some partitions'
+        calls may have run, which the scripts make safe to repeat); a script error (a
+        ResponseError) is returned in place of that call's result.
         """
-        return await self._scripts.pipeline(calls)
+        groups: dict[int, list[int]] = {}
+        for index, room_call in enumerate(calls):
+            groups.setdefault(room_call.partition, []).append(index)
+        if len(groups) <= 1:
+            return await self._scripts.pipeline([room_call.call for room_call in calls])
+        # Every pipeline runs to its end before a failure propagates: one cancelled halfway
+        # would leave its connection with replies unread.
+        answers = await asyncio.gather(
+            *(
+                self._scripts.pipeline([calls[index].call for index in indices])
+                for indices in groups.values()
+            ),
+            return_exceptions=True,
+        )
+        results: list[Any] = [None] * len(calls)
+        for indices, answer in zip(groups.values(), answers, strict=True):
+            if isinstance(answer, BaseException):
+                raise answer
+            for index, result in zip(indices, answer, strict=True):
+                results[index] = result
+        return results
 
     # Calls.
 
-    def _creation(self, room: str) -> tuple[str | int, ...]:
+    def _creation(self, room: str, room_prefix: str) -> tuple[str | int, ...]:
         """The arguments of admit_room and new_room (lua/lib.lua), as the scripts take them."""
         settings = self._settings
         return (
@@ -124,34 +104,39 @@ class ChatStore:
             settings.max_rooms,
             repr(settings.create_rate),
             settings.create_burst,
-            room_key(""),
+            room_prefix,
             max(1, round(settings.empty_room_ttl * 1000)),
         )
 
-    def create(self, room: str, user: str, private: bool, members: tuple[str, ...]) -> ScriptCall:
-        return ScriptCall(
+    def create(self, room: str, user: str, private: bool, members: tuple[str, ...]) -> RoomCall:
+        place = place_of(self._partitions, room)
+        keys = place.keys
+        call = ScriptCall(
             "create",
-            (room_key(room), members_key(room), owned_key(user), create_rate_key(user)),
+            (keys.room(room), keys.members(room), keys.owned(user), keys.create_rate(user)),
             (
                 user,
                 "1" if private else "0",
-                *self._creation(room),
+                *self._creation(room, keys.room("")),
                 self._settings.max_members,
                 *members,
             ),
         )
+        return RoomCall(place.partition, call)
 
     def open(
         self, room: str, user: str, *, create: bool, since: str | None, latest: int
-    ) -> ScriptCall:
-        return ScriptCall(
+    ) -> RoomCall:
+        place = place_of(self._partitions, room)
+        keys = place.keys
+        call = ScriptCall(
             "open",
             (
-                room_key(room),
-                members_key(room),
-                log_key(room),
-                owned_key(user),
-                create_rate_key(user),
+                keys.room(room),
+                keys.members(room),
+                keys.log(room),
+                keys.owned(user),
+                keys.create_rate(user),
             ),
             (
                 user,
@@ -159,56 +144,64 @@ class ChatStore:
                 since or "",
                 latest,
                 self._settings.replay_limit,
-                *self._creation(room),
+                *self._creation(room, keys.room("")),
             ),
         )
+        return RoomCall(place.partition, call)
 
-    def send(self, room: str, user: str, text: str, client_id: str, message_id: str) -> ScriptCall:
+    def send(self, room: str, user: str, text: str, client_id: str, message_id: str) -> RoomCall:
         settings = self._settings
-        channel = channel_of(room)
-        return ScriptCall(
+        place = place_of(self._partitions, room)
+        keys = place.keys
+        call = ScriptCall(
             "send",
             (
-                room_key(room),
-                members_key(room),
-                log_key(room),
-                sent_key(room, user, client_id),
-                rate_key(user),
+                keys.room(room),
+                keys.members(room),
+                keys.log(room),
+                keys.sent(room, user, client_id),
+                keys.rate(user),
             ),
             (
                 user,
                 text,
                 client_id,
                 message_id,
-                channel,
-                event_channel(channel, _TAG),
+                channel_of(room),
+                place.event_channel,
                 settings.retention,
                 int(settings.dedupe_ttl * 1000),
                 repr(settings.send_rate),
                 settings.send_burst,
             ),
         )
+        return RoomCall(place.partition, call)
 
-    def typing(self, room: str, user: str, event_id: str) -> ScriptCall:
-        channel = channel_of(room)
-        return ScriptCall(
+    def typing(self, room: str, user: str, event_id: str) -> RoomCall:
+        place = place_of(self._partitions, room)
+        keys = place.keys
+        call = ScriptCall(
             "typing",
-            (room_key(room), members_key(room), typing_key(room, user)),
+            (keys.room(room), keys.members(room), keys.typing(room, user)),
             (
                 user,
                 event_id,
-                channel,
-                event_channel(channel, _TAG),
+                channel_of(room),
+                place.event_channel,
                 max(1, int(self._settings.typing_interval * 1000)),
             ),
         )
+        return RoomCall(place.partition, call)
 
-    def history(self, room: str, user: str, before: str | None, limit: int) -> ScriptCall:
-        return ScriptCall(
+    def history(self, room: str, user: str, before: str | None, limit: int) -> RoomCall:
+        place = place_of(self._partitions, room)
+        keys = place.keys
+        call = ScriptCall(
             "history",
-            (room_key(room), members_key(room), log_key(room)),
+            (keys.room(room), keys.members(room), keys.log(room)),
             (user, before or "", limit),
         )
+        return RoomCall(place.partition, call)
 
 
 # What the scripts return, decoded. Redis gives strings as bytes.

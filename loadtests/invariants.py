@@ -21,8 +21,9 @@ from typing import Any, cast
 
 import redis
 
-from bids_service.store import auction_key, history_key
+from bids_service.keys import BidKeys
 from common.codec import load_bus
+from common.keys import Partitions
 
 
 __all__ = ["Accepted", "Report", "check_invariants"]
@@ -79,7 +80,9 @@ def _entry(entry_id: bytes, fields: dict[bytes, bytes]) -> _Entry:
     )
 
 
-def _read_auction(client: redis.Redis, auction: str) -> tuple[dict[str, str], list[_Entry]]:
+def _read_auction(
+    client: redis.Redis, names: BidKeys, auction: str
+) -> tuple[dict[str, str], list[_Entry]]:
     """An auction's hash and every entry of its history, as of one instant.
 
     The history is read in chunks, and its tail in one transaction with the hash: a bid that
@@ -88,30 +91,38 @@ def _read_auction(client: redis.Redis, auction: str) -> tuple[dict[str, str], li
     """
     entries: list[_Entry] = []
     start = "-"
+    # One partition's keys, in one slot: the transaction below runs on a cluster too.
+    history_key, auction_key = names.history(auction), names.auction(auction)
     while True:
-        chunk = cast("list[Any]", client.xrange(history_key(auction), start, "+", count=_CHUNK))
+        chunk = cast("list[Any]", client.xrange(history_key, start, "+", count=_CHUNK))
         if len(chunk) < _CHUNK:
             break
         entries += [_entry(entry_id, fields) for entry_id, fields in chunk]
         start = "(" + chunk[-1][0].decode()
     with client.pipeline(transaction=True) as pipeline:
-        pipeline.hgetall(auction_key(auction))
-        pipeline.xrange(history_key(auction), start, "+")
+        pipeline.hgetall(auction_key)
+        pipeline.xrange(history_key, start, "+")
         state, tail = pipeline.execute()
     entries += [_entry(entry_id, fields) for entry_id, fields in tail]
     return {k.decode(): v.decode() for k, v in state.items()}, entries
 
 
 def check_invariants(
-    redis_url: str, auctions: list[str], accepted: list[Accepted] | None = None
+    redis_url: str,
+    auctions: list[str],
+    accepted: list[Accepted] | None = None,
+    *,
+    partitions: int = 1,
 ) -> Report:
-    """Check the invariants over ``auctions`` and the verdicts clients received."""
+    """Check the invariants over ``auctions`` and the verdicts clients received, on a bids
+    service of ``partitions`` partitions (``RT_BIDS_PARTITIONS``)."""
+    names = BidKeys(Partitions("bids", partitions))
     report = Report(auctions=len(auctions))
     bad = report.violations.append
     placed: dict[tuple[str, int], tuple[int, str, str | None]] = {}
     with redis.Redis.from_url(redis_url) as client:
         for auction in auctions:
-            state, history = _read_auction(client, auction)
+            state, history = _read_auction(client, names, auction)
             if not state:
                 bad(f"{auction}: the auction does not exist")
                 continue

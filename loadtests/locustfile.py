@@ -262,7 +262,8 @@ def _check(environment: Environment, **kwargs: Any) -> None:
         unanswered = RUN.unanswered
     drained = wait_for_stream(RUN.config["redis_url"], "bids", deadline)
     auctions = [a["id"] for a in RUN.config["auctions"]]
-    report = check_invariants(RUN.config["redis_url"], auctions, accepted)
+    partitions = int(RUN.config.get("bids_partitions", 1))
+    report = check_invariants(RUN.config["redis_url"], auctions, accepted, partitions=partitions)
     for mismatch in mismatches:
         report.violations.append(f"a retry got another verdict: {mismatch}")
     counts = ", ".join(f"{name} {count}" for name, count in sorted(verdicts.items()))

@@ -80,6 +80,7 @@ def run_load(
             "gateway_ws": f"ws://127.0.0.1:{stack.gateways[0].port}/ws",
             "jwt_secret": stack.jwt_secret,
             "redis_url": stack.redis.url,
+            "bids_partitions": stack.bids_partitions,
             "auctions": [
                 {key: auction[key] for key in ("id", "starting_price", "increment")}
                 for auction in created

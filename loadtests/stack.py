@@ -222,6 +222,11 @@ class Stack:
     def token(self, user: str, ttl: float = 3600.0) -> str:
         return issue_token(Secret(self.jwt_secret), user, ttl)
 
+    @property
+    def bids_partitions(self) -> int:
+        """The bids service's partitions (``RT_BIDS_PARTITIONS`` of its settings)."""
+        return int(self._bids_env.get("RT_BIDS_PARTITIONS", "1"))
+
     def create_auction(self, **body: Any) -> dict[str, Any]:
         status, answer = http(
             "POST", self.instances[0].url + "/auctions", body, token=self.admin_token

@@ -1,8 +1,9 @@
 """The presence service: gateway notifications in, join/leave events and queries out.
 
-Each read of the request stream is handled as one batch (handlers.py). A background
-sweeper, in every instance, releases the connections of dead gateways and of restart graces that
-ran out; the scripts make each release happen once however many instances sweep.
+Each read of a request stream is handled as one batch (handlers.py), each request in the
+partition of its channel. A background sweeper, in every instance, releases the connections of
+dead gateways and of restart graces that ran out, partition by partition; the scripts make
+each release happen once however many instances sweep.
 """
 
 from __future__ import annotations
@@ -38,11 +39,13 @@ class PresenceService(Service):
         self,
         redis: RedisClient,
         settings: PresenceSettings,
+        partitions: Partitions,
         metrics: PresenceMetrics | None = None,
     ) -> None:
         self.settings = settings
         self.store = PresenceStore(
             redis,
+            partitions,
             grace=settings.grace,
             tombstone_ttl=settings.tombstone_ttl,
             batch=settings.sweep_batch,
@@ -138,6 +141,6 @@ def service_factory(
     """The factory ``run_service`` calls once Redis is connected."""
 
     def factory(redis: RedisClient, partitions: Partitions) -> PresenceService:
-        return PresenceService(redis, settings)
+        return PresenceService(redis, settings, partitions)
 
     return factory

@@ -1,7 +1,8 @@
 """The presence service's batch handler: each read of the request stream in one pipeline.
 
-Every notification and query of a read becomes one script call of one pipeline (a single
-round trip); a query's prior notifications run just before it.
+Every notification and query of a read becomes a script call (a drop one per partition it
+names) of one pipeline, a single round trip, each in the partition of its channel: a read's
+requests may be of several partitions. A query's prior notifications run just before it.
 """
 
 from __future__ import annotations

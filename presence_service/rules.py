@@ -14,7 +14,7 @@ from typing import Any, Final, Literal
 
 from common.envelope import Request
 from common.errors import ErrorCode, ProtocolError, ServiceError
-from common.keys import channel_prefix
+from common.keys import Partitions, channel_prefix
 from common.namespaces import Access, Namespace, namespace_name
 from common.registry import Offer, Registry
 from common.requests import RequestTable, check_fields
@@ -37,6 +37,7 @@ __all__ = [
     "parse_change",
     "parse_prior",
     "parse_query",
+    "partitions_of",
     "subscribe_reply",
 ]
 
@@ -46,12 +47,14 @@ REQUESTS: Final[RequestTable] = MappingProxyType(
     {"presence.list": frozenset({"channel"}), "presence.count": frozenset({"channel"})}
 )
 #: What presence announces in the namespace registry: ``presence``, open to every user, with
-#: no history (the gateway subscribes alone).
+#: no history (the gateway subscribes alone). A read's entity is the tracked channel it asks
+#: about, which is also the entity of that channel's ``presence:`` client channel.
 OFFER: Final = Offer(
     "presence",
     REQUESTS,
     (Namespace("presence", "presence", Access.AUTHENTICATED, history=False),),
     partitions=1,
+    entities=MappingProxyType({"presence.list": "channel", "presence.count": "channel"}),
 )
 
 #: The client channel of channel C's presence events is PRESENCE_CHANNEL_PREFIX + C.
@@ -73,6 +76,11 @@ class Change:
     channel: str = ""
     #: A drop because the gateway is restarting (close 1012).
     restart: bool = False
+    #: The channels a drop says are still tracked (those of one partition); only their
+    #: partition is used: the state of record is the connection's record in it.
+    channels: tuple[str, ...] = ()
+    #: The partition a drop names (``partition`` in its data), if it does.
+    partition: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -162,28 +170,56 @@ def parse_change(request: Request, registry: Registry) -> Change:
         raise ServiceError(ErrorCode.BAD_REQUEST, "a notification needs a positive integer seq")
     if request.user is None:
         raise ServiceError(ErrorCode.BAD_REQUEST, "a notification needs the connection's user")
-    if request.type == "drop":
-        restart = data.get("restart", False)
-        if not isinstance(restart, bool):
-            raise ServiceError(ErrorCode.BAD_REQUEST, "'restart' must be a boolean")
-        kind: Literal["track", "untrack", "drop"] = "drop"
-        channel = ""
-    elif request.type in ("track", "untrack"):
-        kind = "track" if request.type == "track" else "untrack"
-        channel = _tracked_channel(data.get("channel"), registry, trusted=True)
-        restart = False
-    else:
+    if request.type in ("track", "untrack"):
+        return Change(
+            "track" if request.type == "track" else "untrack",
+            connection=request.connection,
+            gateway=request.gateway,
+            user=request.user,
+            seq=seq,
+            ts=request.ts,
+            channel=_tracked_channel(data.get("channel"), registry, trusted=True),
+        )
+    if request.type != "drop":
         raise ServiceError(ErrorCode.UNKNOWN_TYPE, f"unknown notification {request.type!r}")
+    restart = data.get("restart", False)
+    if not isinstance(restart, bool):
+        raise ServiceError(ErrorCode.BAD_REQUEST, "'restart' must be a boolean")
+    channels = data.get("channels", [])
+    if not isinstance(channels, list) or not all(isinstance(c, str) for c in channels):
+        raise ServiceError(ErrorCode.BAD_REQUEST, "'channels' must be an array of channels")
+    partition = data.get("partition")
+    if partition is not None and (not isinstance(partition, int) or isinstance(partition, bool)):
+        raise ServiceError(ErrorCode.BAD_REQUEST, "'partition' must be an integer")
     return Change(
-        kind,
+        "drop",
         connection=request.connection,
         gateway=request.gateway,
         user=request.user,
         seq=seq,
         ts=request.ts,
-        channel=channel,
         restart=restart,
+        channels=tuple(channels),
+        partition=partition,
     )
+
+
+def partitions_of(operation: Change | Query, partitions: Partitions) -> tuple[int, ...]:
+    """The partitions an operation runs in: that of its channel (``partitions.of``, the
+    partition of the channel's ``presence:`` events too), and for a drop those of the
+    channels it names and the partition it names (if there is one of that number).
+
+    A drop that names neither (a connection with no channel left in a partition, from a
+    gateway that does not say which) runs in every partition: its tombstone must be where
+    the connection's late notifications would be applied, and one where the connection never
+    was costs a key that expires.
+    """
+    if not isinstance(operation, Change) or operation.kind != "drop":
+        return (partitions.of(operation.channel),)
+    named = {partitions.of(channel) for channel in operation.channels}
+    if operation.partition is not None and 0 <= operation.partition < partitions.count:
+        named.add(operation.partition)
+    return tuple(sorted(named)) if named else tuple(partitions)
 
 
 def parse_prior(request: Request, registry: Registry) -> list[Change]:

@@ -1,11 +1,12 @@
 -- Close one auction if it is open and its end has passed: exactly once, whichever instance
 -- runs it first; the others find it closed (or extended) and change nothing.
 --
--- KEYS[1]  bids:auction:<id>   hash: the auction's state
--- KEYS[2]  bids:history:<id>   stream: the auction's events
--- KEYS[3]  bids:open           zset: open auctions scored by their end (ms)
+-- Every key, and the channel, is of the auction's partition n (one hash tag {bids.<n>}):
+-- KEYS[1]  bids:{bids.<n>}:auction:<id>   hash: the auction's state
+-- KEYS[2]  bids:{bids.<n>}:history:<id>   stream: the auction's events
+-- KEYS[3]  bids:{bids.<n>}:open           zset: the partition's open auctions by end (ms)
 -- ARGV[1]  auction id
--- ARGV[2]  pub/sub channel of the auction's events
+-- ARGV[2]  pub/sub channel of the auction's events, ch:{bids.<n>}:auction:<id>
 -- ARGV[3]  client channel name
 -- ARGV[4]  history cap, 0 for none
 --

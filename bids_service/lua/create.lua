@@ -1,7 +1,7 @@
 -- Create an auction unless one with this id exists (so concurrent seeding creates it once).
 --
--- KEYS[1]  bids:auction:<id>   hash: the auction's state
--- KEYS[2]  bids:open           zset: open auctions scored by their end (ms)
+-- KEYS[1]  bids:{bids.<n>}:auction:<id>   hash: the auction's state (n: its partition)
+-- KEYS[2]  bids:{bids.<n>}:open           zset: the partition's open auctions by end (ms)
 -- ARGV[1]  auction id
 -- ARGV[2]  title
 -- ARGV[3]  starting price

@@ -23,5 +23,5 @@ local function emit(history, maxlen, pubsub, channel, auction, seq, now, event, 
     args[#args + 1] = value
   end
   redis.call(unpack(args))
-  redis.call('PUBLISH', pubsub, envelope)
+  redis.call(PUBLISH, pubsub, envelope)
 end

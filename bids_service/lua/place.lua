@@ -1,18 +1,21 @@
--- Judge a read's bids in order and apply each accepted one: check (key seen? bidder within
--- their rate? open? high enough?), state update, history append and publish, atomically, in
--- commit order.
+-- Judge bids on auctions of one partition n in order and apply each accepted one: check (key
+-- seen? bidder within their rate? open? high enough?), state update, history append and
+-- publish, atomically, in commit order. Every key, and every channel it publishes to, is of
+-- partition n (one hash tag {bids.<n>}): a read's bids come in one call per partition.
 --
--- KEYS[1]          bids:open           zset: open auctions scored by their end (ms)
+-- KEYS[1]          bids:{bids.<n>}:open          zset: the partition's open auctions by end (ms)
 -- then for each bid i (1-based), four keys:
--- KEYS[4i-2]       bids:auction:<id>   hash: the auction's state
--- KEYS[4i-1]       bids:history:<id>   stream: the auction's events, entry id <seq>-0
--- KEYS[4i]         bids:verdict:...    string: the verdict of (bidder, idempotency key)
--- KEYS[4i+1]       bids:rate:...       string "<tokens> <at ms>": the bidder's token bucket
+-- KEYS[4i-2]       bids:{bids.<n>}:auction:<id>  hash: the auction's state
+-- KEYS[4i-1]       bids:{bids.<n>}:history:<id>  stream: the auction's events, entry id <seq>-0
+-- KEYS[4i]         bids:{bids.<n>}:verdict:...   string: the verdict of (bidder, key)
+-- KEYS[4i+1]       bids:{bids.<n>}:rate:<user>   string "<tokens> <at ms>": the bidder's
+--                                                token bucket in the partition
 -- ARGV[1]          how long to keep an accepted bid's verdict, ms
 -- ARGV[2]          how long to keep a bid_too_low verdict, ms (other refusals are not kept)
 -- ARGV[3]          history cap (XADD MAXLEN ~), 0 for none
 -- ARGV[4]          prefix of client channel names ('auction:')
--- ARGV[5]          prefix of pub/sub channels of client channels ('ch:')
+-- ARGV[5]          prefix of the partition's pub/sub channels of client channels
+--                  ('ch:{bids.<n>}:')
 -- ARGV[6]          bids per second a bidder's bucket refills
 -- ARGV[7]          the bucket's size (burst)
 -- then for each bid i, four arguments:

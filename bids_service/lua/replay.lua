@@ -1,8 +1,8 @@
 -- An auction's position and, for a subscribe with `since`, the events after it (read-only),
 -- read together so that the position and the events agree.
 --
--- KEYS[1]  bids:auction:<id>   hash: the auction's state
--- KEYS[2]  bids:history:<id>   stream: the auction's events, entry id <seq>-0
+-- KEYS[1]  bids:{bids.<n>}:auction:<id>   hash: the auction's state (n: its partition)
+-- KEYS[2]  bids:{bids.<n>}:history:<id>   stream: the auction's events, entry id <seq>-0
 -- ARGV[1]  since (a sequence number), or '' for none
 -- ARGV[2]  most events to return
 --

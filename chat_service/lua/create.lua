@@ -1,16 +1,19 @@
 -- Create a room, or confirm that its creator already created it (requests are retried).
 --
--- KEYS[1]  chat:room:<room>         hash: private ("0"/"1"), creator, created (ms), last, trimmed
--- KEYS[2]  chat:members:<room>      set of the members of a private room
--- KEYS[3]  chat:owned:<user>        set of the rooms the user created (the quota)
--- KEYS[4]  chat:create-rate:<user>  hash: tokens, at (ms): the user's room-creation bucket
+-- <p> is the prefix of the room's partition, chat:{chat.<n>}: (chat_service/keys.py), which
+-- every key of the call starts with: one Redis Cluster slot.
+--
+-- KEYS[1]  <p>room:<room>         hash: private ("0"/"1"), creator, created (ms), last, trimmed
+-- KEYS[2]  <p>members:<room>      set of the members of a private room
+-- KEYS[3]  <p>owned:<user>        set of the rooms here the user created (the quota)
+-- KEYS[4]  <p>create-rate:<user>  hash: tokens, at (ms): the user's room-creation bucket here
 -- ARGV[1]  user (the creator)
 -- ARGV[2]  "1" for a private room, "0" for a public one
 -- ARGV[3]  the room
 -- ARGV[4]  rooms a user may have created that still exist (the quota)
 -- ARGV[5]  room creations per second the bucket refills
 -- ARGV[6]  the bucket's size
--- ARGV[7]  the prefix of room hashes ("chat:room:")
+-- ARGV[7]  the prefix of room hashes (<p>room:)
 -- ARGV[8]  how long an empty public room lives, ms
 -- ARGV[9]  the most members a private room may have, the creator included
 -- ARGV[10..] members to add (private rooms only; the creator is always one)

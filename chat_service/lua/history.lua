@@ -1,8 +1,11 @@
 -- Page back through a room's history.
 --
--- KEYS[1]  chat:room:<room>      hash: private, ...
--- KEYS[2]  chat:members:<room>   set of members (private rooms)
--- KEYS[3]  chat:log:<room>       stream of messages
+-- <p> is the prefix of the room's partition, chat:{chat.<n>}: (chat_service/keys.py), which
+-- every key of the call starts with: one Redis Cluster slot.
+--
+-- KEYS[1]  <p>room:<room>     hash: private, ...
+-- KEYS[2]  <p>members:<room>  set of members (private rooms)
+-- KEYS[3]  <p>log:<room>      stream of messages
 -- ARGV[1]  user
 -- ARGV[2]  before: only messages older than this position; "" for the newest
 -- ARGV[3]  limit: the most messages to give

@@ -43,10 +43,12 @@ end
 -- nil. On no, nothing is written; returns {status, detail}: {'too_many_rooms', quota} or
 -- {'rate_limited', retry_after_ms}.
 --
--- owned: set of the rooms the user created (chat:owned:<user>); rooms expire, or are made
--- again by someone else, without telling it, so at the quota it is pruned first by looking
--- at each room's hash (room_prefix .. name): keys not declared in KEYS, all under chat:, which
--- a single Redis allows. The set holds at most `quota` names, so the look is bounded.
+-- owned: set of the rooms of one partition the user created (<p>owned:<user>); rooms expire,
+-- or are made again by someone else, without telling it, so at the quota it is pruned first
+-- by looking at each room's hash (room_prefix .. name, room_prefix being <p>room:): keys not
+-- declared in KEYS, but in the slot of those that are (every room named in the set is of
+-- the partition, and <p> carries its hash tag), which a Redis Cluster allows. The set holds
+-- at most `quota` names, so the look is bounded.
 local function admit_room(owned, rate_key, user, room, quota, rate, burst, room_prefix, now)
     if redis.call('SCARD', owned) >= quota then
         for _, name in ipairs(redis.call('SMEMBERS', owned)) do

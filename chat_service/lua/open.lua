@@ -2,11 +2,14 @@
 -- (chat.join and the gateway's subscribe). Atomic, so that the position and the messages
 -- agree with the events published before and after.
 --
--- KEYS[1]  chat:room:<room>      hash: private, creator, created, last, trimmed
--- KEYS[2]  chat:members:<room>   set of members (private rooms)
--- KEYS[3]  chat:log:<room>       stream of messages; entry ids are positions
--- KEYS[4]  chat:owned:<user>        set of the rooms the user created (the quota)
--- KEYS[5]  chat:create-rate:<user>  hash: the user's room-creation bucket
+-- <p> is the prefix of the room's partition, chat:{chat.<n>}: (chat_service/keys.py), which
+-- every key of the call starts with: one Redis Cluster slot.
+--
+-- KEYS[1]  <p>room:<room>         hash: private, creator, created, last, trimmed
+-- KEYS[2]  <p>members:<room>      set of members (private rooms)
+-- KEYS[3]  <p>log:<room>          stream of messages; entry ids are positions
+-- KEYS[4]  <p>owned:<user>        set of the rooms here the user created (the quota)
+-- KEYS[5]  <p>create-rate:<user>  hash: the user's room-creation bucket here
 -- ARGV[1]  user
 -- ARGV[2]  "1" to create a missing room as a public room (join), "0" to refuse (subscribe)
 -- ARGV[3]  since: a position, or "" for none
@@ -17,7 +20,7 @@
 -- ARGV[7]  rooms a user may have created that still exist (the quota)
 -- ARGV[8]  room creations per second the bucket refills
 -- ARGV[9]  the bucket's size
--- ARGV[10] the prefix of room hashes ("chat:room:")
+-- ARGV[10] the prefix of room hashes (<p>room:)
 -- ARGV[11] how long an empty public room lives, ms (a join of one starts it again)
 --
 -- Returns {status, private, position, recovered, entries, detail}: status "ok", "created",

@@ -1,17 +1,20 @@
 -- Post a message: de-duplicate, authorize, rate-limit, append to the room's history and
 -- publish the event, atomically, so that the order of events is the order of the history.
 --
--- KEYS[1]  chat:room:<room>               hash: private, creator, created, last, trimmed
--- KEYS[2]  chat:members:<room>            set of members (private rooms)
--- KEYS[3]  chat:log:<room>                stream of messages (capped at the retention)
--- KEYS[4]  chat:sent:<room>|<user>|<client_id>   "<id> <position>" of a posted message
--- KEYS[5]  chat:rate:<user>               hash: tokens, at (ms): the user's send bucket
+-- <p> is the prefix of the room's partition, chat:{chat.<n>}: (chat_service/keys.py), which
+-- every key of the call starts with: one Redis Cluster slot.
+--
+-- KEYS[1]  <p>room:<room>                     hash: private, creator, created, last, trimmed
+-- KEYS[2]  <p>members:<room>                  set of members (private rooms)
+-- KEYS[3]  <p>log:<room>                      stream of messages (capped at the retention)
+-- KEYS[4]  <p>sent:<room>|<user>|<client_id>  "<id> <position>" of a posted message
+-- KEYS[5]  <p>rate:<user>                     hash: tokens, at (ms): the user's send bucket here
 -- ARGV[1]  user
 -- ARGV[2]  text
 -- ARGV[3]  client_id
 -- ARGV[4]  the new message's id
 -- ARGV[5]  the client channel ("chat:<room>")
--- ARGV[6]  the pub/sub channel of its events ("ch:chat:<room>")
+-- ARGV[6]  its events' pub/sub channel ("ch:{chat.<n>}:chat:<room>": the tag of <p>)
 -- ARGV[7]  retention: messages kept in the room's history
 -- ARGV[8]  how long a client_id is remembered, in ms
 -- ARGV[9]  sends per second a user's bucket refills
@@ -34,7 +37,7 @@ if refused then
     return {refused}
 end
 
--- The user's send rate, across rooms and instances (lib.lua).
+-- The user's send rate, across the rooms of this partition and instances (lib.lua).
 local wait = take_token(KEYS[5], rate, burst, now_ms())
 if wait then
     return {'rate_limited', wait}
@@ -59,5 +62,5 @@ redis.call('SET', KEYS[4], id .. ' ' .. position, 'PX', ttl)
 local ts = tonumber(string.match(position, '^(%d+)-'))
 -- The message's id is the event's id too; its data is what chat.history gives of it.
 local data = pack_map({'id', id, 'user', user, 'text', text, 'ts', ts, 'client_id', client_id})
-redis.call('PUBLISH', ARGV[6], event_envelope(id, ts, ARGV[5], 'message', position, data))
+redis.call(PUBLISH, ARGV[6], event_envelope(id, ts, ARGV[5], 'message', position, data))
 return {'posted', id, position}

@@ -1,13 +1,16 @@
 -- Tell a room that a user is typing: an event published, never stored, at most one per user
 -- and room per window.
 --
--- KEYS[1]  chat:room:<room>              hash: private, ...
--- KEYS[2]  chat:members:<room>           set of members (private rooms)
--- KEYS[3]  chat:typing:<room>|<user>     exists while the user's window is open
+-- <p> is the prefix of the room's partition, chat:{chat.<n>}: (chat_service/keys.py), which
+-- every key of the call starts with: one Redis Cluster slot.
+--
+-- KEYS[1]  <p>room:<room>           hash: private, ...
+-- KEYS[2]  <p>members:<room>        set of members (private rooms)
+-- KEYS[3]  <p>typing:<room>|<user>  exists while the user's window is open
 -- ARGV[1]  user
 -- ARGV[2]  the event's id
 -- ARGV[3]  the client channel ("chat:<room>")
--- ARGV[4]  the pub/sub channel of its events ("ch:chat:<room>")
+-- ARGV[4]  its events' pub/sub channel ("ch:{chat.<n>}:chat:<room>": the tag of <p>)
 -- ARGV[5]  the window, in ms
 --
 -- Returns {"sent"}, {"dropped"} (within the window of the previous one), {"not_found"} or
@@ -22,6 +25,6 @@ if not redis.call('SET', KEYS[3], '1', 'NX', 'PX', ARGV[5]) then
     return {'dropped'}
 end
 -- No position: typing is never stored.
-redis.call('PUBLISH', ARGV[4],
+redis.call(PUBLISH, ARGV[4],
     event_envelope(ARGV[2], now_ms(), ARGV[3], 'typing', nil, pack_map({'user', user})))
 return {'sent'}

@@ -1,6 +1,6 @@
--- drop: connection ARGV[5] closed; it leaves every channel it is in.
+-- drop: connection ARGV[5] closed; it leaves every channel it is in, in this partition.
 --
--- KEYS[1]   the connection's record (P.."conn:"..ARGV[5])
+-- KEYS[1]   the connection's record in the partition (P.."conn:"..ARGV[5])
 -- ARGV[1-4] the prelude's (lib.lua)
 -- ARGV[5]   connection id     ARGV[6]  gateway id     ARGV[7]  user
 -- ARGV[8]   seq of this notification                   ARGV[9]  its stamp (ms, gateway clock)
@@ -14,6 +14,7 @@
 -- same user in the same channel absorbs, or which expire.lua releases (with the leave) once
 -- the grace is over. Either way the record becomes a tombstone that refuses notifications of
 -- this connection handled late (drop is the connection's last notification).
+-- The connection's channels in other partitions are their partitions' drops' to release.
 local key, conn, gw, user = KEYS[1], ARGV[5], ARGV[6], ARGV[7]
 local ts, restart = tonumber(ARGV[9]), ARGV[10] == '1'
 local grace, ttl = tonumber(ARGV[11]), tonumber(ARGV[12])

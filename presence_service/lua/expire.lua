@@ -1,6 +1,6 @@
 -- expire: release lingering connections whose restart grace is over (a batch per call).
 --
--- KEYS[1]   lingering connections (P.."lingering": lingering id -> grace expiry, ms)
+-- KEYS[1]   the partition's lingering connections (P.."lingering": id -> grace expiry, ms)
 -- ARGV[1-4] the prelude's (lib.lua)
 -- ARGV[5]   lingering records to release in this call
 -- Returns {records released, leaves}.

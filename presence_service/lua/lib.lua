@@ -1,22 +1,29 @@
--- The library of every presence script but list.lua: the loader (common/lua.py) puts it
--- after the common prelude in each, so that the bookkeeping of a membership (and its
--- join/leave event) is written once.
+-- The library of every presence script but the bare ones (list.lua, expired_leases.lua,
+-- remove_lease.lua): the loader (common/lua.py) puts it after the common prelude in each, so
+-- that the bookkeeping of a membership (and its join/leave event) is written once.
+--
+-- Presence state is split into partitions (docs/presence.md "Partitions"); a script call
+-- works in one of them, whose keys all carry its hash tag, so that it touches one slot of
+-- a Redis Cluster. A tracked channel C lives in the partition of C, with its presence events.
 --
 -- ARGV (common to every script; a script's own arguments start at ARGV[5]):
---   ARGV[1]  key prefix of the service's state ("presence:")
+--   ARGV[1]  key prefix of the partition's state ("presence:{presence.<n>}:")
 --   ARGV[2]  client-channel prefix of presence events ("presence:"): events of channel C go
 --            to client channel ARGV[2]..C
---   ARGV[3]  pub/sub prefix of client channels ("ch:")
+--   ARGV[3]  pub/sub prefix of the partition's client channels ("ch:{presence.<n>}:")
 --   ARGV[4]  24 hex digits, unique per call: event ids are this plus an 8-digit counter
+-- KEYS[1] of every script is one of the partition's keys (a cluster client routes by it);
+-- the others are derived here from the prefix, in the same slot.
 --
--- Keys under the prefix P (all derived here; presence state lives on one Redis, not a cluster):
+-- Keys under the partition's prefix P:
 --   P.."ch:"..C       hash  user -> connections of that user in channel C (lingering included)
---   P.."channels"     set   channels with anyone present
---   P.."users"        hash  user -> channels the user is present in
---   P.."conn:"..id    hash  one connection: u (user), g (gateway), "c:"..C -> seq of the last
---                     notification applied for C (positive: in C, negative: out of C); after
---                     its drop, a tombstone {dt = drop time} that expires
---   P.."gw:"..G       set   live connections of gateway G that presence knows of
+--   P.."channels"     set   the partition's channels with anyone present
+--   P.."users"        hash  user -> channels of the partition the user is present in
+--   P.."conn:"..id    hash  one connection, as far as this partition knows it: u (user), g
+--                     (gateway), "c:"..C -> seq of the last notification applied for C
+--                     (positive: in C, negative: out of C); after its drop (or its gateway's
+--                     reaping), a tombstone {dt = drop time} that expires
+--   P.."gw:"..G       set   live connections of gateway G that this partition knows of
 --   P.."dead"         zset  gateway -> lease expiry when it was reaped
 --   P.."linger:"..L   hash  a connection in its restart grace: u (user), "c:"..C -> 1
 --   P.."lu:"..user    set   the user's lingering ids L
@@ -34,7 +41,7 @@ local function publish(channel, event, user)
   -- No position: presence keeps no history.
   local body = event_envelope(next_id(), NOW, EVENT_PREFIX .. channel, event, nil,
     pack_map({'user', user}))
-  redis.call('PUBLISH', PUBSUB_PREFIX .. EVENT_PREFIX .. channel, body)
+  redis.call(PUBLISH, PUBSUB_PREFIX .. EVENT_PREFIX .. channel, body)
 end
 
 -- One more connection of `user` in `channel`; the first one is a join.

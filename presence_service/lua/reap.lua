@@ -1,28 +1,24 @@
--- reap: release what one dead gateway held (a batch of its connections per call).
+-- reap: release what one dead gateway held in one partition (a batch of its connections
+-- per call).
 --
--- KEYS[1]   the gateway leases (gw:leases: gateway -> lease expiry, ms, gateway clock)
--- KEYS[2]   dead gateways (P.."dead": gateway -> its lease expiry when it was reaped)
+-- KEYS[1]   the gateway's connections in the partition (P.."gw:"..ARGV[5])
+-- KEYS[2]   the partition's dead gateways (P.."dead": gateway -> its lease expiry)
 -- ARGV[1-4] the prelude's (lib.lua)
--- ARGV[5]   connections to release in this call      ARGV[6]  tombstone lifetime (s)
--- ARGV[7]   how long a dead gateway is remembered (ms)
--- Returns {gateway or "", connections released, 1 if the gateway is done, leaves}.
+-- ARGV[5]   gateway id                                 ARGV[6]  its lease expiry (ms), as read
+-- ARGV[7]   connections to release in this call       ARGV[8]  tombstone lifetime (s)
+-- ARGV[9]   how long a dead gateway is remembered (ms)
+-- Returns {connections released, 1 if the partition is done with the gateway, leaves}.
 --
--- The gateway with the oldest expired lease (if any) is the one reaped. Each of its
--- connections leaves its channels (a leave where it was the user's last connection) and
--- becomes a tombstone. Once none is left, the lease is removed and the gateway is
--- remembered as dead, so that its notifications handled late are refused. All in one
--- script, so that presence instances racing to reap one gateway release each connection
--- exactly once; a gateway that renews its lease between two calls is left alone.
-local leases, dead = KEYS[1], KEYS[2]
-local batch, ttl, remember = tonumber(ARGV[5]), tonumber(ARGV[6]), tonumber(ARGV[7])
+-- The caller read the expired lease from gw:leases (another slot, out of this script's
+-- reach), and removes it once every partition is done. Each connection popped here leaves
+-- its channels (a leave where it was the user's last connection) and becomes a tombstone;
+-- SPOP makes instances racing on one gateway release each connection exactly once. Once
+-- none is left the gateway is remembered as dead, so that its notifications handled late
+-- are refused (GT: an instance that read an older lease does not lower it).
+local gw, expiry = ARGV[5], ARGV[6]
+local batch, ttl, remember = tonumber(ARGV[7]), tonumber(ARGV[8]), tonumber(ARGV[9])
 
-local expired = redis.call('ZRANGEBYSCORE', leases, '-inf', '(' .. NOW, 'WITHSCORES', 'LIMIT', 0, 1)
-if #expired == 0 then
-  return {'', 0, 0, 0}
-end
-local gw, expiry = expired[1], expired[2]
-local connections = P .. 'gw:' .. gw
-local popped = redis.call('SPOP', connections, batch)
+local popped = redis.call('SPOP', KEYS[1], batch)
 for _, conn in ipairs(popped) do
   local key = P .. 'conn:' .. conn
   local user = redis.call('HGET', key, 'u')
@@ -36,10 +32,9 @@ for _, conn in ipairs(popped) do
   redis.call('EXPIRE', key, ttl)
 end
 local done = 0
-if redis.call('SCARD', connections) == 0 then
-  redis.call('ZREM', leases, gw)
-  redis.call('ZADD', dead, expiry, gw)
-  redis.call('ZREMRANGEBYSCORE', dead, '-inf', NOW - remember)
+if redis.call('SCARD', KEYS[1]) == 0 then
+  redis.call('ZADD', KEYS[2], 'GT', expiry, gw)
+  redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', NOW - remember)
   done = 1
 end
-return {gw, #popped, done, leaves}
+return {#popped, done, leaves}

@@ -1,6 +1,6 @@
 -- untrack: connection ARGV[5] unsubscribed from channel ARGV[10].
 --
--- KEYS[1]   the connection's record (P.."conn:"..ARGV[5])
+-- KEYS[1]   the connection's record in the channel's partition (P.."conn:"..ARGV[5])
 -- ARGV[1-4] the prelude's (lib.lua)
 -- ARGV[5]   connection id     ARGV[6]  gateway id     ARGV[7]  user
 -- ARGV[8]   seq of this notification                   ARGV[9]  its stamp (ms, gateway clock)

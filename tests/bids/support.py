@@ -15,8 +15,10 @@ from redis.asyncio import Redis
 from websockets.asyncio.client import ClientConnection
 from websockets.exceptions import ConnectionClosed
 
-from bids_service.store import BidStore, auction_key, history_key
+from bids_service.keys import BidKeys
+from bids_service.store import BidStore
 from common.codec import load_bus
+from common.keys import Partitions
 from tests.support.client import DEADLINE, connect_user
 from tests.support.launcher import ModuleProcesses
 from tests.support.processes import ManagedProcess, wait_all_ready
@@ -25,16 +27,20 @@ from tests.support.waiting import Deadline
 
 __all__ = [
     "ADMIN_TOKEN",
+    "KEYS",
     "BidClient",
     "Launcher",
     "admin",
     "create_auction",
     "history",
     "make_store",
+    "spread",
     "state",
 ]
 
 ADMIN_TOKEN = "bids-test-admin-token-0123456789"
+#: The names of the bids service's keys with one partition, as the tests' processes run it.
+KEYS = BidKeys(Partitions("bids"))
 
 
 class Launcher(ModuleProcesses):
@@ -78,10 +84,13 @@ class Launcher(ModuleProcesses):
         return started_gateways, started_instances
 
 
-def make_store(redis: Redis, *, bid_rate: float = 1e6, bid_burst: int = 10**6) -> BidStore:
+def make_store(
+    redis: Redis, *, partitions: int = 1, bid_rate: float = 1e6, bid_burst: int = 10**6
+) -> BidStore:
     """A store as the service makes one: keys kept a minute, bids not limited unless asked."""
     return BidStore(
         redis,
+        Partitions("bids", partitions),
         key_ttl_ms=60_000,
         history_maxlen=0,
         replay_limit=100,
@@ -89,6 +98,20 @@ def make_store(redis: Redis, *, bid_rate: float = 1e6, bid_burst: int = 10**6) -
         bid_rate=bid_rate,
         bid_burst=bid_burst,
     )
+
+
+def spread(partitions: Partitions, name: str, per_partition: int = 1) -> list[str]:
+    """Auction ids ``<name>-<n>``, ``per_partition`` in each partition, ordered so that the
+    partitions alternate (a batch of them mixes partitions)."""
+    found: dict[int, list[str]] = {partition: [] for partition in partitions}
+    n = 0
+    while any(len(ids) < per_partition for ids in found.values()):
+        auction = f"{name}-{n}"
+        ids = found[partitions.of(auction)]
+        if len(ids) < per_partition:
+            ids.append(auction)
+        n += 1
+    return [ids[i] for i in range(per_partition) for ids in found.values()]
 
 
 # The admin API.
@@ -144,10 +167,10 @@ async def create_auction(instance: ManagedProcess, **body: Any) -> dict[str, Any
 # Redis reads.
 
 
-async def history(redis: Redis, auction: str) -> list[dict[str, Any]]:
+async def history(redis: Redis, auction: str, keys: BidKeys = KEYS) -> list[dict[str, Any]]:
     """An auction's history: each event's envelope plus ``key`` (the bid's idempotency key)."""
     entries = cast(
-        "list[tuple[bytes, dict[bytes, bytes]]]", await redis.xrange(history_key(auction))
+        "list[tuple[bytes, dict[bytes, bytes]]]", await redis.xrange(keys.history(auction))
     )
     events = []
     for _, fields in entries:
@@ -158,9 +181,9 @@ async def history(redis: Redis, auction: str) -> list[dict[str, Any]]:
     return events
 
 
-async def state(redis: Redis, auction: str) -> dict[str, str]:
+async def state(redis: Redis, auction: str, keys: BidKeys = KEYS) -> dict[str, str]:
     """An auction's hash, decoded."""
-    fields = cast("dict[bytes, bytes]", await redis.hgetall(auction_key(auction)))
+    fields = cast("dict[bytes, bytes]", await redis.hgetall(keys.auction(auction)))
     return {key.decode(): value.decode() for key, value in fields.items()}
 
 

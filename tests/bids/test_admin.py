@@ -13,9 +13,8 @@ from redis.asyncio import Redis
 
 from bids_service import admin as admin_module
 from bids_service.seed import DEMO_AUCTIONS
-from bids_service.store import OPEN_KEY
 from common.settings import Secret
-from tests.bids.support import ADMIN_TOKEN, BidClient, Launcher, admin, state
+from tests.bids.support import ADMIN_TOKEN, KEYS, BidClient, Launcher, admin, state
 from tests.support.processes import ManagedProcess, wait_all_ready
 from tests.support.waiting import wait_until
 
@@ -137,7 +136,7 @@ async def test_demo_auctions_are_seeded_once_and_never_reset(
     for auction in ids:
         seeded = await state(bus, auction)
         assert (seeded["status"], seeded["seq"]) == ("open", "0"), seeded
-    open_ids = cast("list[bytes]", await bus.zrange(OPEN_KEY, 0, -1))
+    open_ids = cast("list[bytes]", await bus.zrange(KEYS[0].open, 0, -1))
     assert set(ids) <= {member.decode() for member in open_ids}
     client = await BidClient.open(stack.gateway, f"{name}-ann")
     listed = await client.request({"type": "bids.list"})

@@ -8,10 +8,9 @@ from typing import cast
 from redis.asyncio import Redis
 
 from bids_service.rules import PlaceCommand, parse_auction_spec
-from bids_service.store import auction_key, history_key
 from common.codec import load_bus, pack_bus
 from loadtests.invariants import Accepted, check_invariants
-from tests.bids.support import make_store
+from tests.bids.support import KEYS, make_store, spread
 
 
 async def _auction_with_bids(redis: Redis) -> list[Accepted]:
@@ -61,7 +60,7 @@ async def test_a_lost_or_altered_bid_is_caught(redis: Redis, redis_url: str) -> 
 async def test_a_wrong_highest_bid_is_caught(redis: Redis, redis_url: str) -> None:
     """A highest bid other than the last accepted one is a violation."""
     accepted = await _auction_with_bids(redis)
-    await redis.hset(auction_key("a"), "current", "999")
+    await redis.hset(KEYS.auction("a"), "current", "999")
     violations = await _check(redis_url, accepted)
     assert any("highest bid is (999" in violation for violation in violations)
 
@@ -71,7 +70,7 @@ async def test_a_falling_amount_a_doubled_key_and_a_double_close_are_caught(
 ) -> None:
     """A bid not above the previous, a key accepted twice and two closes are violations."""
     accepted = await _auction_with_bids(redis)
-    entries = cast("list[tuple[bytes, dict[bytes, bytes]]]", await redis.xrange(history_key("a")))
+    entries = cast("list[tuple[bytes, dict[bytes, bytes]]]", await redis.xrange(KEYS.history("a")))
     envelope = load_bus(entries[-1][1][b"e"])
     for seq in (4, 5, 6):
         envelope["position"] = str(seq)
@@ -82,9 +81,42 @@ async def test_a_falling_amount_a_doubled_key_and_a_double_close_are_caught(
             envelope = {**envelope, "event": "auction.closed"}
             envelope["data"] = {"winner": "ann", "amount": 30}
             fields = {b"e": pack_bus(envelope)}
-        await redis.xadd(history_key("a"), fields, id=f"{seq}-0")  # type: ignore[arg-type]
-    await redis.hset(auction_key("a"), mapping={"seq": "6", "status": "closed"})
+        await redis.xadd(KEYS.history("a"), fields, id=f"{seq}-0")  # type: ignore[arg-type]
+    await redis.hset(KEYS.auction("a"), mapping={"seq": "6", "status": "closed"})
     violations = await _check(redis_url, accepted)
     assert any("does not exceed 30" in violation for violation in violations)
     assert any("key 'k30' of ann accepted twice" in violation for violation in violations)
     assert any("closed 2 times" in violation for violation in violations)
+
+
+async def test_the_check_reads_each_auction_in_its_partition(redis: Redis, redis_url: str) -> None:
+    """On three partitions the check finds each auction's keys in its own partition, and
+    catches a broken auction in any of them."""
+    store = make_store(redis, partitions=3)
+    await store.load()
+    spec = parse_auction_spec(
+        {"title": "t", "starting_price": 10, "increment": 5, "duration_s": 60},
+        extend_window=0,
+        extend_by=0,
+    )
+    auctions = spread(store.keys.partitions, "p")
+    for auction in auctions:
+        await store.create(auction, spec)
+    bids = [
+        (PlaceCommand(a, amount, f"{a}-{amount}"), "ann") for amount in (10, 20) for a in auctions
+    ]
+    accepted = [
+        Accepted(command.auction, verdict.seq or 0, command.amount, "ann", command.key)
+        for (command, _), (verdict, _) in zip(bids, await store.place(bids), strict=True)
+    ]
+
+    def check(partitions: int) -> list[str]:
+        return check_invariants(redis_url, auctions, accepted, partitions=partitions).violations
+
+    assert await asyncio.to_thread(check, 3) == []
+    # Read as one partition, the auctions of partitions 1 and 2 are not where it looks.
+    missing = {violation for violation in await asyncio.to_thread(check, 1) if "exist" in violation}
+    assert missing == {f"{auction}: the auction does not exist" for auction in auctions[1:]}
+    await redis.hset(store.keys.auction(auctions[2]), "current", "999")
+    violations = await asyncio.to_thread(check, 3)
+    assert [violation.split(":")[0] for violation in violations] == [auctions[2]]

@@ -7,8 +7,7 @@ import asyncio
 import pytest
 from redis.asyncio import Redis
 
-from bids_service.store import rate_key, verdict_key
-from tests.bids.support import BidClient, Launcher, create_auction
+from tests.bids.support import KEYS, BidClient, Launcher, create_auction
 from tests.support.client import DEADLINE
 from tests.support.processes import ManagedProcess
 from tests.support.waiting import Deadline
@@ -39,7 +38,7 @@ async def _refused_leaving_no_verdict(
     for auction, key in bids:
         reply = await client.place(auction, 100, key)
         assert reply["error"]["code"] == code, reply
-    pattern = f"bids:verdict:*:{client.user}:*"
+    pattern = KEYS[0].verdict(client.user, "*")
     assert [key async for key in bus.scan_iter(match=pattern)] == []
 
 
@@ -77,8 +76,8 @@ async def test_verdicts_of_refused_bids_expire_sooner_than_accepted_ones(
     assert (await client.place(name, 100, "ok-1"))["ok"]
     low = await client.place(name, 101, "low-1")
     assert low["error"]["code"] == "bid_too_low", low
-    accepted_ttl = await bus.pttl(verdict_key(client.user, "ok-1"))
-    refused_ttl = await bus.pttl(verdict_key(client.user, "low-1"))
+    accepted_ttl = await bus.pttl(KEYS[0].verdict(client.user, "ok-1"))
+    refused_ttl = await bus.pttl(KEYS[0].verdict(client.user, "low-1"))
     assert 86_000_000 < accepted_ttl <= 86_400_000
     assert 0 < refused_ttl <= REFUSAL_TTL_S * 1000
     await client.close()
@@ -104,8 +103,8 @@ async def test_a_bidder_over_the_rate_is_refused_until_the_bucket_refills(
     assert len(accepted) == BURST, replies
     assert [reply["error"]["code"] for reply in limited] == ["rate_limited"] * 2, replies
     assert all(0 < reply["error"]["retry_after_ms"] <= 1000 for reply in limited), limited
-    assert (await bus.get(verdict_key(ann.user, f"a{BURST}"))) is None
-    assert await bus.exists(rate_key(ann.user)) == 1
+    assert (await bus.get(KEYS[0].verdict(ann.user, f"a{BURST}"))) is None
+    assert await bus.exists(KEYS[0].rate(ann.user)) == 1
     again = await ann.place(name, 100, "a0")
     assert again["data"] == accepted[0]["data"]
     assert (await bob.place(name, 200, "b0"))["ok"]

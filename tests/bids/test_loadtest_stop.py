@@ -12,10 +12,9 @@ from typing import Any, cast
 import pytest
 from redis.asyncio import Redis
 
-from bids_service.store import history_key
 from common.codec import load_bus
 from common.keys import request_stream
-from tests.bids.support import Launcher, create_auction
+from tests.bids.support import KEYS, Launcher, create_auction
 from tests.support.processes import JWT_SECRET, REPO_ROOT, ManagedProcess, start_process
 from tests.support.waiting import wait_until
 
@@ -49,7 +48,7 @@ class LocustRun:
 
         async def enough() -> bool:
             assert self.process.running, f"locust exited early\n{self.process.describe()}"
-            lengths = [await bus.xlen(history_key(auction)) for auction in self.auctions]
+            lengths = [await bus.xlen(KEYS.history(auction)) for auction in self.auctions]
             return sum(lengths) >= BIDS_BEFORE_STOP
 
         await wait_until(enough, within=30.0, what=f"{BIDS_BEFORE_STOP} accepted bids")
@@ -133,12 +132,12 @@ async def test_a_bid_removed_from_redis_is_reported_lost(start_run: StartRun, bu
     await run.bidding(bus)
     auction = run.auctions[0]
     entries = cast(
-        "list[tuple[bytes, dict[bytes, bytes]]]", await bus.xrange(history_key(auction), count=5)
+        "list[tuple[bytes, dict[bytes, bytes]]]", await bus.xrange(KEYS.history(auction), count=5)
     )
     removed = next(
         entry_id for entry_id, fields in entries if load_bus(fields[b"e"])["event"] == "bid.placed"
     )
-    assert await bus.xdel(history_key(auction), removed) == 1
+    assert await bus.xdel(KEYS.history(auction), removed) == 1
     position = int(removed.split(b"-")[0])
     code, results = await run.interrupt()
     violations = results["violations"]

@@ -11,7 +11,7 @@ from bids_service.rules import MAX_AMOUNT, AuctionSpec, PlaceCommand, parse_auct
 from bids_service.store import PLACE_CHUNK, BidStore
 from common.codec import load_bus
 from common.envelope import Event
-from common.keys import event_channel
+from common.keys import Partitions
 from tests.bids.support import history, make_store, state
 from tests.support.waiting import wait_until
 
@@ -69,7 +69,7 @@ async def test_closing_publishes_a_valid_event_with_nulls(store: BidStore, redis
     """An auction closed with no bid publishes auction.closed with null winner and amount."""
     await store.create("a", _spec(duration_s=0.05))
     pubsub = redis.pubsub()
-    await pubsub.subscribe(event_channel("auction:a"))
+    await pubsub.subscribe(Partitions("bids").event_channel("auction:a"))
 
     async def due() -> bool:
         return await store.due(10) == ["a"]

@@ -16,6 +16,7 @@ from playwright.sync_api import expect
 
 from tests.browser.conftest import RESULTS, OpenPage
 from tests.browser.support import TIMEOUT_MS, get_auction, show_new_auction
+from tests.chat.support import room_keys
 from tests.support.system import System
 from tests.support.waiting import wait_until_blocking
 
@@ -140,7 +141,7 @@ def test_a_request_retried_after_a_forced_reconnect_has_exactly_one_effect(
     if service == "chat":
         for page in (alice, bob):
             expect(page.messages.filter(has_text="only once")).to_have_count(1)
-        texts = [fields[b"text"] for _, fields in entries(bus, "chat:log:retry")]
+        texts = [fields[b"text"] for _, fields in entries(bus, room_keys("retry").log("retry"))]
         assert texts.count(b"only once") == 1
         expect(alice.page.locator("#chat-error")).to_be_hidden()
     else:

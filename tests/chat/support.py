@@ -8,21 +8,37 @@ from __future__ import annotations
 
 import itertools
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import Any, Final
 
 from redis.asyncio import Redis
 from websockets.asyncio.client import ClientConnection
 
-from common.envelope import position_key
+from chat_service.keys import PartitionKeys, place_of
+from chat_service.store import ChatStore, RoomCall
+from common.envelope import new_id, position_key
+from common.keys import Partitions
 from tests.support.client import DEADLINE, Frame, connect_user, recv_json, send_json
 from tests.support.processes import ManagedProcess, start_process
 from tests.support.waiting import WAIT, Deadline
 
 
-__all__ = ["ChatClient", "cut_pubsub", "is_message", "name", "position_key", "start_chat"]
+__all__ = [
+    "BATCH_STEPS",
+    "ChatClient",
+    "PartitionsBatch",
+    "batch_over_every_partition",
+    "cut_pubsub",
+    "is_message",
+    "name",
+    "position_key",
+    "room_keys",
+    "rooms_in",
+    "start_chat",
+]
 
 _refs = itertools.count(1)
 
@@ -55,6 +71,62 @@ async def cut_pubsub(redis: Redis, gateway_id: str) -> None:
     ]
     assert len(listeners) == 1, listeners
     await redis.client_kill_filter(_id=listeners[0]["id"])
+
+
+def room_keys(room: str, partitions: int = 1) -> PartitionKeys:
+    """The key names of the partition ``room`` lives in, of chat with ``partitions``."""
+    return place_of(Partitions("chat", partitions), room).keys
+
+
+def rooms_in(partitions: Partitions, partition: int, prefix: str, count: int) -> list[str]:
+    """The first ``count`` room names ``<prefix><n>`` that live in ``partition``."""
+    names = (f"{prefix}{n}" for n in itertools.count())
+    return list(itertools.islice((n for n in names if partitions.of(n) == partition), count))
+
+
+#: What :func:`batch_over_every_partition` asks of each partition, in this order.
+BATCH_STEPS: Final = (
+    "create",
+    "join",
+    "create over the quota",
+    "subscribe",
+    "send",
+    "typing",
+    "history",
+)
+
+
+@dataclass(frozen=True, slots=True)
+class PartitionsBatch:
+    calls: list[RoomCall]
+    #: Per partition, the room its create, subscribe, send, typing and history are about.
+    rooms: list[str]
+
+    def results_of(self, step: str, results: Sequence[Any]) -> list[Any]:
+        """The results of ``step`` (one of :data:`BATCH_STEPS`), one per partition."""
+        return list(results[BATCH_STEPS.index(step) :: len(BATCH_STEPS)])
+
+
+def batch_over_every_partition(store: ChatStore, partitions: Partitions) -> PartitionsBatch:
+    """A batch of calls of every chat script in every partition, by user ``ann``: with a quota
+    of 2 (``ChatSettings(max_rooms=2)``), her third new room of each partition is refused
+    after the quota's pruning read her other rooms' hashes (keys the script builds)."""
+    calls: list[RoomCall] = []
+    rooms: list[str] = []
+    prefix = name("batch") + "-"
+    for partition in partitions:
+        first, second, third = rooms_in(partitions, partition, prefix, 3)
+        rooms.append(first)
+        calls += [
+            store.create(first, "ann", True, ("bob",)),
+            store.open(second, "ann", create=True, since=None, latest=10),
+            store.create(third, "ann", False, ()),
+            store.open(first, "ann", create=False, since="0-0", latest=10),
+            store.send(first, "ann", "hello", "c1", new_id()),
+            store.typing(first, "ann", new_id()),
+            store.history(first, "ann", None, 10),
+        ]
+    return PartitionsBatch(calls, rooms)
 
 
 def name(prefix: str) -> str:

@@ -9,8 +9,7 @@ from pathlib import Path
 import pytest
 from redis.asyncio import Redis
 
-from chat_service.store import members_key, room_key
-from tests.chat.support import ChatClient, name, start_chat
+from tests.chat.support import ChatClient, name, room_keys, start_chat
 from tests.support.client import DEADLINE, Frame
 from tests.support.processes import ManagedProcess, start_gateway, wait_all_ready
 from tests.support.waiting import Deadline, wait_until
@@ -93,7 +92,7 @@ async def test_the_room_quota_is_reached_and_freed_by_expiry(
         assert private["error"]["code"] == "too_many_rooms", private
 
         async def expired() -> bool:
-            return await bus.exists(room_key(empty)) == 0
+            return await bus.exists(room_keys(empty).room(empty)) == 0
 
         await wait_until(expired, within=EMPTY_TTL_S + DEADLINE, what="the empty room gone")
         assert (await _create_room(client, name("freed")))["ok"]
@@ -109,14 +108,14 @@ async def test_an_empty_room_expires_but_rooms_with_messages_or_members_stay(
         assert (await client.ok("chat.join", room=busy))["created"] is True
         await client.post(busy, "hello", "m1")
         await client.ok("chat.create", room=private, private=True)
-        assert await bus.pttl(room_key(empty)) > 0
-        assert await bus.pttl(room_key(busy)) == -1
+        assert await bus.pttl(room_keys(empty).room(empty)) > 0
+        assert await bus.pttl(room_keys(busy).room(busy)) == -1
 
         async def expired() -> bool:
-            return await bus.exists(room_key(empty)) == 0
+            return await bus.exists(room_keys(empty).room(empty)) == 0
 
         await wait_until(expired, within=EMPTY_TTL_S + DEADLINE, what="the empty room gone")
-        assert await bus.exists(room_key(busy), room_key(private)) == 2
+        assert await bus.exists(room_keys(busy).room(busy), room_keys(private).room(private)) == 2
         gone = await client.request("chat.send", room=empty, text="anyone?", client_id="m2")
         assert gone["error"]["code"] == "room_not_found", gone
         history = await client.ok("chat.history", room=busy)
@@ -135,7 +134,7 @@ async def test_a_private_room_has_at_most_max_members(gateway: ManagedProcess, b
         )
         assert more["error"]["code"] == "too_many_members", more
         assert more["error"]["limit"] == MAX_MEMBERS
-        assert await bus.scard(members_key(room)) == MAX_MEMBERS
+        assert await bus.scard(room_keys(room).members(room)) == MAX_MEMBERS
         same = await client.ok("chat.create", room=room, private=True, members=members[:1])
         assert same["member_count"] == MAX_MEMBERS
         listed = [name("m") for _ in range(MAX_MEMBERS + 1)]

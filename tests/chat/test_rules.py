@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import pytest
 
 from chat_service import rules
+from chat_service.keys import place_of
 from chat_service.rules import Limits
 from chat_service.settings import ChatSettings
 from common.envelope import position_key
 from common.errors import ServiceError
+from common.keys import Partitions
+from common.registry import Announcement, build_registry
 from common.settings import Env
 
 
@@ -117,3 +121,24 @@ def test_settings_come_from_rt_chat_variables() -> None:
     assert settings.send_rate == 0.5
     assert settings.limits.history_max == 10
     assert ChatSettings.from_env(Env({})) == ChatSettings()
+
+
+def test_a_gateway_routes_each_request_to_its_rooms_partition() -> None:
+    """The registry, given chat's offer with 3 partitions, sends every chat request and a
+    subscribe to the stream of the room's partition, and subscribes where chat publishes."""
+    offer = dataclasses.replace(rules.OFFER, partitions=3)
+    registry, refusals = build_registry(
+        {"chat": "chat"}, {"chat": Announcement(offer, "i1").encode()}, [("chat", 10_000)], 0, 0.0
+    )
+    assert refusals == []
+    partitions = Partitions("chat", 3)
+    assert dict(rules.OFFER.entities) == dict.fromkeys(rules.REQUESTS, "room")
+    for room in ("lobby", "r", "r2", "a:b"):
+        place = place_of(partitions, room)
+        for kind in rules.REQUESTS:
+            stream = registry.request_stream("chat", kind, {"room": room})
+            assert stream == partitions.stream(place.partition), (kind, room)
+        channel = rules.channel_of(room)
+        assert registry.entity_stream("chat", room) == partitions.stream(place.partition)
+        assert registry.event_channel(channel) == place.event_channel
+    assert {place_of(partitions, room).partition for room in ("lobby", "r", "r2")} == {0, 1, 2}

@@ -32,7 +32,8 @@ from typing import Any
 
 import redis
 
-from common.keys import request_stream
+from chat_service.keys import place_of
+from common.keys import Partitions, request_stream
 from tests.support.launcher import ModuleProcesses
 from tests.support.processes import ManagedProcess
 
@@ -86,7 +87,8 @@ class Control:
     def outage(self, gateway_id: str, room: str) -> dict[str, Any]:
         with redis.Redis.from_url(self.redis_url, decode_responses=True) as client:
             # What chat's retention records when it trims (chat_service/lua/send.lua).
-            client.hset(f"chat:room:{room}", "trimmed", "99999999999999-0")
+            room_key = place_of(Partitions("chat"), room).keys.room(room)
+            client.hset(room_key, "trimmed", "99999999999999-0")
             listeners = [
                 entry["id"]
                 for entry in client.client_list(_type="pubsub")

@@ -11,6 +11,7 @@ docs/architecture.md ("Towards Redis Cluster") lists the keys of each script.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Literal
 
 import pytest
 from redis.asyncio import Redis
@@ -19,12 +20,14 @@ from bids_service.rules import PlaceCommand, parse_auction_spec
 from bids_service.store import BidStore
 from chat_service.settings import ChatSettings
 from chat_service.store import ChatStore
-from common.envelope import new_id, now_ms
-from common.keys import GATEWAY_LEASES
+from common.envelope import now_ms
+from common.keys import GATEWAY_LEASES, Partitions
 from devtools.redis_server import RedisServer
 from presence_service.rules import Change, Query
 from presence_service.store import PresenceStore
-from tests.bids.support import make_store
+from tests.bids.support import make_store, spread
+from tests.chat.support import batch_over_every_partition
+from tests.presence.store_support import channel_in
 from tests.support.lua_audit import (
     ScriptUse,
     parse_monitor_line,
@@ -36,96 +39,95 @@ from tests.support.waiting import wait_until
 
 
 Script = tuple[str, str]
+Kind = Literal["track", "untrack", "drop"]
 
 # Why each script's calls span slots today, as the audit records them (the key names:
 # docs/architecture.md, "Towards Redis Cluster"). "built" keys are not in KEYS: the script
 # makes them from a prefix, which a cluster client cannot route by either.
-CROSSSLOT_TODAY: dict[Script, str] = {
-    ("bids_service", "close"): "bids:auction:<id>, bids:history:<id> and the global bids:open",
-    ("bids_service", "create"): "bids:auction:<id> and the global bids:open",
-    ("bids_service", "place"): "the global bids:open, and per bid bids:auction:<id>, "
-    "bids:history:<id>, bids:verdict:<n>:<user>:<key>, bids:rate:<user>",
-    ("bids_service", "replay"): "bids:auction:<id> and bids:history:<id>",
-    ("chat_service", "create"): "the room's chat:room: and chat:members:, the user's "
-    "chat:owned: and chat:create-rate:",
-    ("chat_service", "history"): "chat:room:<room>, chat:members:<room> and chat:log:<room>",
-    ("chat_service", "open"): "the room's chat:room:, chat:members: and chat:log:, the user's "
-    "chat:owned: and chat:create-rate:",
-    ("chat_service", "send"): "the room's chat:room:, chat:members: and chat:log:, "
-    "chat:sent:<room>|<user>|<client_id>, the user's chat:rate:",
-    ("chat_service", "typing"): "chat:room:<room>, chat:members:<room>, chat:typing:<room>|<user>",
-    ("presence_service", "drop"): "presence:conn:<id>, and built: presence:gw:<gateway>, "
-    "presence:dead, presence:ch:<channel>, presence:channels, presence:users, and for a "
-    "restart presence:linger:<id>, presence:lingering, presence:lu:<user>",
-    ("presence_service", "expire"): "presence:lingering, and built: each record's "
-    "presence:linger:<id>, presence:lu:<user>, presence:ch:<channel>, presence:channels, "
-    "presence:users",
-    ("presence_service", "reap"): "gw:leases and presence:dead, and built: each connection's "
-    "presence:conn:<id>, presence:gw:<gateway>, presence:ch:<channel>, presence:channels, "
-    "presence:users",
-    ("presence_service", "track"): "presence:conn:<id>, and built: presence:ch:<channel>, "
-    "presence:channels, presence:users, presence:gw:<gateway>, presence:dead, "
-    "presence:lu:<user>",
-    ("presence_service", "untrack"): "presence:conn:<id>, and built: presence:ch:<channel>, "
-    "presence:channels, presence:users, presence:dead",
-}
+CROSSSLOT_TODAY: dict[Script, str] = {}
 
 
 async def _bids(redis: Redis) -> None:
-    store: BidStore = make_store(redis)
+    # Three partitions, and each batch mixes auctions of all three: a call that took bids,
+    # or auctions to close, of two partitions would span two slots.
+    store: BidStore = make_store(redis, partitions=3)
     await store.load()
+    partitions = store.keys.partitions
     spec = {"title": "t", "starting_price": 1, "increment": 1, "duration_s": 60}
-    await store.create("a1", parse_auction_spec(spec, extend_window=0, extend_by=0))
-    await store.place([(PlaceCommand("a1", 5, "k1"), "ann")])
-    await store.replay("a1", 0)
+    lasting = spread(partitions, "a", per_partition=2)
+    for auction in lasting:
+        await store.create(auction, parse_auction_spec(spec, extend_window=0, extend_by=0))
+    bids = [(PlaceCommand(auction, 5, f"k-{auction}"), "ann") for auction in lasting]
+    await store.place([*bids, (PlaceCommand(lasting[0], 6, "k-again"), "bob")])
+    for auction in lasting:
+        await store.replay(auction, 0)
     short = {**spec, "duration_s": 0.05}
-    await store.create("a2", parse_auction_spec(short, extend_window=0, extend_by=0))
+    ending = spread(partitions, "b")
+    for auction in ending:
+        await store.create(auction, parse_auction_spec(short, extend_window=0, extend_by=0))
 
     async def due() -> bool:
-        return await store.due(10) == ["a2"]
+        return sorted(await store.due(10)) == sorted(ending)
 
-    await wait_until(due, "auction a2 due")
-    assert list(await store.close(["a2"])) == ["a2"]
+    await wait_until(due, "auctions b-* due")
+    assert sorted(await store.close(ending)) == sorted(ending)
 
 
 async def _chat(redis: Redis) -> None:
-    store = ChatStore(redis, ChatSettings())
-    await store.load()
-    calls = [
-        store.create("r1", "ann", True, ("bob",)),
-        store.open("r1", "ann", create=False, since=None, latest=10),
-        store.send("r1", "ann", "hello", "c1", new_id()),
-        store.typing("r1", "ann", new_id()),
-        store.history("r1", "ann", None, 10),
-    ]
-    results = await store.run(calls)
-    assert not [result for result in results if isinstance(result, Exception)], results
+    # With one partition, then three: one batch has rooms of every partition, and one user's
+    # rooms in each up to the quota, whose pruning reads keys the script builds.
+    for count in (1, 3):
+        store = ChatStore(redis, ChatSettings(max_rooms=2), Partitions("chat", count))
+        await store.load()
+        batch = batch_over_every_partition(store, Partitions("chat", count))
+        results = await store.run(batch.calls)
+        assert not [result for result in results if isinstance(result, Exception)], results
+        refused = batch.results_of("create over the quota", results)
+        assert [result[0] for result in refused] == [b"too_many_rooms"] * count
 
 
 async def _presence(redis: Redis) -> None:
-    store = PresenceStore(redis, grace=0.05, tombstone_ttl=600, batch=10)
+    # With one partition, then three, where every batch mixes channels of several: a call
+    # that mixed them would cross slots.
+    for count in (1, 3):
+        await _presence_in(redis, Partitions("presence", count))
+
+
+async def _presence_in(redis: Redis, partitions: Partitions) -> None:
+    store = PresenceStore(redis, partitions, grace=0.05, tombstone_ttl=600, batch=10)
     await store.load()
     seq = iter(range(1, 100))
+    x, y, z = (channel_in(partitions, n % partitions.count, f"room:{n}-") for n in range(3))
 
-    def change(kind: str, conn: str, channel: str = "", *, restart: bool = False) -> Change:
-        gateway = conn.split(".")[0]
-        return Change(kind, conn, gateway, "ann", next(seq), now_ms(), channel, restart)  # type: ignore[arg-type]
+    def change(kind: Kind, conn: str, channel: str = "", *, restart: bool = False) -> Change:
+        # Connection gw1.1 of gateway gw1 is gw1-3.1 of gw1-3 with three partitions.
+        gateway, number = conn.split(".")
+        gateway += f"-{partitions.count}"
+        connection = f"{gateway}.{number}"
+        return Change(kind, connection, gateway, "ann", next(seq), now_ms(), channel, restart)
 
-    await store.run([change("track", "gw1.1", "room:x"), Query("room:x", None, 10)])
-    await store.run([change("untrack", "gw1.1", "room:x"), change("track", "gw1.1", "room:y")])
-    # A drop for a restart lingers for the grace, then expire releases it.
+    await store.run([change("track", "gw1.1", x), change("track", "gw1.1", y), Query(x, None, 10)])
+    await store.run([change("untrack", "gw1.1", x), change("track", "gw1.1", z), Query(y, "a", 1)])
+    # A drop for a restart lingers for the grace (in each partition of y and z), then expire
+    # releases it.
     await store.run([change("drop", "gw1.1", restart=True)])
+    lingering = len({partitions.of(y), partitions.of(z)})
+    released = [0]
 
-    async def released() -> bool:
-        return (await store.expire_lingering())[0] == 1
+    async def all_released() -> bool:
+        # Each partition's record has its own expiry: they may end in different sweeps.
+        released[0] += (await store.expire_lingering())[0]
+        return released[0] == lingering
 
-    await wait_until(released, "the lingering connection released")
-    # A gateway whose lease expired long ago: reap releases its connection.
-    await store.run([change("track", "gw2.1", "room:x")])
-    await redis.zadd(GATEWAY_LEASES, {"gw2": 1})
-    assert (await store.reap_dead_gateways()).gateways == ("gw2",)
+    await wait_until(all_released, "the lingering connection released")
+    # A gateway whose lease expired long ago: reap releases its connections, partition by
+    # partition, then its lease goes.
+    await store.run([change("track", "gw2.1", x), change("track", "gw2.2", y)])
+    await redis.zadd(GATEWAY_LEASES, {f"gw2-{partitions.count}": 1})
+    assert (await store.reap_dead_gateways()).gateways == (f"gw2-{partitions.count}",)
     # A plain drop: the user's last connection leaves at once.
-    await store.run([change("track", "gw3.1", "room:z"), change("drop", "gw3.1")])
+    await store.run([change("track", "gw3.1", z), change("track", "gw3.1", x)])
+    await store.run([change("drop", "gw3.1")])
 
 
 SCENARIOS: tuple[Callable[[Redis], Awaitable[None]], ...] = (_bids, _chat, _presence)

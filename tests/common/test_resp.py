@@ -198,6 +198,7 @@ async def test_encoded_commands_are_retried_on_a_new_connection_after_a_lost_one
 ) -> None:
     """As the client's own commands are: its pooled connection died under it (a restart)."""
     retrying = connect_redis(BusSettings(redis_url=Secret(redis_url)), "resp-retry")
+    assert isinstance(retrying, Redis)
     try:
         assert await retrying.ping()
         await client.client_kill_filter(_type="normal", skipme=True)

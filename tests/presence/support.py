@@ -13,7 +13,7 @@ from typing import Any, ClassVar
 from redis.asyncio import Redis
 from websockets.asyncio.client import ClientConnection
 
-from common.keys import request_stream
+from common.keys import Partitions
 from tests.support.client import DEADLINE, call, connect_user, recv_json, send_json
 from tests.support.launcher import ModuleProcesses
 from tests.support.processes import (
@@ -89,11 +89,12 @@ async def presence_request(ws: ClientConnection, kind: str, **data: Any) -> dict
     return await call(ws, {"type": f"presence.{kind}", "ref": next(_refs), **data})
 
 
-async def settled(bus: Redis, within: float = DEADLINE) -> None:
-    """Wait until every notification in the presence stream has been handled."""
-    stream = request_stream("presence", 0)
+async def settled(bus: Redis, within: float = DEADLINE, *, partitions: int = 1) -> None:
+    """Wait until every notification in the presence streams (of ``partitions`` partitions)
+    has been handled."""
+    streams = Partitions("presence", partitions).streams()
 
-    async def done() -> bool:
+    async def handled(stream: str) -> bool:
         if not await bus.exists(stream):
             return True
         for group in await bus.xinfo_groups(stream):
@@ -101,7 +102,10 @@ async def settled(bus: Redis, within: float = DEADLINE) -> None:
                 return int(group["pending"]) == 0 and int(group.get("lag") or 0) == 0
         return False
 
-    await wait_until(done, within=within, what="the presence stream handled")
+    async def done() -> bool:
+        return all([await handled(stream) for stream in streams])
+
+    await wait_until(done, within=within, what="the presence streams handled")
 
 
 Event = tuple[str, str]

@@ -7,9 +7,11 @@ import asyncio
 from redis.asyncio import Redis
 from websockets.asyncio.client import ClientConnection
 
+from common.announcer import RegistryReader
 from common.codec import load_bus, pack_bus
 from common.envelope import Reply, Request, parse_envelope
-from common.keys import reply_channel, request_stream
+from common.keys import reply_channel
+from common.partitions import channel_entity
 from tests.presence.support import (
     Watcher,
     close_all,
@@ -196,12 +198,17 @@ async def test_subscribe_request_for_a_presence_channel_is_checked_like_a_list(
         async with asyncio.timeout(DEADLINE):
             while (await pubsub.get_message(timeout=DEADLINE)) is None:
                 pass  # the subscription's confirmation
+        # The stream a gateway sends it to: the partition of the channel's entity.
+        registry = RegistryReader(bus, 1.0)
+        await registry.read()
+        entity = channel_entity("presence:chat:room2")
+        stream = registry.view.current.entity_stream("presence", entity)
         answers = {}
         for user in ("quinn", "rita"):
             asked = Request(
                 "subscribe", {"channel": "presence:chat:room2"}, "gw-asking", "gw-asking.1", user
             )
-            await bus.xadd(request_stream("presence", 0), {"e": pack_bus(asked.to_wire())})
+            await bus.xadd(stream, {"e": pack_bus(asked.to_wire())})
             async with asyncio.timeout(DEADLINE):
                 message = None
                 while message is None:

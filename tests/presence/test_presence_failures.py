@@ -13,6 +13,7 @@ from collections import Counter
 from redis.asyncio import Redis
 from websockets.asyncio.client import ClientConnection
 
+from common.keys import partition_prefix
 from tests.presence.support import (
     GRACE,
     LEASE_TTL,
@@ -182,4 +183,4 @@ async def test_sigterm_restart_with_reconnects_makes_no_leave_or_join(
 
 
 async def _no_lingering(bus: Redis) -> bool:
-    return await bus.zcard("presence:lingering") == 0
+    return await bus.zcard(partition_prefix("presence", 0) + "lingering") == 0

@@ -13,6 +13,7 @@ from collections.abc import AsyncIterator
 import pytest
 from redis.asyncio import Redis
 
+from common.keys import partition_prefix
 from tests.chat.support import ChatClient, name
 from tests.presence.support import Cluster, settled
 from tests.support.client import authenticate, connect, make_token
@@ -198,10 +199,12 @@ async def test_a_connection_that_left_everything_is_forgotten_when_it_closes(
         await client.ok("subscribe", channel=channel)
         await client.ok("unsubscribe", channel=channel)
         await settled(bus)
-        assert await bus.sismember(f"presence:gw:{gateway}", connection)
+        # One partition: its keys are under partition 0's prefix.
+        prefix = partition_prefix("presence", 0)
+        assert await bus.sismember(f"{prefix}gw:{gateway}", connection)
 
     async def forgotten() -> bool:
-        gone = not await bus.sismember(f"presence:gw:{gateway}", connection)
-        return gone and await bus.hexists(f"presence:conn:{connection}", "dt")
+        gone = not await bus.sismember(f"{prefix}gw:{gateway}", connection)
+        return gone and await bus.hexists(f"{prefix}conn:{connection}", "dt")
 
     await wait_until(forgotten, what="the closed connection's presence record ended")

@@ -8,7 +8,9 @@ import pytest
 
 from common.envelope import Request
 from common.errors import ServiceError
+from common.keys import Partitions
 from presence_service.rules import (
+    OFFER,
     Change,
     Listing,
     Query,
@@ -17,6 +19,7 @@ from presence_service.rules import (
     parse_change,
     parse_prior,
     parse_query,
+    partitions_of,
     subscribe_reply,
 )
 from tests.support.registry import BUILT_IN_OFFERS, registry_of
@@ -77,6 +80,48 @@ def test_drop_keeps_its_restart_flag() -> None:
     assert change.kind == "drop"
     assert change.restart is True
     assert change.channel == ""
+    assert change.channels == ("chat:a",)
+    assert change.partition is None
+
+
+THREE = Partitions("presence", 3)
+
+
+def _in(partition: int) -> str:
+    return next(c for c in (f"chat:r{i}" for i in range(100)) if THREE.of(c) == partition)
+
+
+def test_a_change_or_read_runs_in_the_partition_of_its_channel() -> None:
+    """The partition of a channel's state is that of its presence events' channel."""
+    channel = _in(2)
+    track = parse_change(request("track", {"channel": channel, "seq": 1}), REGISTRY)
+    assert partitions_of(track, THREE) == (2,)
+    assert partitions_of(Query(channel, None, 0), THREE) == (2,)
+    assert THREE.of_channel("presence:" + channel) == 2
+
+
+@pytest.mark.parametrize(
+    ("data", "expected"),
+    [
+        ({"channels": [_in(1)]}, (1,)),
+        ({"channels": [_in(1), _in(0)]}, (0, 1)),  # one drop from a gateway that sends one
+        ({"channels": [], "partition": 2}, (2,)),
+        ({"channels": [_in(0)], "partition": 2}, (0, 2)),
+        ({"channels": []}, (0, 1, 2)),
+        ({"channels": [], "partition": 7}, (0, 1, 2)),  # not one of ours: ignored
+    ],
+)
+def test_a_drop_runs_in_the_partitions_it_names_or_in_all(
+    data: dict[str, Any], expected: tuple[int, ...]
+) -> None:
+    """A drop's channels and partition say where it runs; naming none, it runs everywhere."""
+    drop = parse_change(request("drop", {**data, "seq": 5}), REGISTRY)
+    assert partitions_of(drop, THREE) == expected
+
+
+def test_reads_are_routed_by_the_channel_they_name() -> None:
+    """The offer names each read's entity: its channel."""
+    assert dict(OFFER.entities) == {"presence.list": "channel", "presence.count": "channel"}
 
 
 @pytest.mark.parametrize(
@@ -89,6 +134,10 @@ def test_drop_keeps_its_restart_flag() -> None:
         ("track", {"channel": "presence:chat:lobby", "seq": 1}, "alice"),
         ("untrack", {"channel": 5, "seq": 1}, "alice"),
         ("drop", {"restart": "yes", "seq": 1}, "alice"),
+        ("drop", {"channels": "chat:a", "seq": 1}, "alice"),
+        ("drop", {"channels": [1], "seq": 1}, "alice"),
+        ("drop", {"partition": "1", "seq": 1}, "alice"),
+        ("drop", {"partition": True, "seq": 1}, "alice"),
     ],
 )
 def test_malformed_notifications_are_refused(

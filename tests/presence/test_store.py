@@ -1,118 +1,41 @@
-"""The presence store's scripts on a real Redis: counting, events, ordering, graces, reaping."""
+"""The presence store's scripts on a real Redis: counting, events, ordering, graces, reaping
+(one partition; tests/presence/test_partitions.py has three)."""
 
 from __future__ import annotations
 
 import asyncio
-import itertools
 from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
 from redis.asyncio import Redis
-from redis.asyncio.client import PubSub
 
 from common.codec import load_bus
-from common.envelope import Event, now_ms, parse_envelope
-from common.keys import GATEWAY_LEASES
-from presence_service.rules import Applied, Change, Listing, Query
+from common.envelope import now_ms
+from common.keys import GATEWAY_LEASES, Partitions
+from presence_service.rules import Listing, Query
 from presence_service.store import PresenceStore
+from tests.presence.store_support import Events, apply, change, listen, members
 from tests.support.waiting import MS, wait_until
 
 
 GRACE = 0.3
-_seq = itertools.count(1)
+PARTITIONS = Partitions("presence")
 
 
 @pytest.fixture
 async def store(redis: Redis) -> PresenceStore:
-    """A store with a short restart grace and its scripts loaded."""
-    store = PresenceStore(redis, grace=GRACE, tombstone_ttl=600, batch=3)
+    """A store of one partition with a short restart grace and its scripts loaded."""
+    store = PresenceStore(redis, PARTITIONS, grace=GRACE, tombstone_ttl=600, batch=3)
     await store.load()
     return store
-
-
-class Events:
-    """Every presence event published, read from a pattern subscription."""
-
-    BARRIER = "ch:presence:__barrier__"
-
-    def __init__(self, redis: Redis, pubsub: PubSub) -> None:
-        self._redis = redis
-        self._pubsub = pubsub
-
-    async def drain(self, deadline: float = 5.0) -> list[tuple[str, str, str]]:
-        """Every event published so far, as (channel, event, user), oldest first.
-
-        A marker published now arrives after them (one subscriber gets messages in publish
-        order), so reading up to it reads them all.
-        """
-        await self._redis.publish(self.BARRIER, b"")
-        got: list[tuple[str, str, str]] = []
-        async with asyncio.timeout(deadline):
-            while True:
-                message = await self._pubsub.get_message(
-                    ignore_subscribe_messages=True, timeout=deadline
-                )
-                if message is None:
-                    continue
-                if message["channel"] == self.BARRIER.encode():
-                    return got
-                envelope = parse_envelope(load_bus(message["data"]))
-                assert isinstance(envelope, Event)
-                assert message["channel"] == b"ch:" + envelope.channel.encode()
-                got.append((envelope.channel, envelope.event, envelope.data["user"]))
 
 
 @pytest.fixture
 async def events(redis: Redis) -> AsyncIterator[Events]:
     """A subscription to every presence event channel, confirmed before the test starts."""
-    pubsub = redis.pubsub()
-    await pubsub.psubscribe("ch:presence:*")
-    async with asyncio.timeout(5):
-        while (await pubsub.get_message(timeout=1)) is None:
-            pass
-    try:
-        yield Events(redis, pubsub)
-    finally:
-        await pubsub.aclose()  # type: ignore[no-untyped-call]
-
-
-def change(
-    kind: str,
-    conn: str,
-    user: str,
-    channel: str = "",
-    *,
-    seq: int | None = None,
-    ts: int | None = None,
-    restart: bool = False,
-    gateway: str | None = None,
-) -> Change:
-    return Change(
-        kind,  # type: ignore[arg-type]
-        connection=conn,
-        gateway=gateway or conn.split(".")[0],
-        user=user,
-        seq=seq if seq is not None else next(_seq),
-        ts=ts if ts is not None else now_ms(),
-        channel=channel,
-        restart=restart,
-    )
-
-
-async def members(store: PresenceStore, channel: str) -> dict[str, int]:
-    [listing] = await store.run([Query(channel, None, 100)])
-    assert isinstance(listing, Listing)
-    return dict(listing.users)
-
-
-async def apply(store: PresenceStore, *changes: Change) -> list[bool]:
-    results = await store.run(changes)
-    applied = []
-    for result in results:
-        assert isinstance(result, Applied)
-        applied.append(result.applied)
-    return applied
+    async for subscribed in listen(redis, PARTITIONS):
+        yield subscribed
 
 
 async def test_first_connection_joins_and_last_leaves(store: PresenceStore, events: Events) -> None:
@@ -131,7 +54,7 @@ async def test_first_connection_joins_and_last_leaves(store: PresenceStore, even
 async def test_event_envelope_is_a_valid_bus_event(redis: Redis, store: PresenceStore) -> None:
     """A join is a bus event of version 1 with a map of data, no position and a unique id."""
     pubsub = redis.pubsub()
-    await pubsub.subscribe("ch:presence:chat:room")
+    await pubsub.subscribe(PARTITIONS.event_channel("presence:chat:room"))
     try:
         async with asyncio.timeout(5):
             while (await pubsub.get_message(timeout=1)) is None:
@@ -219,10 +142,10 @@ async def test_restart_drop_lingers_and_a_reconnect_absorbs_it(
     assert await members(store, "auction:e") == {"alice": 1}
     await apply(store, change("track", "g2.4", "alice", "auction:e"))
     assert await members(store, "auction:e") == {"alice": 1}
-    assert await redis.zcard("presence:lingering") == 1  # auction:f still lingers
+    assert await redis.zcard(store.key(0, "lingering")) == 1  # auction:f still lingers
     await apply(store, change("track", "g2.4", "alice", "auction:f"))
-    assert await redis.zcard("presence:lingering") == 0
-    assert await redis.exists("presence:lu:alice") == 0
+    assert await redis.zcard(store.key(0, "lingering")) == 0
+    assert await redis.exists(store.key(0, "lu:alice")) == 0
     assert await store.expire_lingering() == (0, 0)
     assert await events.drain() == []
     assert await members(store, "auction:f") == {"alice": 1}
@@ -247,7 +170,7 @@ async def test_grace_without_reconnect_ends_in_one_leave(
     assert await store.expire_lingering() == (0, 0)
     assert await events.drain() == [("presence:auction:g", "leave", "alice")]
     assert await members(store, "auction:g") == {}
-    assert await redis.keys("presence:linger*") == []
+    assert await redis.keys(store.key(0, "linger*")) == []
 
 
 async def test_restart_drop_with_another_connection_does_not_linger(
@@ -261,7 +184,7 @@ async def test_restart_drop_with_another_connection_does_not_linger(
         change("drop", "g1.1", "alice", restart=True),
     )
     assert await members(store, "auction:h") == {"alice": 1}
-    assert await redis.zcard("presence:lingering") == 0
+    assert await redis.zcard(store.key(0, "lingering")) == 0
     assert await events.drain() == [("presence:auction:h", "join", "alice")]
 
 

@@ -52,7 +52,7 @@ def _factory(settings: BidsSettings) -> Callable[[RedisClient, Partitions], Bids
     metrics = BidsMetrics()
 
     def factory(redis: RedisClient, partitions: Partitions) -> BidsService:
-        return UpgradedBids(redis, settings, metrics)
+        return UpgradedBids(redis, partitions, settings, metrics)
 
     return factory
 
