@@ -86,7 +86,12 @@ class Grant:
 PASSWORD_PLACEHOLDER = "<password>"
 ANY = "*"
 
-BASICS = ("ping", "info", "client|setname")
+BASICS = (
+    *("ping", "info", "client|setname"),
+    # What a cluster client reads to route (RT_REDIS_CLUSTER): the slot map, and the
+    # commands' key positions.
+    *("cluster|slots", "cluster|shards", "command"),
+)
 #: What common/bus/worker.py sends on a service's request stream.
 SERVICE_BUS = (
     *("xreadgroup", "xgroup|create", "xautoclaim", "xack", "xdel"),
