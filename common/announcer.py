@@ -11,16 +11,19 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from typing import Any
 
 from redis.exceptions import RedisError, ResponseError
 
 from common.bus.backoff import Backoff
+from common.bus.nodes import execute_on_slot
 from common.errors import RealtimeError
 from common.keys import REGISTRY_ALIVE, REGISTRY_KEYS, REGISTRY_OWNERS, REGISTRY_SERVICES
 from common.lua import Scripts, text
 from common.redis_client import RedisClient
 from common.registry import Announcement, Offer, Registry, RegistryView, build_registry
+from common.resp import command
 from common.tasks import raise_if_cancelled
 
 
@@ -143,17 +146,16 @@ class RegistryReader:
         Raises:
             redis.exceptions.RedisError: Redis failed (the last registry stays in force).
         """
-        pipe = self._redis.pipeline(transaction=False)
-        pipe.hgetall(REGISTRY_OWNERS)
-        pipe.hgetall(REGISTRY_SERVICES)
-        pipe.zrange(REGISTRY_ALIVE, 0, -1, withscores=True)
-        pipe.time()
-        owners, services, alive, (seconds, micros) = await pipe.execute()
+        # Encoded here and sent to the registry's node: a cluster client refuses TIME in a
+        # pipeline, and Redis's clock must be that of the node that keeps the leases.
+        owners, services, alive, (seconds, micros) = await execute_on_slot(
+            self._redis, REGISTRY_OWNERS, _READ, 4
+        )
         read_at = self._clock()
         registry, refusals = build_registry(
-            {text(ns): text(owner) for ns, owner in owners.items()},
-            {text(service): body for service, body in services.items()},
-            [(text(service), score) for service, score in alive],
+            {text(ns): text(owner) for ns, owner in _pairs(owners)},
+            {text(service): body for service, body in _pairs(services)},
+            [(text(service), float(score)) for service, score in _pairs(alive)],
             int(seconds) * 1000 + int(micros) // 1000,
             read_at,
             self.view.current,
@@ -212,3 +214,26 @@ def _log_owner_changes(before: Registry, after: Registry) -> None:
                 "a namespace changed owner in the registry",
                 extra={"namespace": name, "was": earlier.service, "now": namespace.service},
             )
+
+
+#: One read of the registry: its three keys (one slot: ``{registry}``) and Redis's clock.
+_READ = b"".join(
+    [
+        command("HGETALL", REGISTRY_OWNERS),
+        command("HGETALL", REGISTRY_SERVICES),
+        command("ZRANGE", REGISTRY_ALIVE, 0, -1, "WITHSCORES"),
+        command("TIME"),
+    ]
+)
+
+
+def _pairs(reply: Any) -> Iterator[tuple[Any, Any]]:
+    """A reply of HGETALL or ZRANGE WITHSCORES as pairs, whichever RESP the connection
+    speaks: a flat ``[k1, v1, k2, v2, ...]`` (RESP2), or a map or ``[[k1, v1], ...]``
+    (RESP3, which redis-py may negotiate)."""
+    if isinstance(reply, dict):
+        return iter(reply.items())
+    if reply and isinstance(reply[0], list):
+        return ((key, value) for key, value in reply)
+    values = iter(reply)
+    return zip(values, values, strict=True)

@@ -19,7 +19,7 @@ from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
 from common.auth import issue_token
-from common.bus.listener import PubSubListener
+from common.bus.listener import Listener
 from common.envelope import now_ms
 from common.errors import CloseCode
 from common.health import health_routes, redis_answers
@@ -165,7 +165,7 @@ class GatewayApp:
             logger.info("gateway stopped", extra={"gateway": settings.gateway_id})
 
     @staticmethod
-    async def _first_sync(listener: PubSubListener, revoker: Revoker, redis: RedisClient) -> None:
+    async def _first_sync(listener: Listener, revoker: Revoker, redis: RedisClient) -> None:
         # Subscribed first: a revocation published after the load is then heard.
         await listener.wait_connected()
         await revoker.sync(redis)

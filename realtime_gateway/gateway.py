@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 
 from common.announcer import RegistryReader
 from common.auth import ClaimRules, Identity, verify_token
-from common.bus.listener import PubSubListener
+from common.bus.listener import Listener
 from common.envelope import now_ms
 from common.registry import RegistryView
 from common.revocation import RevocationSet
@@ -34,7 +34,7 @@ class Gateway:
     settings: GatewaySettings
     hub: Hub
     router: Router
-    listener: PubSubListener
+    listener: Listener
     revoker: Revoker
     metrics: GatewayMetrics
     edge: Edge

@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from common.bus.backoff import Backoff
-from common.bus.listener import PubSubListener
+from common.bus.listener import Listener
 from common.codec import dump_client, load_bus
 from common.envelope import Event, Reply, position_key
 from common.errors import CloseCode, ProtocolError
@@ -86,7 +86,7 @@ class _Recovery:
 class Hub:
     def __init__(
         self,
-        listener: PubSubListener,
+        listener: Listener,
         router: Router,
         metrics: GatewayMetrics,
         registry: RegistryView,

@@ -12,10 +12,13 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
+from redis.asyncio.cluster import RedisCluster
+
 from common.announcer import RegistryReader
 from common.auth import ClaimRules
-from common.bus.listener import PubSubListener
+from common.bus.listener import Listener, PubSubListener
 from common.bus.producer import RequestProducer
+from common.bus.sharded import ShardedListener
 from common.keys import EVENT_CHANNEL_PREFIX, REVOCATIONS, client_channel, reply_channel
 from common.redis_client import RedisClient
 from common.registry import Registry
@@ -75,13 +78,25 @@ def build_gateway(
         # Revocations published while the bus was away were never heard.
         spawn(revoker.sync(redis))
 
-    listener = PubSubListener(
-        bus,
-        on_message,
-        [replies, REVOCATIONS],
-        on_error=metrics.bus_errors.inc,
-        on_reconnect=on_reconnect,
-    )
+    listener: Listener
+    if isinstance(bus, RedisCluster):
+        # Replies and events are SPUBLISHed on a cluster; revocations still PUBLISHed.
+        listener = ShardedListener(
+            bus,
+            on_message,
+            [replies],
+            classic=[REVOCATIONS],
+            on_error=metrics.bus_errors.inc,
+            on_reconnect=on_reconnect,
+        )
+    else:
+        listener = PubSubListener(
+            bus,
+            on_message,
+            [replies, REVOCATIONS],
+            on_error=metrics.bus_errors.inc,
+            on_reconnect=on_reconnect,
+        )
     metrics.registry_services.set_function(lambda: _alive_services(registry.view.current))
     hub = Hub(listener, router, metrics, registry.view)
     tokens = settings.tokens

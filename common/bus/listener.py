@@ -6,7 +6,7 @@ import asyncio
 import logging
 from collections import deque
 from collections.abc import Callable, Iterable
-from typing import Any
+from typing import Any, Protocol
 
 from redis.asyncio import Redis
 from redis.asyncio.cluster import ClusterNode, RedisCluster
@@ -18,12 +18,28 @@ from common.redis_client import RedisClient
 from common.resp import RespConnection, command
 
 
-__all__ = ["MessageCallback", "PubSubListener"]
+__all__ = ["Listener", "MessageCallback", "PubSubListener"]
 
 logger = logging.getLogger(__name__)
 
 #: Called with the pub/sub channel name and the message body, in the order Redis sent them.
 MessageCallback = Callable[[str, bytes], None]
+
+
+class Listener(Protocol):
+    """What a gateway needs of its pub/sub: this module's listener on one Redis, or
+    :class:`common.bus.sharded.ShardedListener` on a cluster."""
+
+    @property
+    def connected(self) -> bool: ...
+
+    async def wait_connected(self) -> None: ...
+
+    async def subscribe(self, channel: str) -> None: ...
+
+    def unsubscribe(self, channel: str) -> None: ...
+
+    async def run(self) -> None: ...
 
 
 class PubSubListener:

@@ -14,13 +14,18 @@ import logging
 from typing import Any
 
 from redis.asyncio.cluster import ClusterNode, RedisCluster
-from redis.exceptions import RedisClusterException, RedisError, ResponseError
+from redis.exceptions import (
+    ConnectionError as RedisConnectionError,
+    RedisClusterException,
+    RedisError,
+    ResponseError,
+)
 
 from common.redis_client import RedisClient
-from common.resp import LazyConnection
+from common.resp import LazyConnection, execute_encoded
 
 
-__all__ = ["NodeConnections", "is_redirect", "node_of", "refresh"]
+__all__ = ["NodeConnections", "execute_on_slot", "is_redirect", "node_of", "refresh"]
 
 logger = logging.getLogger(__name__)
 
@@ -56,6 +61,29 @@ async def refresh(redis: RedisCluster) -> None:
         await redis.nodes_manager.initialize()
     except (RedisError, OSError) as exc:
         logger.warning("could not read the cluster's slot map", extra={"error": repr(exc)})
+
+
+async def execute_on_slot(redis: RedisClient, key: str, payload: bytes, count: int) -> list[Any]:
+    """Send ``count`` encoded commands, all on ``key``'s slot (or keyless), to the node that
+    serves it, on a pooled connection; their replies, or the first error among them raised.
+    On a cluster, a redirection or a lost node has the slot map read again first.
+
+    For commands a cluster client refuses to pipeline (``TIME``) or would send one by one.
+    """
+    if not isinstance(redis, RedisCluster):
+        replies = await execute_encoded(redis, payload, count)
+    else:
+        try:
+            replies = await execute_encoded(await node_of(redis, key), payload, count)
+        except (RedisConnectionError, OSError):
+            await refresh(redis)
+            raise
+        if any(is_redirect(reply) for reply in replies):
+            await refresh(redis)
+    for reply in replies:
+        if isinstance(reply, Exception):
+            raise reply
+    return replies
 
 
 class NodeConnections:
