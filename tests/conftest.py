@@ -147,8 +147,13 @@ def cluster(redis_cluster: LocalCluster) -> LocalCluster:
 def _runs_on_cluster_too(module: ModuleType) -> bool:
     """Whether any test of ``module`` (or the module) is marked ``also_on_cluster``."""
     marked = [module, *(value for name, value in vars(module).items() if name.startswith("test"))]
-    marks = [mark for value in marked for mark in getattr(value, "pytestmark", [])]
-    return any(mark.name == "also_on_cluster" for mark in marks)
+    for value in marked:
+        # A module's pytestmark may be one mark or a list; a test's is a list.
+        marks = getattr(value, "pytestmark", [])
+        for mark in marks if isinstance(marks, list) else [marks]:
+            if mark.name == "also_on_cluster":
+                return True
+    return False
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:

@@ -19,6 +19,7 @@ from bids_service.keys import BidKeys
 from bids_service.store import BidStore
 from common.codec import load_bus
 from common.keys import Partitions
+from common.redis_client import RedisClient
 from tests.bids.model import Auction, apply_bid
 from tests.support.client import DEADLINE, connect_user
 from tests.support.launcher import ModuleProcesses
@@ -169,7 +170,7 @@ async def create_auction(instance: ManagedProcess, **body: Any) -> dict[str, Any
 # Redis reads.
 
 
-async def history(redis: Redis, auction: str, keys: BidKeys = KEYS) -> list[dict[str, Any]]:
+async def history(redis: RedisClient, auction: str, keys: BidKeys = KEYS) -> list[dict[str, Any]]:
     """An auction's history: each event's envelope plus ``key`` (the bid's idempotency key)."""
     entries = cast(
         "list[tuple[bytes, dict[bytes, bytes]]]", await redis.xrange(keys.history(auction))
@@ -183,7 +184,7 @@ async def history(redis: Redis, auction: str, keys: BidKeys = KEYS) -> list[dict
     return events
 
 
-async def state(redis: Redis, auction: str, keys: BidKeys = KEYS) -> dict[str, str]:
+async def state(redis: RedisClient, auction: str, keys: BidKeys = KEYS) -> dict[str, str]:
     """An auction's hash, decoded."""
     fields = cast("dict[bytes, bytes]", await redis.hgetall(keys.auction(auction)))
     return {key.decode(): value.decode() for key, value in fields.items()}
