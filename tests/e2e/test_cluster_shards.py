@@ -6,21 +6,17 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 import redis
 
-from bids_service.keys import BidKeys
-from common.keys import Partitions
 from common.redis_client import RedisClient
 from devtools.redis_cluster import LocalCluster
 from loadtests.invariants import check_invariants
 from tests.bids.model import Auction
 from tests.bids.support import (
     BidClient,
-    Launcher,
     create_auction,
     history,
     replay_through_model,
@@ -28,87 +24,44 @@ from tests.bids.support import (
     state,
 )
 from tests.chat.support import name, room_keys
-from tests.e2e.traffic import Bidder, Poster, Traffic, chat_history, check_chat, check_delivery
+from tests.e2e.cluster_stack import (
+    BIDS,
+    INCREMENT,
+    KEYS,
+    STARTING_PRICE,
+    Stack,
+    routed_to_every_partition,
+    started_stack,
+    traffic_of,
+)
+from tests.e2e.traffic import chat_history, check_chat, check_delivery
 from tests.support.bus_redis import ONLY_ON_CLUSTER, master_serving
-from tests.support.launcher import module_processes
-from tests.support.processes import ManagedProcess, wait_all_ready
 from tests.support.waiting import MS, wait_until
 
 
 pytestmark = ONLY_ON_CLUSTER
 
-BIDS = Partitions("bids", 3)
-KEYS = BidKeys(BIDS)
-CHAT_ENV = {"RT_CHAT_SEND_RATE": "1000", "RT_CHAT_SEND_BURST": "1000"}
-STARTING_PRICE, INCREMENT = 100, 10
 #: Bids accepted and messages posted in each auction and room before the traffic stops.
 ROUNDS = 10
-
-
-@dataclass(frozen=True, slots=True)
-class Stack:
-    gateways: list[ManagedProcess]
-    bids: list[ManagedProcess]
-    chat: ManagedProcess
 
 
 @pytest.fixture(scope="module")
 def stack(request: pytest.FixtureRequest, bus_url: str, log_dir: Path) -> Iterator[Stack]:
     """Two gateways, three bids instances of three partitions, one chat instance."""
-    with module_processes(Launcher, request, bus_url, log_dir) as launcher:
-        # The gateways first: each announces the services' stand-ins (one partition),
-        # which the services then replace with their own announcements.
-        gateways = [launcher.gateway(wait=False) for _ in range(2)]
-        wait_all_ready(gateways)
-        bids = [launcher.bids({"RT_BIDS_PARTITIONS": str(BIDS.count)}, wait=False) for _ in "abc"]
-        chat = launcher.service("chat_service", "chat", CHAT_ENV, wait=False)
-        wait_all_ready([*bids, chat])
-        yield Stack(gateways, bids, chat)
+    with started_stack(request, bus_url, log_dir, gateways=2, bids=3) as started:
+        yield started
 
 
 @pytest.fixture
 async def clients(stack: Stack) -> AsyncIterator[list[BidClient]]:
-    """Eleven connections, alternating between the gateways: a watcher, two posters, eight
-    bidders (the clients of :func:`_traffic`)."""
+    """Ten connections, alternating between the gateways: a watcher, then the traffic's."""
     opened = await asyncio.gather(
-        *(BidClient.open(stack.gateways[n % 2], name(f"user{n}")) for n in range(11))
+        *(BidClient.open(stack.gateways[n % 2], name(f"user{n}")) for n in range(10))
     )
     try:
         yield list(opened)
     finally:
         await asyncio.gather(*(client.close() for client in opened))
-
-
-async def _entries_added(bus: RedisClient, stream: str) -> int:
-    return int((await bus.xinfo_stream(stream))["entries-added"])
-
-
-async def _routed_to_every_partition(
-    bus: RedisClient, clients: list[BidClient], auctions: list[str]
-) -> None:
-    """Wait until each client's gateway appends each auction's requests to the stream of its
-    partition: it reads the registry, where the bids instances replaced their stand-in of
-    one partition, every second."""
-    for client in clients:
-
-        async def routed(client: BidClient = client) -> bool:
-            before = [await _entries_added(bus, stream) for stream in BIDS.streams()]
-            for auction in auctions:
-                await client.request({"type": "bids.get", "auction": auction})
-            after = [await _entries_added(bus, stream) for stream in BIDS.streams()]
-            return all(a > b for a, b in zip(after, before, strict=True))
-
-        await wait_until(routed, "requests routed to every bids partition")
-
-
-def _traffic(clients: list[BidClient], room: str, auctions: list[str]) -> Traffic:
-    """Two posters in ``room``, two bidders on each of ``auctions`` (``clients[1:]``)."""
-    posters = [Poster(client, room) for client in clients[1:3]]
-    bidders = [
-        Bidder(client, auctions[n % len(auctions)], STARTING_PRICE, INCREMENT, seed=n)
-        for n, client in enumerate(clients[3:])
-    ]
-    return Traffic(bidders, posters)
 
 
 def _exists_on(cluster: LocalCluster, key: str) -> bool:
@@ -137,13 +90,13 @@ async def test_a_room_and_auctions_on_other_shards_all_work_in_one_order_each(
     created = {a: await create_auction(stack.bids[0], id=a) for a in auctions}
     # Before any subscription: a gateway subscribes to the event channel of the partition
     # it routes the channel to.
-    await _routed_to_every_partition(bus, clients[:2], auctions)
+    await routed_to_every_partition(bus, clients[:2], auctions)
     watcher = clients[0]
     assert (await watcher.request({"type": "chat.join", "room": room}))["ok"]
     for auction in auctions:
         assert (await watcher.subscribe(auction))["ok"]
 
-    traffic = _traffic(clients, room, auctions)
+    traffic = traffic_of(clients[1:], room, auctions)
     traffic.start()
     try:
         await traffic.advanced(ROUNDS, within=60_000 * MS)
@@ -161,7 +114,7 @@ async def test_a_room_and_auctions_on_other_shards_all_work_in_one_order_each(
     assert report.ok, report.summary()
     for auction in auctions:
         events = await history(bus, auction, KEYS)
-        spec = Auction(auction, STARTING_PRICE, INCREMENT, ends_at=created[auction]["ends_at"])
+        spec = Auction(auction, STARTING_PRICE, INCREMENT, created[auction]["ends_at"])
         model = replay_through_model(spec, events)
         final = await state(bus, auction, KEYS)
         assert (int(final["current"]), final["bidder"], int(final["seq"])) == (

@@ -44,8 +44,10 @@ __all__ = [
 TRANSIENT = frozenset({ErrorCode.SERVICE_UNAVAILABLE.value, ErrorCode.INTERNAL_ERROR.value})
 #: How long one request may go on being retried: a failover and then some.
 ANSWER_DEADLINE = 30_000 * MS
-#: Seconds between a client's requests, and before a retry: a bounded load.
+#: Seconds between a client's requests: a bounded load.
 PAUSE = 0.03
+#: Seconds before a request is sent again: an outage's refusals come at once.
+RETRY_PAUSE = 0.1
 #: The most requests one client sends in a run, whatever else happens.
 MAX_REQUESTS = 400
 
@@ -70,7 +72,7 @@ async def answered(client: BidClient, message: dict[str, Any]) -> tuple[dict[str
             return reply, tries
         if deadline.expired():
             raise AssertionError(f"no definite reply to {message} in {tries} tries: {reply}")
-        await asyncio.sleep(PAUSE)
+        await asyncio.sleep(RETRY_PAUSE)
 
 
 @dataclass
