@@ -79,6 +79,7 @@ class ShardedListener:
         self._stale_map = False
         self._placing = asyncio.Event()
         self._placing.set()
+        self._backoff = Backoff()
         self._first_connection = asyncio.Event()
         self.reconnects = 0
 
@@ -129,24 +130,25 @@ class ShardedListener:
             group.create_task(self._place_forever(), name="sharded pub/sub")
 
     async def _place_forever(self) -> None:
-        backoff = Backoff()
         try:
             while True:
                 await self._placing.wait()
                 self._placing.clear()
+                if self._stale_map:
+                    # A shard was lost: its primary may still be in the slot map until the
+                    # cluster fails it over, so each new try waits longer.
+                    await asyncio.sleep(self._backoff.next_delay())
                 try:
                     await self._place()
                 except (RedisError, OSError) as exc:
                     self._on_error()
-                    delay = backoff.next_delay()
+                    delay = self._backoff.next_delay()
                     logger.warning(
                         "cannot place sharded subscriptions; retrying",
                         extra={"error": repr(exc), "retry_in": round(delay, 3)},
                     )
                     await asyncio.sleep(delay)
                     self._placing.set()
-                else:
-                    backoff.reset()
         finally:
             for shard in list(self._shards.values()):
                 shard.stop()
@@ -191,6 +193,7 @@ class ShardedListener:
             del self._waiters[channel]
         if channel in self._permanent and not self._first_connection.is_set():
             self._first_connection.set()
+        self._backoff.reset()
         if self._moved:
             self._moved.discard(channel)
             if not self._moved and self._recovery_due:
@@ -252,7 +255,7 @@ class _Shard:
         connection = self._connection
         if connection is not None and self.connected:
             try:
-                connection.write(command(verb, *channels))
+                connection.write(_each(verb, channels))
             except RedisError:
                 pass  # lost: the channels are placed again
 
@@ -263,7 +266,7 @@ class _Shard:
             connection.push_mode(self._on_push)
             self._confirm_all.update(self.channels)
             if self.channels:
-                connection.write(command(b"SSUBSCRIBE", *self.channels))
+                connection.write(_each(b"SSUBSCRIBE", self.channels))
             self.connected = True
             await connection.wait_closed()
         except (RedisError, OSError) as exc:
@@ -309,6 +312,12 @@ class _Shard:
         self._stopped = True
         self.close()
         self._task.cancel()
+
+
+def _each(verb: bytes, channels: Iterable[str]) -> bytes:
+    """``verb`` once per channel, in one write: one SSUBSCRIBE may only name channels of
+    one slot, and a shard serves many."""
+    return b"".join([command(verb, channel) for channel in channels])
 
 
 def _resolve(waiter: asyncio.Future[None]) -> None:

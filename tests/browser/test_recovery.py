@@ -14,6 +14,7 @@ import pytest
 import redis
 from playwright.sync_api import expect
 
+from common.keys import request_stream
 from tests.browser.conftest import RESULTS, OpenPage
 from tests.browser.support import TIMEOUT_MS, get_auction, show_new_auction
 from tests.chat.support import room_keys
@@ -31,9 +32,10 @@ def entries(bus: redis.Redis, stream: str) -> list[tuple[bytes, dict[bytes, byte
 
 
 def requests_in_stream(bus: redis.Redis, service: str, **data: Any) -> list[dict[str, Any]]:
-    """The requests in ``svc:<service>:requests`` whose data has every field of ``data``."""
+    """The requests in ``svc:{<service>.0}:requests`` (the one partition the browser tests'
+    services have) whose data has every field of ``data``."""
     found = []
-    for _, fields in entries(bus, f"svc:{service}:requests"):
+    for _, fields in entries(bus, request_stream(service, 0)):
         request = msgpack.unpackb(fields[b"e"])
         if all(request["data"].get(name) == value for name, value in data.items()):
             found.append(request)
@@ -42,7 +44,7 @@ def requests_in_stream(bus: redis.Redis, service: str, **data: Any) -> list[dict
 
 def all_handled(bus: redis.Redis, service: str) -> bool:
     """Every request of the service's stream was delivered to an instance and acknowledged."""
-    groups = bus.xinfo_groups(f"svc:{service}:requests")
+    groups = bus.xinfo_groups(request_stream(service, 0))
     return all(group["pending"] == 0 and group["lag"] == 0 for group in groups)
 
 

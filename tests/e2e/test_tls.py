@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 import redis
+from prometheus_client.parser import text_string_to_metric_families
 from websockets.exceptions import InvalidMessage
 
 from devtools.redis_server import RedisServer, ServerTls
@@ -93,6 +94,8 @@ def stack(
     try:
         for process in (gateway, chat):
             wait_status(process, 200, context=_trusting(pki.authority))
+        # Ready once it read the registry, maybe just before chat announced itself.
+        wait_routing(gateway, context=_trusting(pki.authority))
         yield gateway, chat
     finally:
         gateway.stop()
@@ -126,6 +129,26 @@ def wait_status(process: ManagedProcess, status: int, *, context: ssl.SSLContext
         wait_until_blocking(answers, f"/readyz {status}", within=START_TIMEOUT)
     except AssertionError as exc:
         raise AssertionError(f"{exc}: {process.describe()}") from None
+
+
+def wait_routing(process: ManagedProcess, *, context: ssl.SSLContext) -> None:
+    """Wait until the TLS gateway has read a live service in the registry."""
+    url = f"https://127.0.0.1:{process.port}/metrics"
+
+    def routing() -> bool:
+        assert process.running, process.describe()
+        try:
+            with urllib.request.urlopen(url, timeout=1.0, context=context) as response:
+                text = response.read().decode()
+        except (urllib.error.URLError, OSError):
+            return False
+        return any(
+            sample.name == "rt_gateway_registry_services" and sample.value >= 1
+            for family in text_string_to_metric_families(text)
+            for sample in family.samples
+        )
+
+    wait_until_blocking(routing, "the gateway to route to chat", within=START_TIMEOUT)
 
 
 def _wss(process: ManagedProcess) -> str:
