@@ -228,7 +228,8 @@ def check_delivery(watcher: BidClient, channel: str, positions: Sequence[str]) -
     events = watcher.events[channel]
     # Only events with a position are kept in a history (a chat room's typing is not).
     received = [event["position"] for event in events if event["position"] is not None]
-    assert len(received) == len(set(received)), f"{channel}: an event arrived twice"
+    twice = sorted(position for position, count in Counter(received).items() if count > 1)
+    assert not twice, f"{channel}: events {twice} arrived twice: {_trace(watcher, channel)}"
     index = {position: n for n, position in enumerate(positions)}
     assert all(position in index for position in received), f"{channel}: not in its history"
     order = [index[position] for position in received]
@@ -241,3 +242,12 @@ def check_delivery(watcher: BidClient, channel: str, positions: Sequence[str]) -
     if not notices:
         assert received == list(positions), f"{channel}: a gap with no recovery notice"
     return bool(notices)
+
+
+def _trace(watcher: BidClient, channel: str) -> list[tuple[str, Any]]:
+    """What ``watcher`` received of ``channel``, in order: events' and notices' positions."""
+    return [
+        (frame["type"], frame.get("position"))
+        for frame in watcher.frames
+        if frame.get("channel") == channel
+    ]
