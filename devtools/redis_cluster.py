@@ -23,6 +23,7 @@ from devtools.cluster_forming import cluster_command, find_cli, form_with_cli, f
 from devtools.cluster_nodes import SLOTS, ClusterNode, parse_nodes
 from devtools.errors import RedisServerError, RedisStartError
 from devtools.lifecycle import Started
+from devtools.net import free_ports
 from devtools.redis_binary import find_server_binary
 from devtools.redis_server import RedisServer
 from devtools.waiting import Deadline, wait_until_blocking
@@ -72,11 +73,20 @@ class LocalCluster(Started):
         self._formation = formation
         self._start_timeout = start_timeout
         self._binary = binary
+        count = masters * (1 + replicas)
+        # Every node's two ports at once: picked one after the other, the OS may hand out
+        # one port twice, and the second node to bind it fails to start.
+        ports = free_ports(2 * count)
         self.servers = [
             RedisServer(
-                binary=binary, acl=acl, password=password, cluster_node_timeout=node_timeout
+                ports[2 * n],
+                binary=binary,
+                acl=acl,
+                password=password,
+                cluster_node_timeout=node_timeout,
+                cluster_port=ports[2 * n + 1],
             )
-            for _ in range(masters * (1 + replicas))
+            for n in range(count)
         ]
 
     @property

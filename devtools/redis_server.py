@@ -26,7 +26,7 @@ from common.redis_client import check_server_info
 from common.settings import redis_target
 from devtools.errors import RedisServerError, RedisStartError
 from devtools.lifecycle import Started
-from devtools.net import LOOPBACK, free_port
+from devtools.net import LOOPBACK, free_port, free_ports
 from devtools.redis_binary import find_server_binary
 
 
@@ -100,7 +100,8 @@ class RedisServer(Started):
     policy: a write that does not fit fails instead of evicting bus state. ``tls`` serves
     TLS only. ``cluster_node_timeout`` (ms) makes it a Redis Cluster node (see
     :mod:`devtools.redis_cluster`), whose directory, with its ``nodes.conf``, outlives a
-    restart as an append-only one does: the node comes back as the same member.
+    restart as an append-only one does: the node comes back as the same member; its cluster
+    bus listens on ``cluster_port`` (a free one unless given).
 
     Usage::
 
@@ -121,10 +122,14 @@ class RedisServer(Started):
         maxmemory: str | None = None,
         tls: ServerTls | None = None,
         cluster_node_timeout: int | None = None,
+        cluster_port: int | None = None,
     ) -> None:
         if tls is not None and cluster_node_timeout is not None:
             # The cluster bus and replication would need TLS of their own (tls-cluster).
             raise ValueError("a cluster node over TLS is not supported")
+        if port is None and cluster_node_timeout is not None and cluster_port is None:
+            # Both at once: picked one after the other, the OS may hand out one port twice.
+            port, cluster_port = free_ports(2)
         self._port = port if port is not None else free_port()
         self._acl = tuple(acl)
         self._password = password
@@ -135,7 +140,9 @@ class RedisServer(Started):
         self.cluster_node_timeout = cluster_node_timeout
         # The cluster bus's port, free too: by default it is the port + 10000, which a free
         # port above 55535 does not have.
-        self._cluster_port = free_port() if cluster_node_timeout is not None else None
+        if cluster_node_timeout is not None and cluster_port is None:
+            cluster_port = free_port()
+        self._cluster_port = cluster_port if cluster_node_timeout is not None else None
         self._start_timeout = start_timeout
         self._stop_timeout = stop_timeout
         self._process: subprocess.Popen[bytes] | None = None

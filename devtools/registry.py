@@ -23,7 +23,9 @@ __all__ = ["LONG_LEASE_MS", "announce", "routes_to"]
 LONG_LEASE_MS = 3_600_000
 
 
-def announce(client: redis.Redis, offer: Offer, *, lease_ms: int = LONG_LEASE_MS) -> int:
+def announce(
+    client: redis.Redis | redis.RedisCluster, offer: Offer, *, lease_ms: int = LONG_LEASE_MS
+) -> int:
     """Run the announce script for ``offer``; the lease's expiry (ms, Redis's clock).
 
     Raises:

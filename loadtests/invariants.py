@@ -18,8 +18,10 @@ from __future__ import annotations
 from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Any, cast
+from urllib.parse import urlsplit
 
 import redis
+from redis.cluster import ClusterNode
 
 from bids_service.keys import BidKeys
 from common.codec import load_bus
@@ -70,8 +72,12 @@ class Report:
 _Entry = tuple[int, dict[str, Any], str | None]
 
 
-def _entry(entry_id: bytes, fields: dict[bytes, bytes]) -> _Entry:
+def _entry(entry_id: bytes, fields: dict[bytes, bytes] | list[bytes]) -> _Entry:
     """A history entry as (position, envelope, idempotency key or None)."""
+    if isinstance(fields, list):
+        # redis-py's cluster client leaves a transaction's XRANGE reply unparsed: the
+        # fields come as a flat list of names and values.
+        fields = dict(zip(fields[::2], fields[1::2], strict=True))
     key = fields.get(b"k")
     return (
         int(entry_id.split(b"-")[0]),
@@ -80,8 +86,21 @@ def _entry(entry_id: bytes, fields: dict[bytes, bytes]) -> _Entry:
     )
 
 
+def _client(redis_url: str, *, cluster: bool) -> redis.Redis | redis.RedisCluster:
+    """A client of ``redis_url``; with ``cluster``, of the Redis Cluster whose nodes it names,
+    comma-separated (as ``RT_REDIS_URL`` does with ``RT_REDIS_CLUSTER``)."""
+    if not cluster:
+        return redis.Redis.from_url(redis_url)
+    seeds = [urlsplit(seed.strip()) for seed in redis_url.split(",")]
+    return redis.RedisCluster(
+        startup_nodes=[ClusterNode(seed.hostname, seed.port or 6379) for seed in seeds],  # type: ignore[no-untyped-call]
+        username=seeds[0].username,
+        password=seeds[0].password,
+    )
+
+
 def _read_auction(
-    client: redis.Redis, names: BidKeys, auction: str
+    client: redis.Redis | redis.RedisCluster, names: BidKeys, auction: str
 ) -> tuple[dict[str, str], list[_Entry]]:
     """An auction's hash and every entry of its history, as of one instant.
 
@@ -113,14 +132,16 @@ def check_invariants(
     accepted: list[Accepted] | None = None,
     *,
     partitions: int = 1,
+    cluster: bool = False,
 ) -> Report:
     """Check the invariants over ``auctions`` and the verdicts clients received, on a bids
-    service of ``partitions`` partitions (``RT_BIDS_PARTITIONS``)."""
+    service of ``partitions`` partitions (``RT_BIDS_PARTITIONS``); with ``cluster``,
+    ``redis_url`` names the nodes of a Redis Cluster (``RT_REDIS_CLUSTER``)."""
     names = BidKeys(Partitions("bids", partitions))
     report = Report(auctions=len(auctions))
     bad = report.violations.append
     placed: dict[tuple[str, int], tuple[int, str, str | None]] = {}
-    with redis.Redis.from_url(redis_url) as client:
+    with _client(redis_url, cluster=cluster) as client:
         for auction in auctions:
             state, history = _read_auction(client, names, auction)
             if not state:

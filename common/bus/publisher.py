@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from redis.asyncio.client import Pipeline
+from redis.asyncio.cluster import RedisCluster
 
 from common.codec import pack_bus
 from common.envelope import Event
@@ -22,6 +23,9 @@ def event_message(owner: Partitions, event: Event) -> tuple[str, bytes]:
 
 async def publish_event(redis: RedisClient | Pipeline, owner: Partitions, event: Event) -> Any:
     """Publish ``event``, of a channel of ``owner``'s (on a pipeline, queue it; the caller
-    executes)."""
+    executes). On a Redis Cluster with SPUBLISH, as the scripts do there: gateways listen
+    per shard, and a PUBLISH never reaches a shard channel's subscribers."""
     channel, body = event_message(owner, event)
+    if isinstance(redis, RedisCluster):
+        return await redis.spublish(channel, body)
     return await redis.publish(channel, body)

@@ -19,6 +19,8 @@ from bids_service.keys import BidKeys
 from bids_service.store import BidStore
 from common.codec import load_bus
 from common.keys import Partitions
+from common.redis_client import RedisClient
+from tests.bids.model import Auction, apply_bid
 from tests.support.client import DEADLINE, connect_user
 from tests.support.launcher import ModuleProcesses
 from tests.support.processes import ManagedProcess, wait_all_ready
@@ -34,6 +36,7 @@ __all__ = [
     "create_auction",
     "history",
     "make_store",
+    "replay_through_model",
     "spread",
     "state",
 ]
@@ -167,7 +170,7 @@ async def create_auction(instance: ManagedProcess, **body: Any) -> dict[str, Any
 # Redis reads.
 
 
-async def history(redis: Redis, auction: str, keys: BidKeys = KEYS) -> list[dict[str, Any]]:
+async def history(redis: RedisClient, auction: str, keys: BidKeys = KEYS) -> list[dict[str, Any]]:
     """An auction's history: each event's envelope plus ``key`` (the bid's idempotency key)."""
     entries = cast(
         "list[tuple[bytes, dict[bytes, bytes]]]", await redis.xrange(keys.history(auction))
@@ -181,10 +184,30 @@ async def history(redis: Redis, auction: str, keys: BidKeys = KEYS) -> list[dict
     return events
 
 
-async def state(redis: Redis, auction: str, keys: BidKeys = KEYS) -> dict[str, str]:
+async def state(redis: RedisClient, auction: str, keys: BidKeys = KEYS) -> dict[str, str]:
     """An auction's hash, decoded."""
     fields = cast("dict[bytes, bytes]", await redis.hgetall(keys.auction(auction)))
     return {key.decode(): value.decode() for key, value in fields.items()}
+
+
+def replay_through_model(model: Auction, events: list[dict[str, Any]]) -> Auction:
+    """Replay an auction's history (:func:`history`) serially through the reference rules:
+    each ``bid.placed`` must be accepted there with the same seq, end and data, as if the
+    bids had been judged one at a time in the history's order. The model's final state."""
+    state: Auction | None = model
+    for event in events:
+        if event["event"] != "bid.placed":
+            continue
+        data = event["data"]
+        state, verdict, emitted = apply_bid(
+            state, model.id, data["amount"], data["bidder"], now=data["placed_at"]
+        )
+        assert verdict.ok, (event, verdict)
+        assert verdict.seq == data["seq"], (event, verdict)
+        assert verdict.ends_at == data["ends_at"], (event, verdict)
+        assert emitted[0][2] == data, (event, emitted)
+    assert state is not None
+    return state
 
 
 # A client that many requests may use at once.

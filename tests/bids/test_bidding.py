@@ -37,6 +37,7 @@ def admin_instance(processes: tuple[ManagedProcess, ManagedProcess]) -> ManagedP
     return processes[1]
 
 
+@pytest.mark.also_on_cluster
 async def test_accepted_bid_is_replied_published_and_stored(
     client: BidClient, admin_instance: ManagedProcess, bus: Redis, name: str
 ) -> None:
@@ -75,6 +76,7 @@ async def test_accepted_bid_is_replied_published_and_stored(
     assert entry["event"] == "bid.placed"
 
 
+@pytest.mark.also_on_cluster
 async def test_bid_below_the_minimum_is_refused_with_the_minimum(
     client: BidClient, admin_instance: ManagedProcess, bus: Redis, name: str
 ) -> None:
@@ -154,6 +156,7 @@ async def test_malformed_bids_are_bad_requests(
     assert words in reply["error"]["message"]
 
 
+@pytest.mark.also_on_cluster
 async def test_a_key_reused_for_another_bid_is_a_bad_request(
     client: BidClient, admin_instance: ManagedProcess, bus: Redis, name: str
 ) -> None:

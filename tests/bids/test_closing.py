@@ -31,6 +31,7 @@ async def _closer_runs(instances: list[ManagedProcess]) -> list[float]:
     return [await instance.metric("rt_bids_closer_runs_total") for instance in instances]
 
 
+@pytest.mark.also_on_cluster
 async def test_each_auction_closes_exactly_once(
     processes: tuple[ManagedProcess, list[ManagedProcess]], bus: Redis, name: str
 ) -> None:
@@ -86,6 +87,7 @@ async def test_each_auction_closes_exactly_once(
     await asyncio.gather(watcher.close(), bidder.close())
 
 
+@pytest.mark.also_on_cluster
 async def test_a_late_bid_extends_the_auction(
     processes: tuple[ManagedProcess, list[ManagedProcess]], bus: Redis, name: str
 ) -> None:

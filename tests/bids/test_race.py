@@ -10,8 +10,16 @@ import pytest
 from redis.asyncio import Redis
 
 from loadtests.invariants import Accepted, check_invariants
-from tests.bids.model import Auction, apply_bid
-from tests.bids.support import BidClient, Launcher, create_auction, history, state
+from tests.bids.model import Auction
+from tests.bids.support import (
+    BidClient,
+    Launcher,
+    create_auction,
+    history,
+    replay_through_model,
+    state,
+)
+from tests.support.bus_redis import is_cluster
 from tests.support.processes import ManagedProcess
 
 
@@ -46,6 +54,7 @@ async def _bid(
     return results
 
 
+@pytest.mark.also_on_cluster
 async def test_racing_bidders_match_a_serial_replay_of_the_accepted_log(
     processes: tuple[list[ManagedProcess], list[ManagedProcess]], bus: Redis, name: str
 ) -> None:
@@ -83,7 +92,7 @@ async def test_racing_bidders_match_a_serial_replay_of_the_accepted_log(
     assert len(set(amounts)) == len(amounts)
 
     # Replay the accepted log serially through the reference rules.
-    model: Auction | None = Auction(
+    spec = Auction(
         id=name,
         starting_price=100,
         increment=10,
@@ -91,16 +100,7 @@ async def test_racing_bidders_match_a_serial_replay_of_the_accepted_log(
         extend_window=3_600_000,
         extend_by=61_000,
     )
-    for event in placed:
-        data = event["data"]
-        model, verdict, emitted = apply_bid(
-            model, name, data["amount"], data["bidder"], now=data["placed_at"]
-        )
-        assert verdict.ok
-        assert verdict.seq == data["seq"]
-        assert verdict.ends_at == data["ends_at"]
-        assert emitted[0][2] == data
-    assert model is not None
+    model = replay_through_model(spec, events)
     final = await state(bus, name)
     assert (int(final["current"]), final["bidder"]) == (model.current, model.bidder)
     assert (int(final["seq"]), int(final["ends_at"])) == (model.seq, model.ends_at)
@@ -111,8 +111,9 @@ async def test_racing_bidders_match_a_serial_replay_of_the_accepted_log(
     assert [(e["event"], e["position"]) for e in seen] == [
         (e["event"], e["position"]) for e in events
     ]
+    url = instances[0].env["RT_REDIS_URL"]
     report = await asyncio.to_thread(
-        check_invariants, instances[0].env["RT_REDIS_URL"], [name], accepted
+        check_invariants, url, [name], accepted, cluster=is_cluster(url)
     )
     assert report.ok, report.summary()
 

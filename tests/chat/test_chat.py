@@ -58,6 +58,7 @@ def cluster(bus_url: str, log_dir: Path) -> Iterator[Cluster]:
             process.stop()
 
 
+@pytest.mark.also_on_cluster
 async def test_two_clients_on_two_gateways_chat(cluster: Cluster) -> None:
     """Messages posted through either gateway reach both members, sender included, in order."""
     room = name("room")
@@ -148,6 +149,7 @@ async def test_unknown_room_is_not_found(cluster: Cluster) -> None:
             assert reply["error"]["code"] == "room_not_found", reply
 
 
+@pytest.mark.also_on_cluster
 async def test_client_id_deduplicates_across_a_reconnect(cluster: Cluster) -> None:
     """A send retried with the same client_id after a reconnect posts once and gets one reply."""
     room = name("dedupe")
@@ -173,6 +175,7 @@ async def test_client_id_deduplicates_across_a_reconnect(cluster: Cluster) -> No
         ]
 
 
+@pytest.mark.also_on_cluster
 async def test_history_pages_back(cluster: Cluster) -> None:
     """chat.history pages back through 25 messages with before/limit, oldest first per page."""
     room = name("paging")
@@ -219,6 +222,7 @@ async def test_typing_reaches_others_and_is_not_stored(cluster: Cluster) -> None
         assert [m["text"] for m in history["messages"]] == ["done typing"]
 
 
+@pytest.mark.also_on_cluster
 async def test_reconnect_with_since_through_the_other_gateway_gets_exactly_what_was_missed(
     cluster: Cluster,
 ) -> None:
@@ -263,6 +267,7 @@ async def test_reconnect_with_since_through_the_other_gateway_gets_exactly_what_
             await poster.close()
 
 
+@pytest.mark.also_on_cluster
 async def test_join_with_since_returns_the_missed_messages(cluster: Cluster) -> None:
     """chat.join with since answers the messages after since, recovered, then goes live."""
     room = name("rejoin")

@@ -87,6 +87,7 @@ async def test_ping_without_ref_gets_pong_with_null_ref(gateway: ManagedProcess)
         assert await recv_json(ws) == {"type": "pong", "ref": None}
 
 
+@pytest.mark.also_on_cluster
 async def test_presence_subscription_receives_published_events(
     gateway: ManagedProcess, bus: Redis
 ) -> None:
@@ -142,6 +143,7 @@ async def test_chat_subscription_without_since_gets_position_then_live_events(
     assert (event["type"], event["position"], event["data"]) == ("event", "8-0", {"n": "8-0"})
 
 
+@pytest.mark.also_on_cluster
 async def test_subscription_since_replays_then_live_events_without_duplicates(
     gateway: ManagedProcess, bus: Redis
 ) -> None:
@@ -173,6 +175,7 @@ async def test_subscription_since_replays_then_live_events_without_duplicates(
     assert {"type": "pong", "ref": "end"} in frames
 
 
+@pytest.mark.also_on_cluster
 async def test_request_is_routed_to_the_service_and_answered(gateway: ManagedProcess) -> None:
     """A service request reaches the stub through its stream; the reply echoes ref and user."""
     async with await connect(gateway.ws_url) as ws:

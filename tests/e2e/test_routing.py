@@ -80,6 +80,7 @@ async def test_slow_reply_within_the_timeout_is_delivered(
     assert (reply["ok"], reply["data"]) == (True, {"slept": 0.5})
 
 
+@pytest.mark.also_on_cluster
 async def test_server_side_subscription_precedes_the_reply(
     gateways: tuple[ManagedProcess, ManagedProcess], bus: Redis
 ) -> None:
@@ -95,6 +96,7 @@ async def test_server_side_subscription_precedes_the_reply(
         assert reply["ok"] is True
 
 
+@pytest.mark.also_on_cluster
 async def test_a_join_catches_up_from_the_position_of_its_reply(
     gateways: tuple[ManagedProcess, ManagedProcess], bus: Redis
 ) -> None:
@@ -128,6 +130,7 @@ async def test_a_join_whose_catch_up_cannot_be_exact_says_so(
         }
 
 
+@pytest.mark.also_on_cluster
 async def test_event_reaches_subscribers_on_both_gateways(
     gateways: tuple[ManagedProcess, ManagedProcess], bus: Redis
 ) -> None:
@@ -183,6 +186,7 @@ async def test_reply_goes_only_to_the_gateway_holding_the_connection(
     assert await second.metric("rt_gateway_late_replies_total") == late_before
 
 
+@pytest.mark.also_on_cluster
 async def test_concurrent_requests_on_both_gateways_get_their_own_replies(
     gateways: tuple[ManagedProcess, ManagedProcess],
 ) -> None:

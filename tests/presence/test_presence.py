@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
+import pytest
 from redis.asyncio import Redis
 from websockets.asyncio.client import ClientConnection
 
@@ -31,6 +32,7 @@ async def users_of(ws: ClientConnection, channel: str) -> dict[str, int]:
     return {entry["user"]: entry["connections"] for entry in reply["data"]["users"]}
 
 
+@pytest.mark.also_on_cluster
 async def test_join_and_leave_across_two_gateways(
     gateways: tuple[ManagedProcess, ManagedProcess], bus: Redis
 ) -> None:
@@ -59,6 +61,7 @@ async def test_join_and_leave_across_two_gateways(
         await close_all(watcher.ws, alice, bob)
 
 
+@pytest.mark.also_on_cluster
 async def test_user_with_two_connections_leaves_when_both_are_gone(
     gateways: tuple[ManagedProcess, ManagedProcess], bus: Redis
 ) -> None:
@@ -88,6 +91,7 @@ async def _users_are(watcher: Watcher, expected: dict[str, int]) -> bool:
     return await watcher.users() == expected
 
 
+@pytest.mark.also_on_cluster
 async def test_list_and_count_are_the_same_through_either_gateway(
     gateways: tuple[ManagedProcess, ManagedProcess], bus: Redis
 ) -> None:

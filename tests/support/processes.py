@@ -16,6 +16,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from devtools import processes as devtools_processes
 from devtools.net import free_port
 from devtools.processes import REPO_ROOT, ProcessError, environment, http_get, python_command
+from tests.support.bus_redis import cluster_settings
 from tests.support.redis_users import credentials
 from tests.support.registry import announce_built_ins
 from tests.support.waiting import MS, wait_until
@@ -166,14 +167,17 @@ def start_process(
 ) -> ManagedProcess:
     """Start ``python -m module`` (or ``command``, a process that ``module`` names for its ACL
     user) on ``port`` (``RT_PORT``; default a free one), ready unless ``wait=False``. A given
-    port lets a test replace a process it stopped by a new one."""
+    port lets a test replace a process it stopped by a new one. On a cluster's URL
+    (tests/support/bus_redis.py) it runs in cluster mode."""
     port = port or free_port()
     url = env.get("RT_REDIS_URL")
-    # Each process as its own ACL user, unless the test chose one.
-    users = {}
+    # Each process as its own ACL user, unless the test chose one; on a cluster's URL, in
+    # cluster mode.
+    users: dict[str, str] = {}
     if url is not None and "RT_REDIS_USERNAME" not in env:
         users = credentials(url, module, args or [])
-    settings = _environment({"RT_HOST": "127.0.0.1", "RT_PORT": str(port), **users, **env})
+    mode = cluster_settings(url) if url is not None else {}
+    settings = _environment({"RT_HOST": "127.0.0.1", "RT_PORT": str(port), **users, **mode, **env})
     log_path = log_dir / f"{name}-{port}.log"
     process = ManagedProcess(
         name, module, list(args or []), settings, port, log_path, command=command

@@ -13,13 +13,12 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from types import MappingProxyType
 
-import redis
-
 from bids_service.rules import OFFER as BIDS
 from chat_service.rules import OFFER as CHAT
 from common.registry import Announcement, Offer, Registry, RegistryView, build_registry
 from devtools.registry import LONG_LEASE_MS, announce
 from presence_service.rules import OFFER as PRESENCE
+from tests.support.bus_redis import client
 
 
 __all__ = [
@@ -61,10 +60,11 @@ def stub_offer(service: str) -> Offer:
 
 
 def announce_built_ins(redis_url: str) -> None:
-    """Announce every built-in service (with the stubs' types) for an hour on ``redis_url``."""
-    with redis.Redis.from_url(redis_url) as client:
+    """Announce every built-in service (with the stubs' types) for an hour on ``redis_url``
+    (a cluster's too)."""
+    with client(redis_url) as redis:
         for service in BUILT_IN_OFFERS:
-            announce(client, stub_offer(service))
+            announce(redis, stub_offer(service))
 
 
 def registry_of(offers: Iterable[Offer], *, expired: Iterable[str] = ()) -> Registry:
