@@ -175,8 +175,13 @@ async def test_a_killed_master_fails_over_under_traffic_losing_and_doubling_noth
         )
 
     await wait_until(every_last_event_seen, "the last event of every channel at the watcher")
+    recoveries = {
+        outcome: await stack.gateways[0].metric("rt_gateway_recoveries_total", {"outcome": outcome})
+        for outcome in ("ok", "inexact", "retried", "failed")
+    }
     announced = [c for c, wanted in positions.items() if check_delivery(watcher, c, wanted)]
     print(
         f"served again {back_after:.1f} s after the kill; {traffic.retries} requests sent "
-        f"again; gaps announced rather than replayed: {announced or 'none'}"
+        f"again; the gateway's replays {recoveries}; gaps announced rather than replayed: "
+        f"{announced or 'none'}"
     )
