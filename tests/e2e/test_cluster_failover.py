@@ -26,6 +26,7 @@ from tests.e2e.cluster_stack import (
     BIDS,
     KEYS,
     Stack,
+    opened_clients,
     routed_to_every_partition,
     started_stack,
     traffic_of,
@@ -58,13 +59,8 @@ def stack(request: pytest.FixtureRequest, bus_url: str, log_dir: Path) -> Iterat
 @pytest.fixture
 async def clients(stack: Stack) -> AsyncIterator[list[BidClient]]:
     """Nine connections through the gateway: a watcher, two posters, six bidders."""
-    opened = await asyncio.gather(
-        *(BidClient.open(stack.gateways[0], name(f"user{n}")) for n in range(9))
-    )
-    try:
-        yield list(opened)
-    finally:
-        await asyncio.gather(*(client.close() for client in opened))
+    async with opened_clients(stack, 9) as opened:
+        yield opened
 
 
 @pytest.fixture
