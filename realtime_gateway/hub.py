@@ -16,6 +16,11 @@ the time of that request. A request that fails is asked again until it succeeds 
 :data:`RECOVERY_DEADLINE` passes; a recovery that cannot be exact (history trimmed, no
 position known, the owner unreachable) is told to the client with a ``recovery`` message
 saying ``recovered: false``, as for a subscribe with ``since``.
+
+On a Redis Cluster a service's reply and the events it published before it reach the gateway
+on different connections (the shards of the reply channel and of the event channel), so an
+answer may overtake live events it already covers. A connection made live at a position
+therefore drops live events up to it (its *floor*) until a newer one arrives.
 """
 
 from __future__ import annotations
@@ -106,6 +111,9 @@ class Hub:
         self._ready: dict[str, asyncio.Future[None]] = {}
         #: Channel -> the pub/sub channel of its events the listener subscribed to.
         self._bus_names: dict[str, str] = {}
+        #: Channel -> live connections made live at a position (their floor), whose events
+        #: up to it may still arrive, overtaken by the answer that covered them.
+        self._floors: dict[str, dict[Outbox, tuple[int, ...]]] = {}
 
     @property
     def channel_count(self) -> int:
@@ -157,6 +165,7 @@ class Hub:
                 connection.outbox.send(frame)
         self._live.setdefault(channel, {})[connection.outbox] = connection
         if after is not None and cutoff is not None:
+            self._floors.setdefault(channel, {})[connection.outbox] = cutoff
             last = _key(self._last.get(channel))
             if last is None or cutoff > last:
                 self._last[channel] = after
@@ -179,6 +188,7 @@ class Hub:
         removed = False
         if live is not None and connection.outbox in live:
             del live[connection.outbox]
+            self._drop_floor(channel, connection.outbox)
             removed = True
         if pending is not None and connection in pending:
             del pending[connection]
@@ -217,14 +227,22 @@ class Hub:
         pending = self._pending.get(channel)
         if live is None and pending is None:
             return
+        key = _key(event.position)
         if event.position is not None:
-            self._last[channel] = event.position
+            last = _key(self._last.get(channel))
+            # An overtaken event is older than what the connections have: not a new last.
+            if key is None or last is None or key > last:
+                self._last[channel] = event.position
         frame = text_frame(dump_client(event.to_client()))
         delivered = 0
         if live is not None:
-            for outbox in live:
-                outbox.send(frame)
-            delivered = len(live)
+            floors = self._floors.get(channel)
+            if floors and key is not None:
+                delivered = self._send_above_floors(channel, live, floors, key, frame)
+            else:
+                for outbox in live:
+                    outbox.send(frame)
+                delivered = len(live)
         if pending is not None:
             for connection, held in pending.items():
                 held.append((event.position, frame))
@@ -233,6 +251,36 @@ class Hub:
                     connection.outbox.close(CloseCode.SLOW_CONSUMER, "slow consumer")
         self._metrics.deliveries.inc(delivered)
         self._metrics.messages_out.inc(delivered)
+
+    def _send_above_floors(
+        self,
+        channel: str,
+        live: dict[Outbox, Subscriber],
+        floors: dict[Outbox, tuple[int, ...]],
+        key: tuple[int, ...],
+        frame: bytes,
+    ) -> int:
+        """Send ``frame`` (of position ``key``) to the live connections it is news to; a
+        connection's floor goes once an event above it arrives (the rest are newer)."""
+        delivered = 0
+        for outbox in live:
+            floor = floors.get(outbox)
+            if floor is not None:
+                if key <= floor:
+                    continue  # replayed to it, or in the state its subscription read
+                del floors[outbox]
+            outbox.send(frame)
+            delivered += 1
+        if not floors:
+            del self._floors[channel]
+        return delivered
+
+    def _drop_floor(self, channel: str, outbox: Outbox) -> None:
+        floors = self._floors.get(channel)
+        if floors is not None:
+            floors.pop(outbox, None)
+            if not floors:
+                del self._floors[channel]
 
     def recover(self) -> None:
         """After a bus reconnect: replay, per channel with history, what may have been missed."""
@@ -245,6 +293,9 @@ class Hub:
             if namespace is None or not namespace.history:
                 continue
             del self._live[channel]
+            # Pending now: the replay's answer gives each a new position, held events
+            # up to it are dropped.
+            self._floors.pop(channel, None)
             pending = self._pending.setdefault(channel, {})
             waiting = {connection: _Held() for connection in live.values()}
             pending.update(waiting)

@@ -3,8 +3,9 @@ instance on the session's Redis Cluster, and the clients and traffic they serve.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+import asyncio
+from collections.abc import AsyncIterator, Iterator, Mapping
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -14,6 +15,7 @@ from bids_service.keys import BidKeys
 from common.keys import Partitions
 from common.redis_client import RedisClient
 from tests.bids.support import BidClient, Launcher
+from tests.chat.support import name
 from tests.e2e.traffic import Bidder, Poster, Traffic
 from tests.support.launcher import module_processes
 from tests.support.processes import ManagedProcess, wait_all_ready
@@ -26,6 +28,7 @@ __all__ = [
     "KEYS",
     "STARTING_PRICE",
     "Stack",
+    "opened_clients",
     "routed_to_every_partition",
     "started_stack",
     "traffic_of",
@@ -71,6 +74,19 @@ def started_stack(
         chat = launcher.service("chat_service", "chat", _CHAT_ENV, wait=False)
         wait_all_ready([*instances, chat])
         yield Stack(started, instances, chat)
+
+
+@asynccontextmanager
+async def opened_clients(stack: Stack, count: int) -> AsyncIterator[list[BidClient]]:
+    """``count`` connections of users of their own, through the gateways in turns."""
+    gateways = stack.gateways
+    opened = await asyncio.gather(
+        *(BidClient.open(gateways[n % len(gateways)], name(f"user{n}")) for n in range(count))
+    )
+    try:
+        yield list(opened)
+    finally:
+        await asyncio.gather(*(client.close() for client in opened))
 
 
 async def _entries_added(bus: RedisClient, stream: str) -> int:

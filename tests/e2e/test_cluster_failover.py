@@ -26,6 +26,7 @@ from tests.e2e.cluster_stack import (
     BIDS,
     KEYS,
     Stack,
+    opened_clients,
     routed_to_every_partition,
     started_stack,
     traffic_of,
@@ -58,13 +59,8 @@ def stack(request: pytest.FixtureRequest, bus_url: str, log_dir: Path) -> Iterat
 @pytest.fixture
 async def clients(stack: Stack) -> AsyncIterator[list[BidClient]]:
     """Nine connections through the gateway: a watcher, two posters, six bidders."""
-    opened = await asyncio.gather(
-        *(BidClient.open(stack.gateways[0], name(f"user{n}")) for n in range(9))
-    )
-    try:
-        yield list(opened)
-    finally:
-        await asyncio.gather(*(client.close() for client in opened))
+    async with opened_clients(stack, 9) as opened:
+        yield opened
 
 
 @pytest.fixture
@@ -175,8 +171,13 @@ async def test_a_killed_master_fails_over_under_traffic_losing_and_doubling_noth
         )
 
     await wait_until(every_last_event_seen, "the last event of every channel at the watcher")
+    recoveries = {
+        outcome: await stack.gateways[0].metric("rt_gateway_recoveries_total", {"outcome": outcome})
+        for outcome in ("ok", "inexact", "retried", "failed")
+    }
     announced = [c for c, wanted in positions.items() if check_delivery(watcher, c, wanted)]
     print(
         f"served again {back_after:.1f} s after the kill; {traffic.retries} requests sent "
-        f"again; gaps announced rather than replayed: {announced or 'none'}"
+        f"again; the gateway's replays {recoveries}; gaps announced rather than replayed: "
+        f"{announced or 'none'}"
     )

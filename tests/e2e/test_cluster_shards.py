@@ -30,6 +30,7 @@ from tests.e2e.cluster_stack import (
     KEYS,
     STARTING_PRICE,
     Stack,
+    opened_clients,
     routed_to_every_partition,
     started_stack,
     traffic_of,
@@ -55,13 +56,8 @@ def stack(request: pytest.FixtureRequest, bus_url: str, log_dir: Path) -> Iterat
 @pytest.fixture
 async def clients(stack: Stack) -> AsyncIterator[list[BidClient]]:
     """Ten connections, alternating between the gateways: a watcher, then the traffic's."""
-    opened = await asyncio.gather(
-        *(BidClient.open(stack.gateways[n % 2], name(f"user{n}")) for n in range(10))
-    )
-    try:
-        yield list(opened)
-    finally:
-        await asyncio.gather(*(client.close() for client in opened))
+    async with opened_clients(stack, 10) as opened:
+        yield opened
 
 
 def _exists_on(cluster: LocalCluster, key: str) -> bool:

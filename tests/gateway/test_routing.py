@@ -33,12 +33,6 @@ class _Client:
     user: str | None = "alice"
 
 
-@pytest.fixture(scope="module")
-def metrics() -> GatewayMetrics:
-    """The gateway's metrics, made once: they register in the process-wide registry."""
-    return GatewayMetrics()
-
-
 @pytest.fixture
 async def router(redis: Redis, metrics: GatewayMetrics) -> AsyncIterator[Router]:
     """A router of gateway ``gw-route`` whose producer appends to the test's Redis."""
