@@ -44,7 +44,7 @@ CHAT_ENV = {"RT_CHAT_SEND_RATE": _UNLIMITED, "RT_CHAT_SEND_BURST": _UNLIMITED}
 
 
 def _start_services(stack: Stack, profile: Path | None) -> dict[str, Process]:
-    common = {"RT_REDIS_URL": stack.redis.url, "RT_LOG_LEVEL": "warning"}
+    common = {**stack.redis.env, "RT_LOG_LEVEL": "warning"}
     services = {
         "chat": Process(
             "chat", "chat_service", {**common, **CHAT_ENV}, stack.log_dir, profile=profile
