@@ -128,10 +128,10 @@ def _connect_cluster(settings: BusSettings, name: str, policy: Retry) -> RedisCl
         socket_keepalive=True,
         socket_connect_timeout=CONNECT_TIMEOUT,
         socket_timeout=COMMAND_TIMEOUT,
+        # The cluster client's retries (a failover, MOVED) follow the same policy: a few,
+        # quick; a failover takes the cluster's node timeout and more, and meanwhile the
+        # bus retries as it does after any outage.
         retry=policy,
-        # A failover takes the cluster's node timeout and more: commands meanwhile fail
-        # fast, and the bus retries them as it does after any outage.
-        cluster_error_retry_attempts=RETRIES,
         **options,
     )
 

@@ -1,4 +1,4 @@
-"""What ``scripts/run --cluster`` says of the cluster it started: its seeds, and its limits."""
+"""What ``scripts/run --cluster`` says of the cluster it started: its nodes, and how to reach it."""
 
 from __future__ import annotations
 
@@ -7,13 +7,7 @@ from pathlib import Path
 from devtools.redis_cluster import LocalCluster
 
 
-__all__ = ["NOT_YET", "cluster_lines"]
-
-#: Said every time, so that no one takes the cluster for the system running on it.
-NOT_YET = (
-    "NOT YET: the gateway and the services do not run on a Redis Cluster (issue 14); "
-    "this cluster is for trying it, and none of them is started. Ctrl-C stops it."
-)
+__all__ = ["cluster_lines"]
 
 
 def cluster_lines(cluster: LocalCluster, password_file: Path) -> list[str]:
@@ -31,5 +25,4 @@ def cluster_lines(cluster: LocalCluster, password_file: Path) -> list[str]:
         f"the default user's password is in {password_file}; try "
         f"`REDISCLI_AUTH=$(cat {password_file}) redis-cli -c -p {first} cluster info`"
     )
-    lines.append(NOT_YET)
     return lines

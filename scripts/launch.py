@@ -13,10 +13,13 @@ server their kind's ``RT_REDIS_USERNAME`` and ``RT_REDIS_PASSWORD_FILE``,
 SIGTERM stops every child (SIGTERM, then SIGKILL after a grace time), then Redis, and exits 0;
 a child that dies on its own brings everything down and the launcher exits 1.
 
-``launch.py --cluster [--masters N] [--replicas R]`` starts a private Redis Cluster instead
-(3 masters with 1 replica each by default, on free ports, the same ACL users and default
-password) and prints its seed URLs, for trying it; no process starts, since none runs on a
-cluster yet (issue 14). Ctrl-C stops it.
+``launch.py --cluster [--masters N] [--replicas R] [NAME ...]`` starts a private Redis
+Cluster instead (3 masters with 1 replica each by default, on free ports, the same ACL users
+and default password), prints its nodes, and runs the processes on it: ``RT_REDIS_CLUSTER=1``,
+the seeds in ``RT_REDIS_URL``, and each service split into as many partitions as there are
+masters unless its ``RT_<SERVICE>_PARTITIONS`` says otherwise. The poll service, which does
+not run on a cluster yet, is left out. With ``RT_REDIS_CLUSTER=1`` and ``RT_REDIS_URL`` set,
+the processes run on that cluster instead. Ctrl-C stops everything, then the cluster.
 """
 
 from __future__ import annotations
@@ -313,7 +316,9 @@ async def provide_redis(output: Output) -> tuple[str, RedisServer | None]:
         url = server.url
     try:
         options = server.client_options() if server is not None else {}
-        description = await asyncio.to_thread(check_server_version, url, options=options)
+        # A cluster's seeds are comma-separated: any one of them tells the version.
+        first = url.split(",")[0].strip()
+        description = await asyncio.to_thread(check_server_version, first, options=options)
     except BaseException:
         if server is not None:
             await asyncio.to_thread(server.stop)
@@ -332,13 +337,36 @@ def stop_on_signals() -> asyncio.Event:
     return stop_requested
 
 
-async def launch(specs: Sequence[ProcessSpec]) -> int:
-    """Start Redis and ``specs``, supervise them, stop them all; return the exit status."""
+async def provide_cluster(output: Output, shape: ClusterShape) -> tuple[str, LocalCluster]:
+    """The seeds of a private cluster of ``shape``, started and shown, and the cluster."""
+    cluster = private_cluster(shape.masters, shape.replicas)
+    output.line(
+        LAUNCHER_NAME,
+        f"starting a private Redis Cluster: {shape.masters} masters, {shape.replicas} "
+        f"replica{'' if shape.replicas == 1 else 's'} each ({cluster.binary})",
+    )
+    await asyncio.to_thread(cluster.start)
+    try:
+        for line in await asyncio.to_thread(cluster_lines, cluster, password_file("default")):
+            output.line(LAUNCHER_NAME, line)
+    except BaseException:
+        await asyncio.to_thread(cluster.stop)
+        raise
+    return ",".join(cluster.seed_urls), cluster
+
+
+async def launch(specs: Sequence[ProcessSpec], cluster: ClusterShape | None = None) -> int:
+    """Start Redis (a private cluster of ``cluster``'s shape, if given) and ``specs``,
+    supervise them, stop them all; return the exit status."""
     output = Output([LAUNCHER_NAME, *(spec.name for spec in specs)])
     stop_requested = stop_on_signals()
 
+    redis_server: RedisServer | LocalCluster | None
     try:
-        redis_url, redis_server = await provide_redis(output)
+        if cluster is not None:
+            redis_url, redis_server = await provide_cluster(output, cluster)
+        else:
+            redis_url, redis_server = await provide_redis(output)
     except (RedisServerError, RedisVersionError) as exc:
         output.line(LAUNCHER_NAME, f"error: {exc}")
         return 1
@@ -357,6 +385,12 @@ async def launch(specs: Sequence[ProcessSpec]) -> int:
         if sys.stdout.isatty():
             # Children write to a pipe, where the services' "auto" log format means JSON.
             env.setdefault("RT_LOG_FORMAT", "console")
+        if cluster is not None:
+            env["RT_REDIS_CLUSTER"] = "1"
+            for spec in specs:
+                if spec.kind is not None and spec.kind != "gateway":
+                    # One partition per master: every service's entities spread over all.
+                    env.setdefault(f"RT_{spec.kind.upper()}_PARTITIONS", str(cluster.masters))
         output.line(LAUNCHER_NAME, "Ctrl-C stops everything; `scripts/token USER` prints a token")
         if redis_server is not None:
             specs = [
@@ -367,47 +401,29 @@ async def launch(specs: Sequence[ProcessSpec]) -> int:
     finally:
         if redis_server is not None:
             await asyncio.to_thread(redis_server.stop)
-            output.line(LAUNCHER_NAME, "stopped Redis")
+            what = "the cluster" if cluster is not None else "Redis"
+            output.line(LAUNCHER_NAME, f"stopped {what}")
 
 
-async def launch_cluster(masters: int, replicas: int) -> int:
-    """Start a private cluster, print its seed URLs, stop it on Ctrl-C; return the exit status."""
-    output = Output([LAUNCHER_NAME])
-    stop_requested = stop_on_signals()
-    cluster = private_cluster(masters, replicas)
-    output.line(
-        LAUNCHER_NAME,
-        f"starting a private Redis Cluster: {masters} masters, {replicas} "
-        f"replica{'' if replicas == 1 else 's'} each ({cluster.binary})",
-    )
-    try:
-        await asyncio.to_thread(cluster.start)
-    except RedisServerError as exc:
-        output.line(LAUNCHER_NAME, f"error: {exc}")
-        return 1
-    try:
-        lines = await asyncio.to_thread(cluster_lines, cluster, password_file("default"))
-        for line in lines:
-            output.line(LAUNCHER_NAME, line)
-        await stop_requested.wait()
-        return 0
-    finally:
-        await asyncio.to_thread(cluster.stop)
-        output.line(LAUNCHER_NAME, "stopped the cluster")
+@dataclass(frozen=True)
+class ClusterShape:
+    masters: int
+    replicas: int
 
 
-def _cluster_arguments(argv: Sequence[str]) -> argparse.Namespace:
+def _cluster_arguments(argv: Sequence[str]) -> tuple[ClusterShape, list[str]]:
     parser = argparse.ArgumentParser(
         prog="scripts/run --cluster",
-        description="Start a private Redis Cluster and print its seed URLs (nothing runs on "
-        "it yet).",
+        description="Start a private Redis Cluster and the system on it (all of it, or the "
+        "processes named, but the poll service, which does not run on a cluster yet).",
     )
     parser.add_argument("--masters", type=int, default=3, help="masters (default 3)")
     parser.add_argument("--replicas", type=int, default=1, help="replicas per master (default 1)")
+    parser.add_argument("names", nargs="*", metavar="NAME", help="processes to start")
     arguments = parser.parse_args(argv)
     if arguments.masters < 1 or arguments.replicas < 0:
         parser.error("--masters must be 1 or more and --replicas 0 or more")
-    return arguments
+    return ClusterShape(arguments.masters, arguments.replicas), list(arguments.names)
 
 
 def select(names: Sequence[str]) -> tuple[ProcessSpec, ...] | str:
@@ -419,15 +435,30 @@ def select(names: Sequence[str]) -> tuple[ProcessSpec, ...] | str:
     return tuple(spec for spec in PROCESSES if not names or spec.name in names)
 
 
+#: What runs on one Redis only, and why, said when a cluster leaves it out.
+NOT_ON_A_CLUSTER = {"poll": "the poll service does not run on a Redis Cluster yet (docs/polls.md)"}
+
+
 def main(argv: Sequence[str] = sys.argv[1:]) -> int:
-    if argv[:1] == ["--cluster"]:
-        arguments = _cluster_arguments(argv[1:])
-        return asyncio.run(launch_cluster(arguments.masters, arguments.replicas))
-    specs = select(argv)
+    cluster = None
+    names = list(argv)
+    if names[:1] == ["--cluster"]:
+        cluster, names = _cluster_arguments(names[1:])
+    clustered = cluster is not None or os.environ.get("RT_REDIS_CLUSTER") in ("1", "true")
+    refused = [name for name in names if clustered and name in NOT_ON_A_CLUSTER]
+    if refused:
+        print(f"launch: {NOT_ON_A_CLUSTER[refused[0]]}", file=sys.stderr)
+        return 2
+    specs = select(names)
     if isinstance(specs, str):
         print(f"launch: {specs}", file=sys.stderr)
         return 2
-    return asyncio.run(launch(specs))
+    if clustered:
+        for spec in specs:
+            if spec.name in NOT_ON_A_CLUSTER:
+                print(f"launch: left out: {NOT_ON_A_CLUSTER[spec.name]}", file=sys.stderr)
+        specs = tuple(spec for spec in specs if spec.name not in NOT_ON_A_CLUSTER)
+    return asyncio.run(launch(specs, cluster))
 
 
 if __name__ == "__main__":

@@ -75,6 +75,11 @@ export function loadSettings(env) {
     return value;
   };
 
+  // Its scripts touch keys of several slots and it announces no partitions (docs/polls.md):
+  // on a cluster it would fail at its first script, so it says so at once.
+  if (['1', 'true', 'yes', 'on'].includes((raw('RT_REDIS_CLUSTER') ?? '').toLowerCase())) {
+    throw new SettingsError('RT_REDIS_CLUSTER: the poll service does not run on a Redis Cluster yet');
+  }
   const redisUrl = secret('RT_REDIS_URL') ?? 'redis://127.0.0.1:6379/0';
   const redisPassword = secret('RT_REDIS_PASSWORD');
   let parsedUrl;

@@ -46,3 +46,11 @@ test('a JSON log line has ts, level, logger, msg and the fields', () => {
   const entry = JSON.parse(lines[0]);
   assert.deepEqual({ ...entry, ts: 't' }, { ts: 't', level: 'info', logger: 'polls_service', msg: 'hello', poll: 'p', error: 'boom' });
 });
+
+test('refuses to start on a Redis Cluster, which it does not support yet', () => {
+  assert.throws(
+    () => loadSettings({ RT_REDIS_CLUSTER: '1' }),
+    (err) => err instanceof SettingsError && err.message.includes('does not run on a Redis Cluster'),
+  );
+  assert.doesNotThrow(() => loadSettings({ RT_REDIS_CLUSTER: '0' }));
+});

@@ -90,17 +90,19 @@ def _shas() -> dict[str, tuple[str, str]]:
 
 @dataclass(frozen=True)
 class CallKeys:
-    """The keys of one script call: those it was given, those it touched."""
+    """The keys of one script call: those it was given, those it touched, and the channels
+    it published to (which count for the slot too on a cluster, published with SPUBLISH)."""
 
     declared: frozenset[str]
     touched: frozenset[str]
+    published: frozenset[str] = frozenset()
 
     @property
     def keys(self) -> frozenset[str]:
-        return self.declared | self.touched
+        return self.declared | self.touched | self.published
 
     def key_slots(self) -> list[tuple[str, int]]:
-        """Each key and its slot, in key order."""
+        """Each key (and channel) and its slot, in key order."""
         return [(key, key_slot(key.encode("latin-1"))) for key in sorted(self.keys)]
 
     def slots(self) -> set[int]:
@@ -186,9 +188,11 @@ async def summarize(redis: Redis, calls: Iterable[tuple[list[str], list[list[str
     use = ScriptUse()
     for declared, commands in calls:
         touched: set[str] = set()
+        published: set[str] = set()
         for command in commands:
             touched.update(await keys_of(redis, command))
             if command[0].upper() in ("PUBLISH", "SPUBLISH"):
-                use.published.add(command[1])
-        use.calls.append(CallKeys(frozenset(declared), frozenset(touched)))
+                published.add(command[1])
+        use.published |= published
+        use.calls.append(CallKeys(frozenset(declared), frozenset(touched), frozenset(published)))
     return use
