@@ -24,9 +24,11 @@ def _layouts(text: str) -> list[RedisLayout]:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
-def add_cluster_options(parser: argparse.ArgumentParser, *, partitions: str | None) -> None:
-    """Add ``--cluster``, ``--masters``, ``--cluster-compare`` and, for a benchmark of a
-    partitioned service (``partitions``: its name), ``--partitions``."""
+def add_cluster_options(
+    parser: argparse.ArgumentParser, *, partitions: str | None, compare: bool = True
+) -> None:
+    """Add ``--cluster``, ``--masters``, ``--cluster-compare`` (unless not ``compare``) and,
+    for a benchmark of a partitioned service (``partitions``: its name), ``--partitions``."""
     parser.add_argument(
         "--cluster",
         action="store_true",
@@ -34,19 +36,15 @@ def add_cluster_options(parser: argparse.ArgumentParser, *, partitions: str | No
         "given; no replicas), every process with RT_REDIS_CLUSTER=1",
     )
     parser.add_argument(
-        "--masters", type=int, default=None, help=f"with --cluster: masters ({DEFAULT_MASTERS})"
-    )
-    parser.add_argument(
-        "--cluster-compare",
-        nargs="?",
-        const=_layouts(DEFAULT_CLUSTER_COMPARE),
+        "--masters",
+        type=int,
         default=None,
-        type=_layouts,
-        metavar="LAYOUTS",
-        help="alternate the tree on several Redis layouts in --rounds rounds and set them side "
-        "by side: comma-separated 'single' (one Redis) or a count of masters (default "
-        f"{DEFAULT_CLUSTER_COMPARE!r}; '1,2,3': clusters of 1 to 3 masters)",
+        help=f"with --cluster: how many masters, {DEFAULT_MASTERS} if left out",
     )
+    if compare:
+        _add_cluster_compare(parser)
+    else:
+        parser.set_defaults(cluster_compare=None)
     if partitions is not None:
         parser.add_argument(
             "--partitions",
@@ -55,6 +53,20 @@ def add_cluster_options(parser: argparse.ArgumentParser, *, partitions: str | No
             help=f"RT_{partitions.upper()}_PARTITIONS (default: the masters of a cluster, "
             "1 on one Redis)",
         )
+
+
+def _add_cluster_compare(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--cluster-compare",
+        nargs="?",
+        const=_layouts(DEFAULT_CLUSTER_COMPARE),
+        default=None,
+        type=_layouts,
+        metavar="LAYOUTS",
+        help="alternate the tree on several Redis layouts in --rounds rounds and set them side "
+        "by side: comma-separated 'single' (one Redis) or a count of masters ('1,2,3': "
+        f"clusters of 1 to 3 masters); {DEFAULT_CLUSTER_COMPARE!r} if LAYOUTS is left out",
+    )
 
 
 def check_cluster_options(parser: argparse.ArgumentParser, options: argparse.Namespace) -> None:

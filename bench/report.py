@@ -133,6 +133,17 @@ class PhaseFigures:
     #: Redis CPU (every node) per delivery, and per event (what one SPUBLISH costs it).
     redis_us_per_delivery: float
     redis_us_per_event: float
+    #: What the phase was: events published, seconds, Redis's CPU seconds (every node).
+    events: int = 0
+    wall: float = 0.0
+    redis_seconds: float = 0.0
+
+    def redis_us_per_event_beyond(self, idle_share: float) -> float:
+        """Redis's CPU per event beyond what it spends idle (``idle_share`` of a core, its
+        cron and a cluster's gossip), which a few events per second do not outweigh."""
+        if not self.events:
+            return math.nan
+        return (self.redis_seconds - idle_share * self.wall) / self.events * 1e6
 
 
 @dataclass(slots=True)
@@ -226,6 +237,9 @@ def report_phase(
         gateway_us=per_delivery,
         redis_us_per_delivery=redis_per_delivery,
         redis_us_per_event=redis_per_event,
+        events=phase.published,
+        wall=wall,
+        redis_seconds=usage.redis,
     )
 
 

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 import pytest
 
-from bench import bids, fanout
+from bench import bids, fanout, request
 from bench.alternate import cluster_sides, parse_layouts, table
 from devtools.private_redis import SINGLE, PrivateRedis, RedisLayout
 
@@ -99,6 +99,14 @@ def test_fanout_options_choose_the_redis_and_refuse_what_does_not_go_together() 
         fanout.parse_args(["--partitions", "3"])
     with pytest.raises(SystemExit):
         fanout.parse_args(["--compare", "main", "--cluster-compare"])
+
+
+def test_the_request_scenario_runs_on_a_cluster_but_compares_no_layouts() -> None:
+    """``--scenario request`` takes ``--cluster`` and ``--masters``, not ``--cluster-compare``."""
+    assert request.parse_args(["--cluster"]).redis == RedisLayout(3)
+    assert request.parse_args([]).redis == SINGLE
+    with pytest.raises(SystemExit):
+        request.parse_args(["--cluster-compare"])
 
 
 def test_the_table_sets_every_side_beside_the_first() -> None:
