@@ -19,6 +19,7 @@ from bids_service.keys import BidKeys
 from bids_service.store import BidStore
 from common.codec import load_bus
 from common.keys import Partitions
+from common.redis_client import RedisClient
 from tests.support.client import DEADLINE, connect_user
 from tests.support.launcher import ModuleProcesses
 from tests.support.processes import ManagedProcess, wait_all_ready
@@ -85,7 +86,7 @@ class Launcher(ModuleProcesses):
 
 
 def make_store(
-    redis: Redis, *, partitions: int = 1, bid_rate: float = 1e6, bid_burst: int = 10**6
+    redis: RedisClient, *, partitions: int = 1, bid_rate: float = 1e6, bid_burst: int = 10**6
 ) -> BidStore:
     """A store as the service makes one: keys kept a minute, bids not limited unless asked."""
     return BidStore(

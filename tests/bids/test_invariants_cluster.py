@@ -10,37 +10,22 @@ from redis.asyncio import Redis
 from redis.asyncio.cluster import ClusterNode, RedisCluster
 
 from bids_service.rules import PlaceCommand, parse_auction_spec
-from bids_service.store import BidStore
 from common.keys import Partitions
 from common.redis_client import RedisClient
 from devtools.net import LOOPBACK
 from devtools.redis_cluster import LocalCluster
 from loadtests.invariants import LEGACY_NAMES, Accepted, check_invariants
 from loadtests.settle import wait_for_stream
-from tests.bids.support import spread
+from tests.bids.support import make_store, spread
 
 
 SPEC = {"title": "t", "starting_price": 10, "increment": 5, "duration_s": 60}
 PARTITIONS = Partitions("bids", 3)
 
 
-def _store(redis: RedisClient) -> BidStore:
-    """A store of three partitions, as tests/bids/support.py's make_store, on any client."""
-    return BidStore(
-        redis,
-        PARTITIONS,
-        key_ttl_ms=60_000,
-        history_maxlen=0,
-        replay_limit=100,
-        refusal_ttl_ms=60_000,
-        bid_rate=1e6,
-        bid_burst=10**6,
-    )
-
-
 async def _bids(redis: RedisClient, auctions: list[str]) -> list[Accepted]:
     """Two accepted bids on each auction, placed in one batch over their partitions."""
-    store = _store(redis)
+    store = make_store(redis, partitions=3)
     await store.load()
     spec = parse_auction_spec(SPEC, extend_window=0, extend_by=0)
     for auction in auctions:
@@ -68,7 +53,7 @@ async def test_the_check_reads_three_partitions_on_a_cluster(cluster: LocalClust
             return report.violations
 
         assert await asyncio.to_thread(check) == []
-        await client.hset(_store(client).keys.auction(auctions[1]), "seq", "9")
+        await client.hset(make_store(client, partitions=3).keys.auction(auctions[1]), "seq", "9")
         assert [v.split(":")[0] for v in await asyncio.to_thread(check)] == [auctions[1]]
     finally:
         await client.aclose()
@@ -101,7 +86,7 @@ async def test_the_legacy_key_names_are_read_only_when_asked(redis: Redis, redis
     """Auctions stored under the names from before the partitions (``bids:auction:<id>``, a
     REF of ``--compare``) pass the check when it may read those, and say so; otherwise they
     do not exist."""
-    store = _store(redis)
+    store = make_store(redis, partitions=3)
     auctions = spread(PARTITIONS, "old")
     accepted = await _bids(redis, auctions)
     for auction in auctions:
