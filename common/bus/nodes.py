@@ -105,6 +105,11 @@ class NodeConnections:
     def cluster(self) -> bool:
         return self._single is None
 
+    @property
+    def single(self) -> LazyConnection | None:
+        """The one connection to a single Redis (None on a cluster)."""
+        return self._single
+
     async def for_key(self, key: str) -> LazyConnection:
         """The connection to the node that serves ``key``."""
         if self._single is not None:

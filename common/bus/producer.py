@@ -146,6 +146,9 @@ class RequestProducer:
     async def _by_connection(
         self, batch: list[_Entry]
     ) -> list[tuple[LazyConnection, list[_Entry]]]:
+        single = self._connections.single
+        if single is not None:
+            return [(single, batch)]
         groups: dict[LazyConnection, list[_Entry]] = {}
         for entry in batch:
             groups.setdefault(await self._connections.for_key(entry.stream), []).append(entry)

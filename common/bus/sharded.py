@@ -250,14 +250,14 @@ class _Shard:
             self._confirm_all.update(new)
 
     def send(self, verb: bytes, *channels: str) -> None:
-        if verb == b"SUNSUBSCRIBE":
-            self._leaving.update(channels)
         connection = self._connection
         if connection is not None and self.connected:
             try:
                 connection.write(_each(verb, channels))
             except RedisError:
-                pass  # lost: the channels are placed again
+                return  # lost: the channels are placed again
+            if verb == b"SUNSUBSCRIBE":
+                self._leaving.update(channels)
 
     async def _run(self) -> None:
         why = "connection lost"

@@ -305,3 +305,54 @@ def test_cluster_mode_reads_its_seeds_and_refuses_a_database() -> None:
     single = BusSettings.from_env(Env({"RT_REDIS_URL": "redis://a:7000,b"}))
     assert not single.cluster
     assert single.redis_urls == ["redis://a:7000,b"]
+
+
+async def test_a_channel_whose_slot_migrates_is_subscribed_again_where_it_went(
+    cluster: LocalCluster, client: RedisCluster, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A slot moved to another primary: the old one pushes an unasked ``sunsubscribe``; the
+    listener subscribes on the new one, says so (a recovery), and hears the channel there."""
+    await client.initialize()
+    channel = "ch:{chat.7}:chat:moving"
+    slot = key_slot(channel.encode())
+    masters = [node for node in cluster.nodes() if node.is_master]
+    source = next(node for node in masters if node.serves(slot))
+    target = next(node for node in masters if node is not source)
+    heard: list[bytes] = []
+    recoveries: list[int] = []
+    listener = ShardedListener(
+        client,
+        lambda name, body: heard.append(body),
+        ["gw:{gw-move}:replies"],
+        classic=[REVOCATIONS],
+        on_reconnect=lambda: recoveries.append(1),
+    )
+    task = asyncio.create_task(listener.run())
+
+    def assign(owner_id: str) -> None:
+        # An empty slot moves with SETSLOT NODE on every primary (no key to migrate).
+        for node in masters:
+            with redis.Redis.from_url(cluster.server_of(node).url, **cluster.client_options()) as c:
+                c.execute_command("CLUSTER", "SETSLOT", slot, "NODE", owner_id)
+
+    try:
+        await asyncio.wait_for(listener.wait_connected(), 10)
+        await asyncio.wait_for(listener.subscribe(channel), 10)
+        assign(target.id)
+        await wait_until(lambda: bool(recoveries), "a recovery once subscribed where it went")
+        assert listener.connected
+        # Told by the old primary, not a lost connection.
+        assert "slot moved" in {getattr(record, "why", None) for record in caplog.records}
+
+        async def heard_there() -> bool:
+            try:
+                await client.spublish(channel, b"moved")
+            except (redis.exceptions.RedisError, OSError):
+                return False
+            await asyncio.sleep(0.1)
+            return b"moved" in heard
+
+        await wait_until(heard_there, "the channel heard on its new primary")
+    finally:
+        await cancel_and_wait([task])
+        assign(source.id)
