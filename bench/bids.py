@@ -7,10 +7,16 @@ flight per connection instead) for ``--duration`` seconds after ``--warmup``. Ea
 connection bids on an auction of its own with rising amounts, so every bid should be accepted;
 ``--observers`` connections subscribe to every auction and check that events arrive in order.
 
+``--cluster`` runs it on a private Redis Cluster (3 masters, no replicas; the bids service
+with a partition per master unless ``--partitions`` says otherwise), ``--compare REF`` on
+REF's code and the tree's in alternating rounds, ``--cluster-compare`` on one Redis and on a
+cluster in alternating rounds (bench/alternate.py), each with a table of the means and ratios.
+
 It prints throughput, reply latency, event delay, the CPU time each process spent per accepted
-bid (from /proc/<pid>/stat), and the invariant check of every auction's history. The driver is
-not locust on purpose: gevent clients cost more CPU than the system under test on two cores,
-while this driver's raw client (bench/wsclient.py) costs a few microseconds per message.
+bid (from /proc/<pid>/stat; Redis's summed over a cluster's nodes), and the invariant check
+of every auction's history. The driver is not locust on purpose: gevent clients cost more
+CPU than the system under test on two cores, while this driver's raw client
+(bench/wsclient.py) costs a few microseconds per message.
 """
 
 from __future__ import annotations
@@ -30,9 +36,13 @@ from typing import Any
 
 from prometheus_client.parser import text_string_to_metric_families
 
+from bench.alternate import Figures, Side, cancelled_on_sigterm, cluster_sides, report_rounds
 from bench.bids_driver import Run
-from bench.compare import Sample, compare, verify_code_root
+from bench.bids_figures import ROWS, Sample, line
+from bench.cluster_options import add_cluster_options, check_cluster_options
+from bench.compare import compare, verify_code_root
 from bench.report import cpu_lines
+from devtools.private_redis import RedisLayout
 from loadtests.invariants import check_invariants
 from loadtests.stack import REPO_ROOT, Stack
 
@@ -110,8 +120,10 @@ def report(options: argparse.Namespace, run: Run, result: dict[str, Any], invari
         else f"closed loop, window {options.window}"
     )
     print(
-        f"bids.place benchmark: 1 gateway, {options.instances} bids instance(s) "
-        f"(RT_SERVICE_BATCH={options.batch}), {options.connections} connections, {mode}, "
+        f"bids.place benchmark on {options.redis.describe()}: 1 gateway, {options.instances} "
+        f"bids instance(s) (RT_SERVICE_BATCH={options.batch}, "
+        f"{partitions_of(options, options.redis)} partition(s)), "
+        f"{options.connections} connections, {mode}, "
         f"{options.observers} observer(s), {options.duration:g} s measured after "
         f"{options.warmup:g} s warm-up, {os.cpu_count()} CPUs"
     )
@@ -146,23 +158,31 @@ class Outcome:
     ok: bool
 
 
+def partitions_of(options: argparse.Namespace, redis: RedisLayout) -> int:
+    """The bids service's partitions on ``redis``: ``--partitions``, else one per master of a
+    cluster (so that every master holds some: bids' tags land on distinct masters of a
+    cluster of up to 3), one on a single Redis."""
+    return int(options.partitions or redis.masters or 1)
+
+
 async def run_once(
-    options: argparse.Namespace,
-    log_dir: Path,
-    profile: Path | None,
-    code_root: Path = REPO_ROOT,
+    options: argparse.Namespace, side: Side, log_dir: Path, profile: Path | None
 ) -> Outcome:
-    """Start a stack of ``code_root``'s gateway and bids, drive it, check it, stop it."""
+    """Start a stack of ``side``'s gateway and bids on its Redis, drive it, check it, stop it."""
+    partitions = partitions_of(options, side.redis)
     bids_env = {"RT_SERVICE_BATCH": str(options.batch)}
+    if partitions != 1:  # the environment of a single partition stays that of older REFs
+        bids_env["RT_BIDS_PARTITIONS"] = str(partitions)
     with Stack(
         log_dir,
         instances=options.instances,
         bids_env=bids_env,
         profile=profile,
-        code_root=code_root,
+        code_root=side.code_root,
+        redis=side.redis,
     ) as stack:
         verify_code_root(
-            code_root, [process.pid for process in [*stack.gateways, *stack.instances]]
+            side.code_root, [process.pid for process in [*stack.gateways, *stack.instances]]
         )
         run = Run(options, stack)
         await run.open()
@@ -171,7 +191,13 @@ async def run_once(
             client.close()
         auctions = [bidder.auction for bidder in run.bidders]
         invariants = check_invariants(
-            stack.redis.url, auctions, run.accepted, partitions=stack.bids_partitions
+            stack.redis.url,
+            auctions,
+            run.accepted,
+            partitions=stack.bids_partitions,
+            cluster=side.redis.cluster,
+            # REF's checkout may predate the partitions' key names (see loadtests/invariants).
+            legacy_names=side.code_root != REPO_ROOT,
         )
         try:
             inside = internals(stack)
@@ -183,9 +209,10 @@ async def run_once(
 
 
 def sample(outcome: Outcome) -> Sample:
-    """The figures of a run that ``--compare`` sets side by side."""
+    """The figures of a run that ``--compare`` and ``--cluster-compare`` set side by side."""
     accepted = outcome.run.measured_accepted or 1
     latencies = outcome.run.latencies
+    nodes = outcome.result["redis_nodes"]
     return Sample(
         cpu_us={name: seconds / accepted * 1e6 for name, seconds in outcome.result["cpu"].items()},
         throughput=outcome.run.measured_accepted / outcome.result["elapsed"],
@@ -193,6 +220,20 @@ def sample(outcome: Outcome) -> Sample:
         p99_ms=_percentile(latencies, 0.99),
         invariants=outcome.invariants,
         ok=outcome.ok,
+        busiest_node_us=max(nodes) / accepted * 1e6 if nodes else float("nan"),
+    )
+
+
+def _load(options: argparse.Namespace) -> str:
+    """What each run is, for the header of a comparison."""
+    mode = (
+        f"open loop at {options.rate:g}/s"
+        if options.rate
+        else f"closed loop, window {options.window}"
+    )
+    return (
+        f"1 gateway, {options.instances} bids instance(s), {options.connections} connections, "
+        f"{mode}, {options.duration:g} s measured after {options.warmup:g} s warm-up each"
     )
 
 
@@ -200,13 +241,28 @@ async def main_async(options: argparse.Namespace, log_dir: Path, profile: Path |
     # The driver keeps every result: a full collection over them would stall it mid-run and
     # show up as latency that is not the system's.
     gc.disable()
+
+    async def measure(side: Side, log_dir: Path, profile: Path | None) -> Sample:
+        return sample(await run_once(options, side, log_dir, profile))
+
+    figures = Figures(ROWS, line, "invariants")
     if options.compare:
-
-        async def measure(log_dir: Path, profile: Path | None, code_root: Path) -> Sample:
-            return sample(await run_once(options, log_dir, profile, code_root))
-
-        return await compare(options, log_dir, profile, measure)
-    outcome = await run_once(options, log_dir, profile)
+        return await compare(
+            options.compare, options.rounds, log_dir, profile, measure, figures,
+            load=_load(options), redis=options.redis,
+        )  # fmt: skip
+    if options.cluster_compare:
+        sides = cluster_sides(options.cluster_compare)
+        print(
+            f"{options.rounds} round(s) of {', '.join(side.label for side in sides)} (bids "
+            f"partitions: {', '.join(str(partitions_of(options, s.redis)) for s in sides)}): "
+            f"{_load(options)}",
+            flush=True,
+        )
+        async with cancelled_on_sigterm():
+            return await report_rounds(sides, options.rounds, log_dir, profile, measure, figures)
+    side = Side("tree", REPO_ROOT, options.redis)
+    outcome = await run_once(options, side, log_dir, profile)
     report(options, outcome.run, outcome.result, outcome.invariants)
     print(outcome.internals)
     return 0 if outcome.ok else 1
@@ -225,6 +281,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--batch", type=int, default=64, help="RT_SERVICE_BATCH of the bids service"
     )
     parser.add_argument("--log-dir", default=None)
+    add_cluster_options(parser, partitions="bids")
     parser.add_argument(
         "--compare",
         default=None,
@@ -232,12 +289,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="run the same load on git ref REF's checkout and on the working tree, side by side",
     )
     parser.add_argument(
-        "--rounds", type=int, default=2, help="with --compare: runs of each, alternating"
+        "--rounds",
+        type=int,
+        default=2,
+        help="with --compare or --cluster-compare: runs of each side, alternating",
     )
     parser.add_argument(
         "--profile", default=None, help="run gateway and bids under cProfile, profiles to DIR"
     )
     options = parser.parse_args(argv)
+    check_cluster_options(parser, options)
     if options.rounds < 1:
         parser.error("--rounds must be at least 1")
     if options.connections > 100 * max(1, options.observers) and options.observers:

@@ -186,7 +186,8 @@ class Run:
         pids = {
             "gateway": [self.stack.gateways[0].pid],
             "bids": [process.pid for process in self.stack.instances],
-            "redis": [self.stack.redis.pid or 0],
+            # Every node of a cluster: what matters is Redis's CPU per bid in all.
+            "redis": self.stack.redis.pids,
             "driver": [os.getpid()],
         }
         started = loop.time()
@@ -201,6 +202,7 @@ class Run:
         else:
             await asyncio.sleep(options.warmup)
         before = {name: sum(cpu_seconds(pid) for pid in group) for name, group in pids.items()}
+        nodes_before = [cpu_seconds(pid) for pid in pids["redis"]]
         self.measuring = True
         for observer in self.observers:
             observer.measure = True
@@ -211,6 +213,9 @@ class Run:
             await asyncio.sleep(options.duration)
         elapsed = loop.time() - measure_start
         after = {name: sum(cpu_seconds(pid) for pid in group) for name, group in pids.items()}
+        nodes = [
+            cpu_seconds(pid) - used for pid, used in zip(pids["redis"], nodes_before, strict=True)
+        ]
         self.measuring = False
         self.sending = False
         for observer in self.observers:
@@ -220,4 +225,4 @@ class Run:
                 bidder.close()
         await asyncio.wait(receivers, timeout=REPLY_TIMEOUT + 5)
         cpu = {name: after[name] - before[name] for name in pids}
-        return {"elapsed": elapsed, "cpu": cpu, "skipped": skipped}
+        return {"elapsed": elapsed, "cpu": cpu, "redis_nodes": nodes, "skipped": skipped}

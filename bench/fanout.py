@@ -19,6 +19,13 @@ to CPU 1 with a minimal WebSocket client (:mod:`bench.wsclient`):
 The load generator and Redis share CPU 1; the gateway has CPU 0 to itself unless other
 processes of the machine run there, which the report shows (CPU 0 busy vs. gateway CPU).
 
+``--cluster`` runs it on a private Redis Cluster (3 masters unless ``--masters``, no
+replicas, every node on CPU 1; the gateway with ``RT_REDIS_CLUSTER=1``, events published
+with SPUBLISH on the channel's master); Redis's CPU is then every node's together.
+``--compare REF`` (REF's gateway, then the tree's) and ``--cluster-compare`` (the tree on one
+Redis, then on a cluster; or clusters of 1, 2, 3 masters) run phases 1 and 2 in alternating
+rounds and print a table of the means and ratios (bench/alternate.py); no phase 3 then.
+
 The report goes to stdout, progress to stderr. Everything runs on 127.0.0.1, is bounded in
 count and time, and every process started here is stopped by PID on the way out (Ctrl-C too).
 """
@@ -27,17 +34,22 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import math
 import os
+import shutil
 import sys
+import tempfile
 import time
 from collections.abc import Awaitable, Sequence
+from pathlib import Path
 
-import redis as redis_sync
 import uvloop
 from redis.asyncio import Redis
 
 import bench.request
+from bench.alternate import Figures, Side, cancelled_on_sigterm, cluster_sides, report_rounds
+from bench.cluster_options import add_cluster_options, check_cluster_options
+from bench.compare import compare, verify_code_root
+from bench.fanout_figures import ROWS, Fanout, line
 from bench.fanout_load import (
     CHANNEL,
     Publisher,
@@ -46,7 +58,8 @@ from bench.fanout_load import (
     open_client,
     open_connections,
 )
-from bench.report import TARGET_IDLE_KB, Meter, Totals, report_phase, summary, verdict
+from bench.fanout_phases import redis_background, run_phases, subscribed_channel
+from bench.report import TARGET_IDLE_KB, Meter, Totals, summary, verdict
 from bench.system import (
     CAN_PIN,
     GATEWAY_CPU,
@@ -61,133 +74,77 @@ from bench.wsclient import WsClient
 from common.auth import issue_token
 from common.settings import Secret
 from devtools.net import LOOPBACK
-from devtools.redis_server import RedisServer
+from devtools.private_redis import PrivateRedis
+from devtools.processes import REPO_ROOT
 from devtools.registry import announce
 from presence_service.rules import OFFER as PRESENCE_OFFER
 
 
-#: How long a phase waits for its last deliveries after its last publish.
-DRAIN_TIMEOUT = 30.0
-#: How long the burst waits for room in its window before it gives up.
-STALL_TIMEOUT = 10.0
-#: Upper bound on a burst phase, however many events it was asked for.
-BURST_TIMEOUT = 180.0
-WARMUP_EVENTS = 5
 SCENARIOS = ("fanout", "request")
 
 
 # The phases.
 
 
-async def fanout(args: argparse.Namespace, redis_url: str, secret: Secret, totals: Totals) -> None:
+async def fanout(
+    args: argparse.Namespace,
+    redis: PrivateRedis,
+    secret: Secret,
+    totals: Totals,
+    code_root: Path = REPO_ROOT,
+) -> Fanout:
+    """Phases 1 and 2 on a gateway of ``code_root``'s checkout; their figures."""
     n = args.subscribers
-    with redis_sync.Redis.from_url(redis_url) as client:
+    with redis.client() as client:
         # The gateway routes by the registry: presence: is a namespace once announced.
         announce(client, PRESENCE_OFFER)
-    gateway = GatewayProcess(redis_url, secret, max_connections=max(20_000, n + 100))
+    gateway = GatewayProcess(
+        redis.env, secret, max_connections=max(20_000, n + 100), code_root=code_root
+    )
     try:
         await gateway.wait_ready()
+        verify_code_root(code_root, [gateway.pid])
         progress(f"gateway pid {gateway.pid} on port {gateway.port}; opening {n} subscribers")
-        redis = Redis.from_url(redis_url)
+        started = time.monotonic()
+        subscribers = await open_connections(
+            n,
+            lambda i: open_client(
+                Subscriber(LOOPBACK, gateway.port, issue_token(secret, f"sub-{i}")),
+                gateway.port,
+                subscribe=True,
+            ),
+        )
+        elapsed = time.monotonic() - started
         try:
-            started = time.monotonic()
-            subscribers = await open_connections(
-                n,
-                lambda i: open_client(
-                    Subscriber(LOOPBACK, gateway.port, issue_token(secret, f"sub-{i}")),
-                    gateway.port,
-                    subscribe=True,
-                ),
-            )
-            elapsed = time.monotonic() - started
+            channel = await subscribed_channel(redis)
+            publishing = Redis.from_url(redis.url_of(channel))
             try:
-                publisher = Publisher(redis, args.payload_bytes)
-                out(
-                    f"fan-out: gateway pid {gateway.pid}, {n:,} subscribers to {CHANNEL} "
-                    f"(connected and subscribed in {elapsed:.1f} s), "
-                    f"{publisher.frame_bytes} B event frames"
+                publisher = Publisher(
+                    publishing, args.payload_bytes, channel, sharded=redis.layout.cluster
                 )
-                await run_phases(args, gateway, publisher, subscribers, totals)
+                out(
+                    f"fan-out on {redis.layout.describe()}: gateway pid {gateway.pid}, {n:,} "
+                    f"subscribers to {CHANNEL} (connected and subscribed in {elapsed:.1f} s; "
+                    f"pub/sub channel {channel}), {publisher.frame_bytes} B event frames"
+                )
+                background = await redis_background(gateway, redis)
+                fixed, burst = await run_phases(
+                    args, gateway, publisher, subscribers, totals, redis
+                )
+                return Fanout(fixed, burst, background)
             finally:
-                await close_all(subscribers)
+                await publishing.aclose()
         finally:
-            await redis.aclose()
+            await close_all(subscribers)
     finally:
         gateway.stop()
 
 
-async def run_phases(
-    args: argparse.Namespace,
-    gateway: GatewayProcess,
-    publisher: Publisher,
-    subscribers: list[Subscriber],
-    totals: Totals,
+async def idle(
+    args: argparse.Namespace, redis: PrivateRedis, secret: Secret, totals: Totals
 ) -> None:
-    n = len(subscribers)
-    warmup = publisher.new_phase(WARMUP_EVENTS, subscribers)
-    await publisher.publish(warmup, WARMUP_EVENTS)
-    if not await warmup.received_within(WARMUP_EVENTS * n, DRAIN_TIMEOUT):
-        raise BenchError(f"warm-up: {warmup.received} of {WARMUP_EVENTS * n} deliveries")
-
-    events = max(1, round(args.rate * args.duration))
-    progress(f"phase 1: {events} events at {args.rate}/s")
-    phase = publisher.new_phase(events, subscribers)
-    meter = Meter(gateway)
-    loop = asyncio.get_running_loop()
-    start = loop.time()
-    for i in range(events):
-        delay = start + i / args.rate - loop.time()
-        if delay > 0:
-            await asyncio.sleep(delay)
-        await publisher.publish(phase)
-    await phase.received_within(events * n, DRAIN_TIMEOUT)
-    rate = args.rate * n
-    report_phase(
-        f"phase 1, fixed rate: {args.rate:g} events/s x {n:,} subscribers = {rate:,.0f} "
-        f"deliveries/s for {args.duration:g} s",
-        phase,
-        subscribers,
-        meter.stop(),
-        gateway,
-        totals,
-        p99_target=True,
-    )
-
-    events, window = args.burst_events, args.burst_window
-    progress(f"phase 2: {events} events, at most {window} in flight")
-    phase = publisher.new_phase(events, subscribers)
-    meter = Meter(gateway)
-    deadline = loop.time() + BURST_TIMEOUT
-    stalled = False
-    while phase.published < events:
-        # Keep `window` events in flight, counting an event delivered once `n` deliveries
-        # arrived: wait until at least one has been delivered, then top the window up.
-        need = (phase.published - window + 1) * n
-        remaining = deadline - loop.time()
-        if remaining <= 0 or not await phase.received_within(need, min(STALL_TIMEOUT, remaining)):
-            stalled = True
-            break
-        in_flight = phase.published - phase.received // n
-        await publisher.publish(phase, min(window - in_flight, events - phase.published))
-    await phase.received_within(phase.published * n, DRAIN_TIMEOUT)
-    measured = meter.stop()
-    cpu = measured.gateway / phase.received * 1e6 if phase.received else math.nan
-    totals.cpu_us = cpu
-    report_phase(
-        f"phase 2, max rate: {phase.published:,} events, at most {window} in flight"
-        + (" (stopped early: deliveries stalled)" if stalled else ""),
-        phase,
-        subscribers,
-        measured,
-        gateway,
-        totals,
-        p99_target=False,
-    )
-
-
-async def idle(args: argparse.Namespace, redis_url: str, secret: Secret, totals: Totals) -> None:
     count = args.idle_connections
-    gateway = GatewayProcess(redis_url, secret, max_connections=max(20_000, count + 100))
+    gateway = GatewayProcess(redis.env, secret, max_connections=max(20_000, count + 100))
     try:
         await gateway.wait_ready()
 
@@ -239,12 +196,12 @@ async def idle(args: argparse.Namespace, redis_url: str, secret: Secret, totals:
         out(f"  connections lost        {lost:,}")
 
 
-async def run(args: argparse.Namespace, redis_url: str) -> None:
+async def run(args: argparse.Namespace, redis: PrivateRedis) -> None:
     secret = Secret(os.urandom(32).hex())
     totals = Totals()
-    await fanout(args, redis_url, secret, totals)
+    await fanout(args, redis, secret, totals)
     if not args.skip_idle:
-        await idle(args, redis_url, secret, totals)
+        await idle(args, redis, secret, totals)
     summary(args, totals)
 
 
@@ -269,14 +226,71 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--idle-connections", type=int, default=10_000, help="phase 3 connections")
     parser.add_argument("--idle-seconds", type=float, default=20.0, help="phase 3 CPU window")
     parser.add_argument("--skip-idle", action="store_true", help="skip phase 3")
+    add_cluster_options(parser, partitions=None)
+    parser.add_argument(
+        "--compare",
+        default=None,
+        metavar="REF",
+        help="phases 1 and 2 with git ref REF's gateway and the tree's, alternating, side by side",
+    )
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=2,
+        help="with --compare or --cluster-compare: runs of each side, alternating",
+    )
     args = parser.parse_args(argv)
-    for name in ("subscribers", "burst_events", "burst_window", "idle_connections"):
+    check_cluster_options(parser, args)
+    for name in ("subscribers", "burst_events", "burst_window", "idle_connections", "rounds"):
         if getattr(args, name) < 1:
             parser.error(f"--{name.replace('_', '-')} must be at least 1")
     for name in ("rate", "duration", "idle_seconds"):
         if not getattr(args, name) > 0:
             parser.error(f"--{name.replace('_', '-')} must be positive")
     return args
+
+
+def pin_redis(redis: PrivateRedis) -> None:
+    """Every Redis server (each node of a cluster) on the load generator's CPU, off the
+    gateway's core: Redis competes with the load generator instead."""
+    if CAN_PIN:
+        for pid in redis.pids:
+            os.sched_setaffinity(pid, {LOADGEN_CPU})
+
+
+async def measure(args: argparse.Namespace, side: Side) -> Fanout:
+    """Phases 1 and 2 of ``side``'s gateway on a fresh Redis of its layout."""
+    with PrivateRedis(side.redis) as redis:
+        pin_redis(redis)
+        return await fanout(args, redis, Secret(os.urandom(32).hex()), Totals(), side.code_root)
+
+
+async def compare_layouts(args: argparse.Namespace) -> int:
+    """``--compare REF`` or ``--cluster-compare``: rounds of phases 1 and 2 (no idle phase),
+    alternating the sides, then the table."""
+
+    async def run_side(side: Side, log_dir: Path, profile: Path | None) -> Fanout:
+        return await measure(args, side)
+
+    load = (
+        f"{args.subscribers:,} subscribers, phase 1 at {args.rate:g} events/s for "
+        f"{args.duration:g} s, phase 2 {args.burst_events:,} events, {args.burst_window} in "
+        "flight"
+    )
+    figures = Figures(ROWS, line, "deliveries (none lost, duplicated or reordered)")
+    log_dir = Path(tempfile.mkdtemp(prefix="bench-fanout-"))
+    try:
+        if args.compare:
+            return await compare(
+                args.compare, args.rounds, log_dir, None, run_side, figures,
+                load=load, modules=("realtime_gateway",), redis=args.redis,
+            )  # fmt: skip
+        sides = cluster_sides(args.cluster_compare)
+        out(f"{args.rounds} round(s) of {', '.join(side.label for side in sides)}: {load}")
+        async with cancelled_on_sigterm():
+            return await report_rounds(sides, args.rounds, log_dir, None, run_side, figures)
+    finally:
+        shutil.rmtree(log_dir, ignore_errors=True)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -286,6 +300,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if chosen.scenario == "request":
         return bench.request.main(rest)
     args = parse_args(argv)
+    comparing = bool(args.compare or args.cluster_compare)
+    if comparing:
+        args.skip_idle = True
     connections = max(args.subscribers, 0 if args.skip_idle else args.idle_connections)
     try:
         limit = raise_open_files_limit(connections + 256)
@@ -298,22 +315,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     else:
         progress("fewer than 2 CPUs: nothing is pinned, and the numbers mix both sides")
     placement = (
-        f"gateway on CPU {GATEWAY_CPU}, load generator (pid {os.getpid()}) and Redis on CPU "
-        f"{LOADGEN_CPU}"
+        f"gateway on CPU {GATEWAY_CPU}, load generator (pid {os.getpid()}) and Redis (every "
+        f"node of a cluster) on CPU {LOADGEN_CPU}"
         if pinned
         else "nothing pinned (one CPU)"
     )
     out(f"{placement}; open files limit {limit}; Python {sys.version.split()[0]}, uvloop")
     try:
-        with RedisServer() as redis_server:
-            if pinned and redis_server.pid is not None:
-                # Off the gateway's core: Redis competes with the load generator instead.
-                os.sched_setaffinity(redis_server.pid, {LOADGEN_CPU})
-            uvloop.run(run(args, redis_server.url))
+        if comparing:
+            return uvloop.run(compare_layouts(args))
+        with PrivateRedis(args.redis) as redis:
+            pin_redis(redis)
+            uvloop.run(run(args, redis))
     except BenchError as exc:
         progress(f"failed: {exc}")
         return 1
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, asyncio.CancelledError):
         progress("interrupted")
         return 130
     return 0

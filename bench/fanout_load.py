@@ -27,6 +27,7 @@ from devtools.net import LOOPBACK
 
 __all__ = [
     "CHANNEL",
+    "OWNER",
     "Phase",
     "Publisher",
     "Subscriber",
@@ -141,10 +142,14 @@ class Subscriber(WsClient):
 
 
 class Publisher:
-    """PUBLISHes numbered, timestamped events of :data:`CHANNEL` on the bus."""
+    """Publishes numbered, timestamped events of :data:`CHANNEL` on the bus, on pub/sub channel
+    ``channel`` (where the gateway subscribed), with SPUBLISH if ``sharded`` (on a cluster:
+    ``redis`` is then the node that serves the channel's slot)."""
 
-    def __init__(self, redis: Redis, frame_bytes: int) -> None:
+    def __init__(self, redis: Redis, frame_bytes: int, channel: str, *, sharded: bool) -> None:
         self._redis = redis
+        self.channel = channel
+        self._command = "SPUBLISH" if sharded else "PUBLISH"
         self.next_seq = 1
         probe = {"seq": 10**6, "ts": time.time_ns(), "pad": ""}
         overhead = len(dump_client(Event(CHANNEL, "bench", probe).to_client()))
@@ -167,8 +172,8 @@ class Publisher:
                     phase.first_publish_ns = now
                 phase.sent[seq - phase.first_seq] = now
                 data = {"seq": seq, "ts": now, "pad": self.pad}
-                channel, body = event_message(OWNER, Event(CHANNEL, "bench", data))
-                pipe.publish(channel, body)
+                _, body = event_message(OWNER, Event(CHANNEL, "bench", data))
+                pipe.execute_command(self._command, self.channel, body)
             await pipe.execute()
         phase.published += count
 

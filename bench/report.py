@@ -17,6 +17,7 @@ from bench.system import (
     GatewayProcess,
     cpu_times,
     out,
+    process_cpu_ns,
     process_times,
 )
 
@@ -30,6 +31,7 @@ __all__ = [
     "TARGET_IDLE_KB",
     "TARGET_P99_MS",
     "Meter",
+    "PhaseFigures",
     "Totals",
     "Usage",
     "cpu_lines",
@@ -61,6 +63,8 @@ class Usage:
     #: charge to no process), other processes too.
     cpu_busy: float
     cpu_softirq: float
+    #: Every Redis server process (each node of a cluster) together, to the nanosecond.
+    redis: float = 0.0
 
     @property
     def gateway(self) -> float:
@@ -68,17 +72,20 @@ class Usage:
 
 
 class Meter:
-    """Wall time and CPU use of the gateway, its CPU and this process, since construction."""
+    """Wall time and CPU use of the gateway, its CPU, this process and the Redis servers
+    (``redis_pids``), since construction."""
 
-    def __init__(self, gateway: GatewayProcess) -> None:
+    def __init__(self, gateway: GatewayProcess, redis_pids: Sequence[int] = ()) -> None:
         self._pid = gateway.pid
+        self._redis_pids = tuple(redis_pids)
         self._start = self._sample()
 
     def _sample(self) -> Usage:
         user, system = process_times(self._pid)
         busy, softirq = cpu_times(GATEWAY_CPU) if CAN_PIN else (math.nan, math.nan)
         own = time.process_time()
-        return Usage(time.monotonic(), user, system, own, busy, softirq)
+        redis = sum(process_cpu_ns(pid) for pid in self._redis_pids) / 1e9
+        return Usage(time.monotonic(), user, system, own, busy, softirq, redis)
 
     def stop(self) -> Usage:
         end, start = self._sample(), self._start
@@ -112,6 +119,33 @@ def verdict(ok: bool) -> str:
     return "PASS" if ok else "FAIL"
 
 
+@dataclass(frozen=True, slots=True)
+class PhaseFigures:
+    """What a fan-out phase measured, as ``--compare`` and ``--cluster-compare`` set it side by
+    side (bench/fanout_figures.py)."""
+
+    deliveries_per_s: float
+    p50_ms: float
+    p99_ms: float
+    #: Deliveries lost, duplicated, out of order or stray: 0 in a sound run.
+    faults: int
+    gateway_us: float
+    #: Redis CPU (every node) per delivery, and per event (what one SPUBLISH costs it).
+    redis_us_per_delivery: float
+    redis_us_per_event: float
+    #: What the phase was: events published, seconds, Redis's CPU seconds (every node).
+    events: int = 0
+    wall: float = 0.0
+    redis_seconds: float = 0.0
+
+    def redis_us_per_event_beyond(self, idle_share: float) -> float:
+        """Redis's CPU per event beyond what it spends idle (``idle_share`` of a core, its
+        cron and a cluster's gossip), which a few events per second do not outweigh."""
+        if not self.events:
+            return math.nan
+        return (self.redis_seconds - idle_share * self.wall) / self.events * 1e6
+
+
 @dataclass(slots=True)
 class Totals:
     lost: int = 0
@@ -129,7 +163,10 @@ def report_phase(
     totals: Totals,
     *,
     p99_target: bool,
-) -> None:
+    redis_nodes: int = 0,
+) -> PhaseFigures:
+    """Print the phase's report (with Redis's CPU if ``redis_nodes`` servers were measured);
+    its figures."""
     gateway_cpu, own_cpu, wall = usage.gateway, usage.own, usage.wall
     n = len(subscribers)
     expected = phase.published * n
@@ -161,6 +198,8 @@ def report_phase(
             f"{percentile(spans, 0.5) / 1e6:.2f} ms max {spans[-1] / 1e6:.2f} ms"
         )
     per_delivery = gateway_cpu / phase.received * 1e6 if phase.received else math.nan
+    redis_per_delivery = usage.redis / phase.received * 1e6 if phase.received else math.nan
+    redis_per_event = usage.redis / phase.published * 1e6 if phase.published else math.nan
     # /proc counts whole clock ticks: below ~10 the figure is mostly rounding.
     coarse = "  (too few clock ticks to be precise)" if gateway_cpu < 10 / _CLOCK_TICKS else ""
     out(
@@ -174,12 +213,34 @@ def report_phase(
         f"of which softirq {usage.cpu_softirq:.2f} s (all processes)"
     )
     out(f"  gateway RSS             {gateway.rss_bytes() / 2**20:.1f} MiB")
+    if redis_nodes:
+        nodes = "" if redis_nodes == 1 else f", {redis_nodes} nodes together"
+        out(
+            f"  redis CPU               {usage.redis:.2f} s ({usage.redis / wall:.0%} of a core"
+            f"{nodes}) = {redis_per_event:.2f} µs per event, {redis_per_delivery:.3f} µs per "
+            "delivery"
+        )
     load = own_cpu / wall
     note = "  (saturated: the load generator may be the bottleneck)" if load > 0.9 else ""
     out(f"  load generator CPU      {own_cpu:.2f} s ({load:.0%} of a core){note}")
     closes = Counter(s.close_code or s.error or "?" for s in subscribers if s.closed.done())
     if closes:
         out(f"  connections lost        {sum(closes.values())}: {dict(closes)}")
+    p50, p99 = (
+        (percentile(ordered, q) / 1e6 for q in (0.50, 0.99)) if ordered else (math.nan, math.nan)
+    )
+    return PhaseFigures(
+        deliveries_per_s=phase.received / span_s,
+        p50_ms=p50,
+        p99_ms=p99,
+        faults=lost + phase.duplicates + phase.reordered + phase.strays,
+        gateway_us=per_delivery,
+        redis_us_per_delivery=redis_per_delivery,
+        redis_us_per_event=redis_per_event,
+        events=phase.published,
+        wall=wall,
+        redis_seconds=usage.redis,
+    )
 
 
 def summary(args: argparse.Namespace, totals: Totals) -> None:

@@ -10,8 +10,9 @@ Per request type it prints the table ``scripts/bench-bids`` prints per accepted 
 time of the gateway, the owning service and Redis per successful request over the measured
 window (from /proc/<pid>/stat), throughput, reply latency, errors, and whether every request
 got exactly one reply. The rate limits of the gateway and of chat are set far above the load,
-so any ``rate_limited`` is reported (as expected) but none should occur. Every process is
-stopped by PID on the way out.
+so any ``rate_limited`` is reported (as expected) but none should occur. ``--cluster`` runs it
+on a private Redis Cluster (chat and presence with a partition per master; Redis's CPU then
+every node's). Every process is stopped by PID on the way out.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from pathlib import Path
 
 import uvloop
 
+from bench.cluster_options import add_cluster_options, check_cluster_options
 from bench.request_driver import MAX_WINDOW, REQUEST_KINDS, RequestRun
 from bench.request_report import report_lines
 from bench.system import out, progress
@@ -44,7 +46,10 @@ CHAT_ENV = {"RT_CHAT_SEND_RATE": _UNLIMITED, "RT_CHAT_SEND_BURST": _UNLIMITED}
 
 
 def _start_services(stack: Stack, profile: Path | None) -> dict[str, Process]:
-    common = {"RT_REDIS_URL": stack.redis.url, "RT_LOG_LEVEL": "warning"}
+    common = {**stack.redis.env, "RT_LOG_LEVEL": "warning"}
+    masters = stack.redis.layout.masters
+    if masters:  # on a cluster, as scripts/run --cluster: a partition per master
+        common |= {"RT_CHAT_PARTITIONS": str(masters), "RT_PRESENCE_PARTITIONS": str(masters)}
     services = {
         "chat": Process(
             "chat", "chat_service", {**common, **CHAT_ENV}, stack.log_dir, profile=profile
@@ -71,7 +76,9 @@ async def run(options: argparse.Namespace, log_dir: Path, profile: Path | None) 
     # The driver keeps every latency: a full collection over them would stall it mid-run and
     # show up as latency that is not the system's.
     gc.disable()
-    with Stack(log_dir, instances=0, gateway_env=GATEWAY_ENV, profile=profile) as stack:
+    with Stack(
+        log_dir, instances=0, gateway_env=GATEWAY_ENV, profile=profile, redis=options.redis
+    ) as stack:
         services = _start_services(stack, profile)
         try:
             pids = {name: process.pid for name, process in services.items()}
@@ -79,7 +86,8 @@ async def run(options: argparse.Namespace, log_dir: Path, profile: Path | None) 
             progress(f"opening {options.connections} connections, each joining its own room")
             await requests.open()
             out(
-                f"request benchmark: 1 gateway, 1 chat and 1 presence instance, "
+                f"request benchmark on {options.redis.describe()}: 1 gateway, 1 chat and 1 "
+                "presence instance, "
                 f"{options.connections} connections (one user and room each), "
                 f"{options.duration:g} s measured after {options.warmup:g} s warm-up per type"
             )
@@ -120,7 +128,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--profile", default=None, help="run gateway and services under cProfile, to DIR"
     )
+    add_cluster_options(parser, partitions=None, compare=False)
     options = parser.parse_args(argv)
+    check_cluster_options(parser, options)
     options.requests = [kind.strip() for kind in options.requests.split(",") if kind.strip()]
     unknown = [kind for kind in options.requests if kind not in REQUEST_KINDS]
     if unknown or not options.requests:

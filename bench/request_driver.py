@@ -142,10 +142,11 @@ class RequestRun:
             for client in self.clients
         ]
         pids = {
-            "gateway": self.stack.gateways[0].pid,
-            owner: self.services[owner],
-            "redis": self.stack.redis.pid or 0,
-            "driver": os.getpid(),
+            "gateway": [self.stack.gateways[0].pid],
+            owner: [self.services[owner]],
+            # Every node of a cluster: what matters is Redis's CPU per request in all.
+            "redis": self.stack.redis.pids,
+            "driver": [os.getpid()],
         }
         loop = asyncio.get_running_loop()
         try:
@@ -154,13 +155,13 @@ class RequestRun:
                     for _ in range(options.window):
                         client.fire(False)
             await self._pace(loop.time() + options.warmup, state, tally)
-            before = {name: cpu_seconds(pid) for name, pid in pids.items()}
+            before = {name: sum(map(cpu_seconds, group)) for name, group in pids.items()}
             started = loop.time()
             state.measuring = True
             await self._pace(started + options.duration, state, tally)
             state.measuring = False
             tally.elapsed = loop.time() - started
-            after = {name: cpu_seconds(pid) for name, pid in pids.items()}
+            after = {name: sum(map(cpu_seconds, group)) for name, group in pids.items()}
             tally.cpu = {name: after[name] - before[name] for name in pids}
             state.sending = False
             if any(client.sent for client in self.clients):

@@ -9,11 +9,13 @@ import resource
 import sys
 import tempfile
 import time
+from collections.abc import Mapping
 from pathlib import Path
 
 from common.settings import Secret
 from devtools.net import LOOPBACK, free_port
 from devtools.processes import (
+    REPO_ROOT,
     ManagedProcess,
     ProcessError,
     environment,
@@ -31,6 +33,7 @@ __all__ = [
     "cpu_times",
     "free_port",
     "out",
+    "process_cpu_ns",
     "process_times",
     "progress",
     "raise_open_files_limit",
@@ -63,6 +66,17 @@ def process_times(pid: int) -> tuple[float, float]:
     return int(fields[11]) / _CLOCK_TICKS, int(fields[12]) / _CLOCK_TICKS
 
 
+def process_cpu_ns(pid: int) -> int:
+    """CPU nanoseconds of a process, all its threads (``/proc/<pid>/task/*/schedstat``): the
+    scheduler's own count, where ``/proc/<pid>/stat`` rounds to clock ticks (10 ms), too
+    coarse for what a Redis spends on a few thousand events."""
+    total = 0
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        with contextlib.suppress(FileNotFoundError):  # a thread that just ended
+            total += int((task / "schedstat").read_text().split()[0])
+    return total
+
+
 def cpu_times(cpu: int) -> tuple[float, float]:
     """Busy and softirq seconds of one CPU, whatever ran on it (``/proc/stat``)."""
     for line in Path("/proc/stat").read_text().splitlines():
@@ -84,14 +98,25 @@ CAN_PIN = {GATEWAY_CPU, LOADGEN_CPU} <= os.sched_getaffinity(0)
 
 
 class GatewayProcess:
-    """``python -m realtime_gateway`` on a free port, pinned with taskset, logging to a file."""
+    """``python -m realtime_gateway`` of ``code_root``'s checkout on a free port, pinned with
+    taskset, logging to a file."""
 
-    def __init__(self, redis_url: str, secret: Secret, *, max_connections: int) -> None:
+    def __init__(
+        self,
+        redis_env: Mapping[str, str],
+        secret: Secret,
+        *,
+        max_connections: int,
+        code_root: Path = REPO_ROOT,
+    ) -> None:
         # Only the variables set here: an RT_* of the caller must not change what is measured.
         port = free_port()
         env = environment(
             dict(
-                RT_REDIS_URL=redis_url,
+                **redis_env,
+                # ``code_root`` first on the path (and the working directory): another
+                # checkout's gateway wins over the editable install of this one (--compare).
+                PYTHONPATH=str(code_root),
                 RT_JWT_SECRET=secret.reveal(),
                 RT_HOST=LOOPBACK,
                 RT_PORT=str(port),
@@ -117,7 +142,9 @@ class GatewayProcess:
         # Removed in stop(), with the log in it.
         self._log_dir = tempfile.TemporaryDirectory(prefix="bench-gateway-")
         log = Path(self._log_dir.name) / "gateway.log"
-        self._process = ManagedProcess("gateway", command, env=env, port=port, log=log)
+        self._process = ManagedProcess(
+            "gateway", command, env=env, port=port, log=log, cwd=code_root
+        )
         self.port = port
         self.pid = self._process.pid
 

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from importlib import resources
 from typing import Any
 
+from redis.asyncio import Redis
 from redis.asyncio.cluster import ClusterNode, RedisCluster
 from redis.exceptions import NoScriptError
 
@@ -83,7 +84,10 @@ class Scripts:
         self, redis: RedisClient, package: str, names: Iterable[str], *, bare: Collection[str] = ()
     ) -> None:
         self._redis = redis
-        sharded = isinstance(redis, RedisCluster)
+        # Told apart once: isinstance of a Union-typed client costs on every batch.
+        self._cluster = redis if isinstance(redis, RedisCluster) else None
+        self._one = redis if isinstance(redis, Redis) else None
+        sharded = self._cluster is not None
         self.sources = {
             name: source(package, name, bare=name in bare, sharded=sharded) for name in names
         }
@@ -148,9 +152,10 @@ class Scripts:
             command(b"EVALSHA", shas[call.script], len(call.keys), *call.keys, *call.args)
             for call in calls
         ]
-        redis = self._redis
-        if not isinstance(redis, RedisCluster):
-            return await execute_encoded(redis, b"".join(encoded), len(calls))
+        if self._one is not None:
+            return await execute_encoded(self._one, b"".join(encoded), len(calls))
+        redis = self._cluster
+        assert redis is not None
         results = await _on_nodes(redis, calls, encoded)
         redirected = [i for i, result in enumerate(results) if is_redirect(result)]
         if redirected:

@@ -11,26 +11,49 @@ For every auction of the run:
 
 and for every accepted verdict a client received: the bid is in the history at that position
 with that amount and bidder (no accepted bid lost), and no key got two different verdicts.
+
+The keys are read under the names of this checkout (``bids:{bids.<n>}:...``). Asked to
+(``legacy_names``, for the REF side of ``scripts/bench-bids --compare``), the check reads
+those of a checkout from before the partitions (``bids:auction:<id>``, ``bids:history:<id>``,
+before commit f5046c0) when the auctions are found there only, and says so in its summary.
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
 from dataclasses import dataclass, field
-from typing import Any, cast
-from urllib.parse import urlsplit
-
-import redis
-from redis.cluster import ClusterNode
+from typing import Any, Protocol, cast
 
 from bids_service.keys import BidKeys
 from common.codec import load_bus
 from common.keys import Partitions
+from devtools.private_redis import BlockingClient, blocking_client
 
 
-__all__ = ["Accepted", "Report", "check_invariants"]
+__all__ = ["LEGACY_NAMES", "Accepted", "Report", "check_invariants"]
 
 _CHUNK = 5000
+
+
+class _Names(Protocol):
+    """Where an auction's hash and history are."""
+
+    def auction(self, auction: str) -> str: ...
+
+    def history(self, auction: str) -> str: ...
+
+
+class _LegacyNames:
+    """The names of a bids service from before the partitions: ``bids:auction:<id>``."""
+
+    def auction(self, auction: str) -> str:
+        return f"bids:auction:{auction}"
+
+    def history(self, auction: str) -> str:
+        return f"bids:history:{auction}"
+
+
+LEGACY_NAMES = _LegacyNames()
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,6 +74,8 @@ class Report:
     closed: int = 0
     client_accepted: int = 0
     violations: list[str] = field(default_factory=list)
+    #: Whether the keys were read under the names from before the partitions.
+    legacy_names: bool = False
 
     @property
     def ok(self) -> bool:
@@ -62,6 +87,11 @@ class Report:
             f"invariants: {verdict}: {self.auctions} auctions, {self.accepted_in_history} "
             f"accepted bids in history, {self.client_accepted} accepted verdicts seen by "
             f"clients, {self.closed} auctions closed"
+            + (
+                " (read under the key names from before the partitions)"
+                if self.legacy_names
+                else ""
+            )
         ]
         lines += [f"  - {violation}" for violation in self.violations[:20]]
         if len(self.violations) > 20:
@@ -72,12 +102,17 @@ class Report:
 _Entry = tuple[int, dict[str, Any], str | None]
 
 
-def _entry(entry_id: bytes, fields: dict[bytes, bytes] | list[bytes]) -> _Entry:
+def _pairs(reply: dict[bytes, bytes] | list[bytes]) -> dict[bytes, bytes]:
+    """A reply of field-value pairs as a dict: a cluster client's transaction hands back
+    HGETALL's and XRANGE's fields as flat lists (it applies no reply parsing)."""
+    if isinstance(reply, dict):
+        return reply
+    return dict(zip(reply[::2], reply[1::2], strict=True))
+
+
+def _entry(entry_id: bytes, reply: dict[bytes, bytes] | list[bytes]) -> _Entry:
     """A history entry as (position, envelope, idempotency key or None)."""
-    if isinstance(fields, list):
-        # redis-py's cluster client leaves a transaction's XRANGE reply unparsed: the
-        # fields come as a flat list of names and values.
-        fields = dict(zip(fields[::2], fields[1::2], strict=True))
+    fields = _pairs(reply)
     key = fields.get(b"k")
     return (
         int(entry_id.split(b"-")[0]),
@@ -86,21 +121,8 @@ def _entry(entry_id: bytes, fields: dict[bytes, bytes] | list[bytes]) -> _Entry:
     )
 
 
-def _client(redis_url: str, *, cluster: bool) -> redis.Redis | redis.RedisCluster:
-    """A client of ``redis_url``; with ``cluster``, of the Redis Cluster whose nodes it names,
-    comma-separated (as ``RT_REDIS_URL`` does with ``RT_REDIS_CLUSTER``)."""
-    if not cluster:
-        return redis.Redis.from_url(redis_url)
-    seeds = [urlsplit(seed.strip()) for seed in redis_url.split(",")]
-    return redis.RedisCluster(
-        startup_nodes=[ClusterNode(seed.hostname, seed.port or 6379) for seed in seeds],  # type: ignore[no-untyped-call]
-        username=seeds[0].username,
-        password=seeds[0].password,
-    )
-
-
 def _read_auction(
-    client: redis.Redis | redis.RedisCluster, names: BidKeys, auction: str
+    client: BlockingClient, names: _Names, auction: str
 ) -> tuple[dict[str, str], list[_Entry]]:
     """An auction's hash and every entry of its history, as of one instant.
 
@@ -123,7 +145,14 @@ def _read_auction(
         pipeline.xrange(history_key, start, "+")
         state, tail = pipeline.execute()
     entries += [_entry(entry_id, fields) for entry_id, fields in tail]
-    return {k.decode(): v.decode() for k, v in state.items()}, entries
+    return {k.decode(): v.decode() for k, v in _pairs(state).items()}, entries
+
+
+def _only_legacy(client: BlockingClient, names: _Names, auction: str) -> bool:
+    """Whether ``auction`` exists under the names from before the partitions only."""
+    return not client.exists(names.auction(auction)) and bool(
+        client.exists(LEGACY_NAMES.auction(auction))
+    )
 
 
 def check_invariants(
@@ -133,15 +162,19 @@ def check_invariants(
     *,
     partitions: int = 1,
     cluster: bool = False,
+    legacy_names: bool = False,
 ) -> Report:
     """Check the invariants over ``auctions`` and the verdicts clients received, on a bids
-    service of ``partitions`` partitions (``RT_BIDS_PARTITIONS``); with ``cluster``,
-    ``redis_url`` names the nodes of a Redis Cluster (``RT_REDIS_CLUSTER``)."""
-    names = BidKeys(Partitions("bids", partitions))
+    service of ``partitions`` partitions (``RT_BIDS_PARTITIONS``), on one Redis or on a
+    cluster (``redis_url`` then names its seeds, as ``RT_REDIS_URL`` does); with
+    ``legacy_names``, under the names from before the partitions if the auctions are there."""
+    names: _Names = BidKeys(Partitions("bids", partitions))
     report = Report(auctions=len(auctions))
     bad = report.violations.append
     placed: dict[tuple[str, int], tuple[int, str, str | None]] = {}
-    with _client(redis_url, cluster=cluster) as client:
+    with blocking_client(redis_url, cluster=cluster) as client:
+        if legacy_names and auctions and _only_legacy(client, names, auctions[0]):
+            names, report.legacy_names = LEGACY_NAMES, True
         for auction in auctions:
             state, history = _read_auction(client, names, auction)
             if not state:

@@ -260,10 +260,11 @@ def _check(environment: Environment, **kwargs: Any) -> None:
         mismatches = list(RUN.retry_mismatches)
         verdicts = Counter(RUN.verdicts)
         unanswered = RUN.unanswered
-    drained = wait_for_stream(RUN.config["redis_url"], "bids", deadline)
+    redis_url, cluster = RUN.config["redis_url"], bool(RUN.config.get("redis_cluster"))
+    drained = wait_for_stream(redis_url, "bids", deadline, cluster=cluster)
     auctions = [a["id"] for a in RUN.config["auctions"]]
     partitions = int(RUN.config.get("bids_partitions", 1))
-    report = check_invariants(RUN.config["redis_url"], auctions, accepted, partitions=partitions)
+    report = check_invariants(redis_url, auctions, accepted, partitions=partitions, cluster=cluster)
     for mismatch in mismatches:
         report.violations.append(f"a retry got another verdict: {mismatch}")
     counts = ", ".join(f"{name} {count}" for name, count in sorted(verdicts.items()))

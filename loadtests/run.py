@@ -4,7 +4,8 @@ Starts Redis, one gateway and ``--instances`` bids instances on loopback, create
 auctions (most outlive the run; ``--closing`` of them end halfway through it, so that closing
 is under load too), then runs locust for ``--time`` seconds with ``--users`` bidders and
 prints its summary and the invariant check (run once the verdicts still in flight are in, or
-``--settle`` seconds have passed). Exits with locust's status: non-zero when a
+``--settle`` seconds have passed). ``--cluster`` runs it on a private Redis Cluster of 3
+masters, the bids service in 3 partitions. Exits with locust's status: non-zero when a
 request failed or an invariant was violated.
 """
 
@@ -22,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from devtools.private_redis import SINGLE, RedisLayout
 from loadtests.stack import REPO_ROOT, Stack, cpu_seconds
 
 
@@ -58,9 +60,12 @@ def run_load(
     think_time: tuple[float, float] = (0.0, 0.05),
     settle_seconds: float | None = None,
     quiet: bool = False,
+    redis: RedisLayout = SINGLE,
 ) -> LoadResult:
-    """One locust run against a fresh stack; locust's output goes to stdout unless ``quiet``."""
-    with Stack(work_dir / "logs", instances=instances) as stack:
+    """One locust run against a fresh stack; locust's output goes to stdout unless ``quiet``.
+    On a cluster (``redis``) the bids service has a partition per master."""
+    bids_env = {"RT_BIDS_PARTITIONS": str(redis.masters)} if redis.cluster else {}
+    with Stack(work_dir / "logs", instances=instances, bids_env=bids_env, redis=redis) as stack:
         created = []
         for index in range(auctions):
             ends_soon = index < closing
@@ -80,6 +85,7 @@ def run_load(
             "gateway_ws": f"ws://127.0.0.1:{stack.gateways[0].port}/ws",
             "jwt_secret": stack.jwt_secret,
             "redis_url": stack.redis.url,
+            "redis_cluster": redis.cluster,
             "bids_partitions": stack.bids_partitions,
             "auctions": [
                 {key: auction[key] for key in ("id", "starting_price", "increment")}
@@ -123,7 +129,7 @@ def run_load(
         groups = {
             "gateway": [process.pid for process in stack.gateways],
             "bids": [process.pid for process in stack.instances],
-            "redis": [stack.redis.pid or 0],
+            "redis": stack.redis.pids,
         }
         before = {name: sum(cpu_seconds(pid) for pid in pids) for name, pids in groups.items()}
         children = resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -180,6 +186,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "timeout + 5 s)",
     )
     parser.add_argument("--work-dir", default=None, help="logs, CSV and results (default: tmp)")
+    parser.add_argument(
+        "--cluster",
+        action="store_true",
+        help="on a private Redis Cluster of 3 masters, the bids service in 3 partitions",
+    )
     options = parser.parse_args(argv)
     if not 1 <= options.users <= 500 or not 1 <= options.time <= 600:
         parser.error("keep the run bounded: 1-500 users, 1-600 seconds")
@@ -194,7 +205,8 @@ def main(argv: list[str] | None = None) -> int:
     work_dir.mkdir(parents=True, exist_ok=True)
     print(
         f"load test: {options.users} bidders, {options.time} s, {options.instances} bids "
-        f"instance(s), {options.auctions} auctions ({options.closing} ending mid-run); "
+        f"instance(s), {options.auctions} auctions ({options.closing} ending mid-run)"
+        f"{' on a Redis Cluster of 3 masters' if options.cluster else ''}; "
         f"logs and CSV in {work_dir}",
         flush=True,
     )
@@ -208,6 +220,7 @@ def main(argv: list[str] | None = None) -> int:
         work_dir=work_dir,
         think_time=tuple(options.think),
         settle_seconds=options.settle,
+        redis=RedisLayout(3) if options.cluster else SINGLE,
     )
     print(result.cpu_line())
     print(f"locust exited with {result.exit_code}")

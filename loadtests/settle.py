@@ -13,9 +13,8 @@ import threading
 import time
 from typing import Any, cast
 
-import redis
-
 from common.keys import request_stream
+from devtools.private_redis import blocking_client
 
 
 __all__ = ["InFlight", "wait_for_stream"]
@@ -62,14 +61,17 @@ class InFlight:
             return self._count
 
 
-def wait_for_stream(redis_url: str, service: str, deadline: float) -> bool:
+def wait_for_stream(
+    redis_url: str, service: str, deadline: float, *, cluster: bool = False
+) -> bool:
     """Wait until every request in ``service``'s streams (one per partition) was handled and
-    acknowledged.
+    acknowledged, on one Redis or on a cluster (``redis_url`` its seeds; the scan then goes
+    over every master).
 
     Returns:
         True once drained; False if requests were still waiting at ``deadline`` (monotonic).
     """
-    with redis.Redis.from_url(redis_url) as client:
+    with blocking_client(redis_url, cluster=cluster) as client:
         streams = [
             name.decode()
             for name in client.scan_iter(match=request_stream(service, "*"), _type="stream")

@@ -1,4 +1,5 @@
-"""A private stack on loopback for load tests and benchmarks: Redis, gateways, bids instances.
+"""A private stack on loopback for load tests and benchmarks: Redis (one server, or a Redis
+Cluster), gateways, bids instances.
 
 Everything listens on 127.0.0.1 on free ports; the JWT secret and the admin token are made
 for the run. Processes are stopped by PID (SIGTERM, then SIGKILL after a deadline), Redis
@@ -21,6 +22,7 @@ from common.auth import issue_token
 from common.codec import dump_client, load_client
 from common.settings import Secret
 from devtools.net import free_port
+from devtools.private_redis import SINGLE, PrivateRedis, RedisLayout
 from devtools.processes import (
     REPO_ROOT,
     ManagedProcess,
@@ -28,7 +30,6 @@ from devtools.processes import (
     python_command,
     wait_all_ready,
 )
-from devtools.redis_server import RedisServer
 from devtools.registry import routes_to
 from devtools.waiting import wait_until_blocking
 
@@ -98,7 +99,8 @@ class Process(ManagedProcess):
 
 
 class Stack:
-    """Redis, ``gateways`` gateways and ``instances`` bids instances, started together."""
+    """Redis (``redis``: one server or a cluster), ``gateways`` gateways and ``instances`` bids
+    instances, started together."""
 
     def __init__(
         self,
@@ -110,11 +112,12 @@ class Stack:
         bids_env: Mapping[str, str] | None = None,
         profile: Path | None = None,
         code_root: Path = REPO_ROOT,
+        redis: RedisLayout = SINGLE,
     ) -> None:
         self.log_dir = log_dir
         self.jwt_secret = secrets.token_hex(32)
         self.admin_token = secrets.token_hex(16)
-        self.redis = RedisServer()
+        self.redis = PrivateRedis(redis)
         self.gateways: list[Process] = []
         self.instances: list[Process] = []
         self._gateway_count = gateways
@@ -142,7 +145,7 @@ class Stack:
     def start(self) -> None:
         self.log_dir.mkdir(parents=True, exist_ok=True)
         self.redis.start()
-        common = {"RT_REDIS_URL": self.redis.url, "RT_LOG_LEVEL": "warning"}
+        common = {**self.redis.env, "RT_LOG_LEVEL": "warning"}
         for index in range(self._gateway_count):
             env = {
                 **common,
@@ -174,7 +177,7 @@ class Stack:
     def add_instance(self, *, wait: bool = True) -> Process:
         index = len(self.instances) + 1
         env = {
-            "RT_REDIS_URL": self.redis.url,
+            **self.redis.env,
             "RT_LOG_LEVEL": "warning",
             "RT_INSTANCE_ID": f"i{index}",
             "RT_BIDS_ADMIN_TOKEN": self.admin_token,

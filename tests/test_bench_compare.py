@@ -1,4 +1,4 @@
-"""``scripts/bench-bids --compare REF``'s helpers: REF's checkout, what it imports, the table."""
+"""``--compare REF``'s helpers: REF's checkout, what it imports, the bids table."""
 
 from __future__ import annotations
 
@@ -7,14 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from bench.compare import (
-    CheckoutError,
-    Sample,
-    dependency_changes,
-    import_origin,
-    ref_checkout,
-    side_by_side,
-)
+from bench.alternate import table
+from bench.bids_figures import ROWS, Sample
+from bench.compare import CheckoutError, dependency_changes, import_origin, ref_checkout
 from tests.support.processes import REPO_ROOT
 
 
@@ -73,7 +68,8 @@ def test_side_by_side_prints_means_rounds_and_ratio() -> None:
     """Each row has REF's and the tree's mean over rounds, each round's figure and tree/REF."""
     ref = [_sample(200.0, 3000.0), _sample(240.0, 5000.0)]
     tree = [_sample(50.0, 12000.0), _sample(60.0, 12000.0)]
-    lines = side_by_side(ref, tree)
+    lines = table(ROWS, {"REF": ref, "tree": tree})
+    assert lines[0].rstrip().endswith("tree/REF")
     gateway = next(line for line in lines if "gateway CPU" in line)
     assert "220.0 (200.0, 240.0)" in gateway
     assert "55.0 (50.0, 60.0)" in gateway

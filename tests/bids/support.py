@@ -11,7 +11,6 @@ from collections import defaultdict
 from collections.abc import Mapping
 from typing import Any, ClassVar, cast
 
-from redis.asyncio import Redis
 from websockets.asyncio.client import ClientConnection
 from websockets.exceptions import ConnectionClosed
 
@@ -88,7 +87,7 @@ class Launcher(ModuleProcesses):
 
 
 def make_store(
-    redis: Redis, *, partitions: int = 1, bid_rate: float = 1e6, bid_burst: int = 10**6
+    redis: RedisClient, *, partitions: int = 1, bid_rate: float = 1e6, bid_burst: int = 10**6
 ) -> BidStore:
     """A store as the service makes one: keys kept a minute, bids not limited unless asked."""
     return BidStore(
