@@ -17,7 +17,6 @@ import redis
 import redis.asyncio
 import redis.asyncio.cluster
 from redis.cluster import ClusterNode
-from redis.crc import key_slot
 
 from devtools.lifecycle import Started
 from devtools.net import LOOPBACK
@@ -144,9 +143,7 @@ class PrivateRedis(Started):
         its slot (for a publisher that talks to that node alone, as it would to one Redis)."""
         if self._cluster is None:
             return self.url
-        slot = key_slot(key.encode())
-        node = next(node for node in self._cluster.nodes() if node.is_master and node.serves(slot))
-        return self._cluster.server_of(node).url
+        return self._cluster.master_serving(key).url
 
     def subscribed_channels(self, pattern: str) -> list[str]:
         """The pub/sub channels matching ``pattern`` that some client subscribes to: PUBSUB

@@ -17,6 +17,7 @@ from typing import Any, Literal
 
 import redis
 from redis.backoff import NoBackoff
+from redis.crc import key_slot
 from redis.retry import Retry
 
 from devtools.cluster_forming import cluster_command, find_cli, form_with_cli, form_with_commands
@@ -169,6 +170,18 @@ class LocalCluster(Started):
     def server_of(self, node: ClusterNode) -> RedisServer:
         """The server process of ``node``."""
         return next(server for server in self.servers if server.port == node.port)
+
+    def master_serving(self, key: str) -> RedisServer:
+        """The server that is the master of ``key``'s slot now (failovers change which).
+
+        Raises:
+            RedisServerError: no master serves the slot (the cluster is not whole).
+        """
+        slot = key_slot(key.encode())
+        for node in self.nodes():
+            if node.is_master and node.serves(slot):
+                return self.server_of(node)
+        raise RedisServerError(f"no master serves slot {slot} of {key!r}")
 
     def master_servers(self) -> list[RedisServer]:
         """The servers that are masters now (failovers change which), in slot order."""

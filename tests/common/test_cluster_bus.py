@@ -238,14 +238,7 @@ async def test_the_sharded_listener_keeps_its_channels_across_a_failover(
         await publish_all(b"before")
         await wait_until(lambda: len(heard) == 3, "an event on every shard")
         victim_channel = next(iter(by_node.values()))
-        victim = cluster.server_of(
-            next(
-                node
-                for node in cluster.nodes()
-                if node.is_master and node.serves(key_slot(victim_channel.encode()))
-            )
-        )
-        victim.kill()
+        cluster.master_serving(victim_channel).kill()
         await wait_until(lambda: not listener.connected, "the listener to see its shard gone")
         await wait_until(lambda: bool(recoveries), "a recovery once subscribed again", within=30)
         assert listener.connected

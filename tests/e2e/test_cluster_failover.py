@@ -32,7 +32,7 @@ from tests.e2e.cluster_stack import (
     traffic_of,
 )
 from tests.e2e.traffic import chat_history, check_chat, check_delivery
-from tests.support.bus_redis import ONLY_ON_CLUSTER, master_serving
+from tests.support.bus_redis import ONLY_ON_CLUSTER
 from tests.support.processes import ManagedProcess
 from tests.support.waiting import MS, wait_until
 
@@ -116,9 +116,9 @@ async def test_a_killed_master_fails_over_under_traffic_losing_and_doubling_noth
     room = name("room")
     chat_keys = room_keys(room)
     auctions = spread(BIDS, name("auction"))
-    victim = master_serving(cluster, chat_keys.log(room))
+    victim = cluster.master_serving(chat_keys.log(room))
     (replica,) = cluster.replicas_of(victim)
-    assert any(master_serving(cluster, KEYS.history(a)) == victim for a in auctions), (
+    assert any(cluster.master_serving(KEYS.history(a)) == victim for a in auctions), (
         "no bids partition on the room's shard"
     )
     for auction in auctions:
@@ -139,7 +139,7 @@ async def test_a_killed_master_fails_over_under_traffic_losing_and_doubling_noth
         readiness.start()
 
         def promoted() -> bool:
-            return master_serving(cluster, chat_keys.log(room)) == replica
+            return cluster.master_serving(chat_keys.log(room)) == replica
 
         await wait_until(promoted, "the replica promoted", within=FAILOVER_DEADLINE)
         await wait_until(

@@ -36,7 +36,7 @@ from tests.e2e.cluster_stack import (
     traffic_of,
 )
 from tests.e2e.traffic import chat_history, check_chat, check_delivery
-from tests.support.bus_redis import ONLY_ON_CLUSTER, master_serving
+from tests.support.bus_redis import ONLY_ON_CLUSTER
 from tests.support.waiting import MS, wait_until
 
 
@@ -62,7 +62,7 @@ async def clients(stack: Stack) -> AsyncIterator[list[BidClient]]:
 
 def _exists_on(cluster: LocalCluster, key: str) -> bool:
     """Whether ``key`` is stored on the master of its slot (asked directly, no redirection)."""
-    server = master_serving(cluster, key)
+    server = cluster.master_serving(key)
     with redis.Redis.from_url(server.url, **cluster.client_options()) as node:
         return bool(node.exists(key))
 
@@ -78,8 +78,8 @@ async def test_a_room_and_auctions_on_other_shards_all_work_in_one_order_each(
     room = name("room")
     chat_keys = room_keys(room)
     auctions = spread(BIDS, name("auction"))
-    room_shard = master_serving(cluster, chat_keys.log(room))
-    auction_shards = {master_serving(cluster, KEYS.history(a)) for a in auctions}
+    room_shard = cluster.master_serving(chat_keys.log(room))
+    auction_shards = {cluster.master_serving(KEYS.history(a)) for a in auctions}
     assert len(auction_shards) == BIDS.count, "the bids partitions are not on three shards"
     assert auction_shards - {room_shard}, "no auction on another shard than the room"
 

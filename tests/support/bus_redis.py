@@ -18,11 +18,9 @@ import pytest
 import redis
 from redis.asyncio import Redis
 from redis.asyncio.cluster import ClusterNode as AsyncClusterNode, RedisCluster
-from redis.crc import key_slot
 
 from common.redis_client import RedisClient
 from devtools.redis_cluster import LocalCluster
-from devtools.redis_server import RedisServer
 
 
 __all__ = [
@@ -34,7 +32,6 @@ __all__ = [
     "cluster_settings",
     "cluster_url",
     "is_cluster",
-    "master_serving",
 ]
 
 #: Where a test's processes may run: the session's Redis, or its Redis Cluster.
@@ -87,12 +84,3 @@ def async_client(url: str, **options: Any) -> RedisClient:
         return Redis.from_url(url, **options)
     seeds = [AsyncClusterNode(host, port) for host, port in _seeds(url)]
     return RedisCluster(startup_nodes=seeds, **cluster.client_options(), **options)
-
-
-def master_serving(cluster: LocalCluster, key: str) -> RedisServer:
-    """The server that is the master of ``key``'s slot now (failovers change which)."""
-    slot = key_slot(key.encode())
-    for node in cluster.nodes():
-        if node.is_master and any(first <= slot <= last for first, last in node.slots):
-            return cluster.server_of(node)
-    raise AssertionError(f"no master serves slot {slot} of {key!r}")
